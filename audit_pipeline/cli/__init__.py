@@ -1,0 +1,9 @@
+"""The ``audit-pipeline`` command: the same core as the Dagster definitions, without a daemon.
+
+Each sub-command lives in its own module and registers itself on :data:`main`.
+"""
+
+from audit_pipeline.cli.app import main
+from audit_pipeline.cli import exports  # noqa: F401  (registers commands)
+
+__all__ = ["main"]

@@ -1,0 +1,1 @@
+"""Dagster declarations: thin wrappers that call the core modules."""

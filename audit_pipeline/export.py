@@ -1,0 +1,156 @@
+"""One day's export: source batches → the three writers → atomic publish to the object store.
+
+Layout (stable, analysts and tools rely on it)::
+
+    {export}/csv/date=YYYY-MM-DD/audit_logs.csv[.gz]
+    {export}/ndjson/date=YYYY-MM-DD/audit_logs.ndjson[.gz]
+    {export}/parquet/date=YYYY-MM-DD/audit_logs.parquet
+
+Nothing is published until every file of the day has been written completely; a failure
+anywhere leaves the previous good version of every object in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from audit_pipeline.settings import ExportSettings
+from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
+from audit_pipeline.storage import ObjectStore
+from audit_pipeline.writers import FORMATS, DayWriters, WrittenFile
+
+
+def day_prefix(fmt: str, day: dt.date) -> str:
+    return f"{fmt}/date={day.isoformat()}"
+
+
+def object_key(fmt: str, day: dt.date, name: str) -> str:
+    return f"{day_prefix(fmt, day)}/{name}"
+
+
+@dataclass(frozen=True)
+class PublishedObject:
+    format: str
+    key: str
+    uri: str
+    rows: int
+    bytes: int
+    sha256: str
+    content_type: str
+
+
+@dataclass
+class DayExport:
+    """What one export of one day produced; the basis for metadata, checks and manifests."""
+
+    day: dt.date
+    rows: int
+    min_created_at: dt.datetime | None
+    max_created_at: dt.datetime | None
+    first_id: str | None
+    last_id: str | None
+    objects: list[PublishedObject] = field(default_factory=list)
+    event_filter: EventFilter | None = None
+
+    def for_format(self, fmt: str) -> list[PublishedObject]:
+        return [o for o in self.objects if o.format == fmt]
+
+
+def _prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Read the source on its own thread so the database fetch overlaps with encoding."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                slots.put(batch)
+            slots.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            slots.put(exc)
+
+    worker = threading.Thread(target=pump, name="source-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+#: Called after every file is written and before anything is published; may add objects to publish.
+BeforePublish = Callable[[DayExport, dict[str, WrittenFile]], list[tuple[str, bytes, str]]]
+
+
+def export_day(
+    source: AuditSource,
+    store: ObjectStore,
+    day: dt.date,
+    options: ExportSettings,
+    *,
+    event_filter: EventFilter | None = None,
+    ndjson_observer: Callable[[memoryview], None] | None = None,
+    before_publish: BeforePublish | None = None,
+    fail_before_publish: Callable[[], None] | None = None,
+) -> DayExport:
+    """Export the UTC ``day``; returns what was published."""
+    store.check_writable()
+    source.check()
+    result = DayExport(day=day, rows=0, min_created_at=None, max_created_at=None, first_id=None, last_id=None, event_filter=event_filter)
+    with store.staging() as directory:
+        writers = DayWriters(
+            directory,
+            gzip_text=options.gzip,
+            csv_formula_protection=options.csv_formula_protection,
+            parquet_row_group_rows=options.parquet_row_group_rows,
+        )
+        if ndjson_observer is not None:
+            writers.ndjson_observers.append(ndjson_observer)
+        try:
+            for batch in _prefetch(source.iter_batches(TimeRange.for_day(day), event_filter=event_filter)):
+                if result.first_id is None:
+                    result.first_id = batch.column(0)[0].as_py()
+                    result.min_created_at = batch.column(12)[0].as_py()
+                result.last_id = batch.column(0)[-1].as_py()
+                result.max_created_at = batch.column(12)[-1].as_py()
+                writers.write(batch)
+            written = writers.close()
+        except BaseException:
+            writers.abort()
+            raise
+        result.rows = writers.rows
+        extra = before_publish(result, written) if before_publish else []
+        if fail_before_publish is not None:
+            fail_before_publish()
+        for fmt in FORMATS:
+            staged = written[fmt]
+            key = object_key(fmt, day, staged.name)
+            store.publish_file(staged.local_path, key, staged.content_type, staged.content_encoding)
+            result.objects.append(PublishedObject(fmt, key, store.uri(key), staged.rows, staged.bytes, staged.sha256, staged.content_type))
+            # A day holds exactly one object per format: drop a variant left by other settings (gzip on/off).
+            for stale in store.list(day_prefix(fmt, day)):
+                if stale != key:
+                    store.delete(stale)
+        for key, data, content_type in extra:
+            store.put_bytes(key, data, content_type)
+    return result

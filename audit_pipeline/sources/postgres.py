@@ -1,0 +1,209 @@
+"""PostgreSQL source: Arrow batches through ADBC (binary COPY underneath), keyset order.
+
+ADBC streams ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into Arrow record batches
+of bounded size (``adbc.postgresql.batch_size_hint_bytes``), which measured close to
+PostgreSQL's own ``COPY ... (FORMAT csv)`` with flat memory.  ``COPY (query)`` needs
+only SELECT, so a read-only role is enough.  Small control queries (preflight, counts,
+``pg_stat_activity``) go through psycopg.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+from sqlalchemy.engine import make_url
+
+from audit_pipeline.errors import ConfigError, SourceError
+from audit_pipeline.schema import COLUMNS, conform
+from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+
+#: How each column is selected: inet through its output function (``10.0.0.1``, ``10.0.0.0/24``;
+#: a plain ``::text`` cast would append ``/32``), jsonb as PostgreSQL's own jsonb text.
+_SELECT_EXPR: dict[str, str] = {
+    "ip_address": "nullif(format('%s', ip_address), '')",
+    "country": "country::text",
+    "metadata": "metadata::text",
+}
+
+
+def _select_list() -> str:
+    return ", ".join(f"{_SELECT_EXPR[c]} AS {c}" if c in _SELECT_EXPR else c for c in COLUMNS)
+
+
+def sql_literal(value: str) -> str:
+    """A standard-conforming SQL string literal (the only way user text reaches our SQL)."""
+    if "\x00" in value:
+        raise ConfigError("filter values cannot contain NUL characters")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _timestamp_literal(value: dt.datetime) -> str:
+    return f"'{value.astimezone(dt.timezone.utc).isoformat()}'::timestamptz"
+
+
+def glob_to_like(pattern: str) -> str:
+    """``audit.user.*`` style globs (``*`` and ``?``) as a LIKE pattern with ``\\`` escapes."""
+    if "[" in pattern:
+        raise ConfigError(f"pattern {pattern!r}: character classes are not supported, use * and ?")
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _any_like(column: str, patterns: tuple[str, ...]) -> str:
+    return "(" + " OR ".join(f"{column} LIKE {sql_literal(glob_to_like(p))} ESCAPE '\\'" for p in patterns) + ")"
+
+
+def filter_sql(event_filter: EventFilter | None) -> list[str]:
+    """WHERE conditions for a filter, so that filtering happens in the database."""
+    if event_filter is None or event_filter.is_empty:
+        return []
+    conditions = []
+    if event_filter.include_types:
+        conditions.append(_any_like("type", event_filter.include_types))
+    if event_filter.exclude_types:
+        conditions.append("NOT " + _any_like("type", event_filter.exclude_types))
+    if event_filter.include_tenants:
+        conditions.append(_any_like("coalesce(tenant_id, '')", event_filter.include_tenants))
+    if event_filter.exclude_tenants:
+        conditions.append("NOT " + _any_like("coalesce(tenant_id, '')", event_filter.exclude_tenants))
+    if event_filter.organizations:
+        conditions.append("organization_id IN (" + ", ".join(sql_literal(o) for o in event_filter.organizations) + ")")
+    return conditions
+
+
+def _where(time_range: TimeRange, after: Position | None, event_filter: EventFilter | None) -> str:
+    conditions = [
+        f"created_at >= {_timestamp_literal(time_range.start)}",
+        f"created_at < {_timestamp_literal(time_range.end)}",
+    ]
+    if after is not None:
+        ts = _timestamp_literal(after.created_at)
+        conditions.append(f"(created_at > {ts} OR (created_at = {ts} AND id COLLATE \"C\" > {sql_literal(after.id)}))")
+    conditions.extend(filter_sql(event_filter))
+    return " AND ".join(conditions)
+
+
+class PostgresSource(AuditSource):
+    def __init__(self, url: str, *, table: str = "audit_logs", batch_rows: int = 65_536, setting: str = "AUDIT_DATABASE_URL") -> None:
+        try:
+            parsed = make_url(url)
+        except Exception:
+            raise ConfigError(f"{setting} is not a valid database URL (expected postgresql://user@host:5432/dbname)") from None
+        if not parsed.drivername.startswith("postgresql"):
+            raise ConfigError(f"{setting} must be a postgresql:// URL, got a {parsed.drivername} URL")
+        self._libpq_url = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._setting = setting
+        self.description = f"PostgreSQL {parsed.set(drivername='postgresql').render_as_string(hide_password=True)} table {table}"
+        self.table = table
+        self.batch_rows = batch_rows
+        self._conn: psycopg.Connection[Any] | None = None
+
+    # -- control connection ---------------------------------------------------------------
+    def _control(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self._libpq_url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise SourceError(f"cannot connect to the audit database {self.description} ({reason}); check {self._setting}") from None
+        return self._conn
+
+    def check(self) -> None:
+        conn = self._control()
+        schema, _, name = self.table.rpartition(".")
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s AND (%s = '' OR table_schema = %s)"
+            " AND (%s <> '' OR table_schema = ANY (current_schemas(false)))",
+            (name, schema, schema, schema),
+        ).fetchall()
+        if not rows:
+            raise SourceError(
+                f"table {self.table} not found, or not readable by this role, in {self.description}; "
+                f"check {self._setting} and GRANT SELECT ON {self.table}"
+            )
+        present = {r[0] for r in rows}
+        missing = [c for c in COLUMNS if c not in present]
+        if missing:
+            raise SourceError(f"table {self.table} lacks column(s) {', '.join(missing)} expected of a HelloJohn audit_logs table ({self.description})")
+        try:
+            conn.execute(f"SELECT 1 FROM {self.table} LIMIT 0")
+        except psycopg.errors.InsufficientPrivilege:
+            raise SourceError(f"the role in {self._setting} may not SELECT from {self.table}; GRANT SELECT ON {self.table} TO that role") from None
+
+    def count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int:
+        row = self._control().execute(f"SELECT count(*) FROM {self.table} WHERE {_where(time_range, None, event_filter)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def oldest_open_write_start(self) -> dt.datetime | None:
+        """``xact_start`` of the oldest open transaction holding a transaction id (it has written).
+
+        Other roles' rows in ``pg_stat_activity`` are hidden unless this role has
+        ``pg_read_all_stats``; then this returns None and only the settle lag protects.
+        """
+        row = self._control().execute(
+            "SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
+            " AND datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def can_see_other_transactions(self) -> bool:
+        row = self._control().execute(
+            "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        return bool(row and row[0])
+
+    def now(self) -> dt.datetime:
+        row = self._control().execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        value: dt.datetime = row[0]
+        return value
+
+    # -- bulk reads --------------------------------------------------------------------------
+    def iter_batches(
+        self,
+        time_range: TimeRange,
+        *,
+        after: Position | None = None,
+        limit: int | None = None,
+        event_filter: EventFilter | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        query = f"SELECT {_select_list()} FROM {self.table} WHERE {_where(time_range, after, event_filter)} ORDER BY created_at, id COLLATE \"C\""
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        try:
+            conn = adbc.connect(self._libpq_url)
+        except Exception as exc:  # ADBC raises its own DB-API hierarchy
+            raise SourceError(f"cannot connect to the audit database {self.description} ({_first_line(exc)}); check {self._setting}") from None
+        try:
+            # ~600 bytes a row: batches of about batch_rows rows, bounded in bytes either way.
+            conn.adbc_connection.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(max(1, self.batch_rows) * 600)})
+        except Exception:  # older drivers: keep their default (16 MB)
+            pass
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(query)
+                reader = cursor.fetch_record_batch()
+            except Exception as exc:
+                raise SourceError(f"reading {self.table} from {self.description} failed: {_first_line(exc)}") from None
+            for batch in reader:
+                if batch.num_rows:
+                    yield conform(batch)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,184 @@
+"""Streaming writers for one day's export: one pass over the batches feeds CSV, NDJSON and Parquet.
+
+Each writer appends to a local staging file and hashes as it goes, so publishing needs no
+second read.  Parquet compression runs on a worker thread, overlapping with the CSV/NDJSON
+encoding on the calling thread (Arrow releases the GIL in both).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson
+from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+
+FORMATS: tuple[str, ...] = ("csv", "ndjson", "parquet")
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A staged file, ready to publish: what it holds and its fingerprint."""
+
+    format: str
+    local_path: Path
+    name: str
+    rows: int
+    bytes: int
+    sha256: str
+    content_type: str
+    content_encoding: str | None = None
+
+
+class _HashingFile:
+    """Writes bytes to a file, optionally through deterministic gzip, hashing what lands on disk."""
+
+    def __init__(self, path: Path, compress: bool) -> None:
+        self._raw: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS) if compress else None
+        self._crc = 0
+        self._plain_size = 0
+        if compress:
+            # gzip header with mtime 0 and no file name: re-runs stay byte-identical.
+            self._emit(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if data:
+            self._raw.write(data)
+            self._digest.update(data)
+            self._size += len(data)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._compressor is None:
+            self._emit(data)
+            return
+        self._crc = zlib.crc32(data, self._crc)
+        self._plain_size += len(data)
+        self._emit(self._compressor.compress(data))
+
+    def close(self) -> tuple[int, str]:
+        if self._compressor is not None:
+            self._emit(self._compressor.flush())
+            self._emit(self._crc.to_bytes(4, "little") + (self._plain_size & 0xFFFFFFFF).to_bytes(4, "little"))
+        self._raw.close()
+        return self._size, self._digest.hexdigest()
+
+    def abort(self) -> None:
+        self._raw.close()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DayWriters:
+    """The three writers of one export; ``write`` each batch in order, then ``close``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        gzip_text: bool = False,
+        csv_formula_protection: bool = True,
+        parquet_row_group_rows: int = 262_144,
+    ) -> None:
+        self.directory = directory
+        self.gzip_text = gzip_text
+        self.csv_formula_protection = csv_formula_protection
+        self.row_group_rows = parquet_row_group_rows
+        suffix = ".gz" if gzip_text else ""
+        self.names = {"csv": f"audit_logs.csv{suffix}", "ndjson": f"audit_logs.ndjson{suffix}", "parquet": "audit_logs.parquet"}
+        self._csv = _HashingFile(directory / self.names["csv"], gzip_text)
+        self._csv.write(CSV_HEADER)
+        self._ndjson = _HashingFile(directory / self.names["ndjson"], gzip_text)
+        self._parquet = pq.ParquetWriter(
+            directory / self.names["parquet"],
+            ARROW_SCHEMA,
+            compression="zstd",
+            compression_level=3,
+            write_statistics=True,
+            use_dictionary=["type", "actor_type", "resource_type", "tenant_id", "organization_id", "country", "result"],
+            sorting_columns=[pq.SortingColumn(COLUMNS.index("created_at")), pq.SortingColumn(COLUMNS.index("id"))],
+        )
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
+        self._parquet_job: Future[None] | None = None
+        self._lock = threading.Lock()
+        self.rows = 0
+        #: Called with each NDJSON chunk (the canonical bytes of its events), e.g. by the integrity chain.
+        self.ndjson_observers: list = []
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self.rows += batch.num_rows
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= self.row_group_rows:
+            self._flush_row_group()
+        ndjson = encode_ndjson(batch)
+        self._ndjson.write(ndjson)
+        for observer in self.ndjson_observers:
+            observer(ndjson)
+        self._csv.write(encode_csv(batch, self.csv_formula_protection))
+
+    def _flush_row_group(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=ARROW_SCHEMA)
+        self._pending, self._pending_rows = [], 0
+        if self._parquet_job is not None:
+            self._parquet_job.result()  # at most one row group in flight: bounded memory
+        self._parquet_job = self._pool.submit(self._parquet.write_table, table, row_group_size=len(table))
+
+    def close(self) -> dict[str, WrittenFile]:
+        self._flush_row_group()
+        if self._parquet_job is not None:
+            self._parquet_job.result()
+        self._pool.shutdown()
+        self._parquet.close()
+        csv_size, csv_sha = self._csv.close()
+        nd_size, nd_sha = self._ndjson.close()
+        pq_path = self.directory / self.names["parquet"]
+        encoding = "gzip" if self.gzip_text else None
+        return {
+            "csv": WrittenFile("csv", self.directory / self.names["csv"], self.names["csv"], self.rows, csv_size, csv_sha, CONTENT_TYPES["csv"], encoding),
+            "ndjson": WrittenFile(
+                "ndjson", self.directory / self.names["ndjson"], self.names["ndjson"], self.rows, nd_size, nd_sha, CONTENT_TYPES["ndjson"], encoding
+            ),
+            "parquet": WrittenFile("parquet", pq_path, self.names["parquet"], self.rows, pq_path.stat().st_size, _sha256_file(pq_path), CONTENT_TYPES["parquet"]),
+        }
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close):
+            try:
+                closer()
+            except Exception:  # noqa: S110 - best effort on the failure path; staging is discarded
+                pass
+
+
+def open_text_reader(handle: BinaryIO, name: str) -> BinaryIO:
+    """Undo the optional gzip of a CSV/NDJSON object when reading it back."""
+    return gzip.GzipFile(fileobj=handle) if name.endswith(".gz") else handle  # type: ignore[return-value]
