@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -23,6 +23,8 @@ DEFAULT_CONFIG_PATH = "audit_pipeline.yaml"
 DEFAULT_EXPORT_URL = "audit-exports"
 DEFAULT_PARTITION_START = "2024-01-01"
 DEFAULT_STATE_DIR = ".audit_pipeline"
+
+_M = TypeVar("_M", bound=BaseModel)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -156,3 +158,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     except ValidationError as exc:
         hint = " (environment variables " + ", ".join(_ENV_OVERRIDES) + " override the file)"
         raise ConfigError(_format_validation_error(exc, origin) + hint) from None
+
+
+def parse_section(model: type[_M], raw: Any, where: str) -> _M:
+    """Validate one section of the YAML (e.g. ``sinks.elasticsearch``) with errors naming the full key."""
+    try:
+        return model.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        lines = []
+        for item in exc.errors():
+            key = ".".join([where, *(str(p) for p in item["loc"])])
+            message = "unknown key (check the spelling against the README)" if item["type"] == "extra_forbidden" else item["msg"]
+            lines.append(f"  {key}: {message}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

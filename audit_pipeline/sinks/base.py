@@ -1,0 +1,140 @@
+"""The small interface every sink implements; shared machinery (batching, retries, dead
+letters, positions, lag) lives in the forwarding engine, not here.
+
+A sink receives an :class:`EventBatch` in ``(created_at, id)`` order and answers, per event,
+whether it was delivered, may be retried, or was rejected for good.  The engine advances
+the sink's position only past events that are delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from audit_pipeline.encoding import encode_ndjson, ndjson_line_offsets
+from audit_pipeline.schema import COLUMNS
+
+
+class EventBatch:
+    """A run of events, with their canonical NDJSON lines computed once, columnar.
+
+    ``line(i)`` is event *i* exactly as the NDJSON export prints it (no trailing newline);
+    sinks that need JSON build their payloads from these bytes instead of re-encoding.
+    """
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return int(self.batch.num_rows)
+
+    @cached_property
+    def _ndjson(self) -> tuple[memoryview, Any]:
+        chunk = encode_ndjson(self.batch)
+        return chunk, ndjson_line_offsets(chunk)
+
+    def line(self, i: int) -> bytes:
+        chunk, offsets = self._ndjson
+        return bytes(chunk[offsets[i] : offsets[i + 1] - 1])
+
+    def lines(self) -> Iterator[bytes]:
+        chunk, offsets = self._ndjson
+        for i in range(len(self)):
+            yield bytes(chunk[offsets[i] : offsets[i + 1] - 1])
+
+    def event(self, i: int) -> dict[str, Any]:
+        """Event *i* as a dict in column order (``metadata`` a nested object; big ints kept exact)."""
+        value: dict[str, Any] = orjson.loads(self.line(i)) if _orjson_exact(self.line(i)) else _json_exact(self.line(i))
+        return value
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return list(self.batch.column(COLUMNS.index("id")).to_pylist())
+
+    @cached_property
+    def created_at(self) -> list[dt.datetime]:
+        return list(self.batch.column(COLUMNS.index("created_at")).to_pylist())
+
+    @cached_property
+    def types(self) -> list[str]:
+        return list(self.batch.column(COLUMNS.index("type")).to_pylist())
+
+    def take(self, indices: Sequence[int]) -> EventBatch:
+        return EventBatch(self.batch.take(pa.array(indices, pa.int64())))
+
+
+def _orjson_exact(line: bytes) -> bool:
+    # orjson rejects integers beyond 64 bits; those lines take the stdlib path below.
+    try:
+        orjson.loads(line)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _json_exact(line: bytes) -> dict[str, Any]:
+    import json
+    from decimal import Decimal
+
+    value: dict[str, Any] = json.loads(line, parse_float=Decimal)
+    return value
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"  # acknowledged by the sink (including "already there", e.g. ES 409)
+    RETRY = "retry"  # transient: try again later (429, 5xx, timeouts)
+    REJECTED = "rejected"  # permanent for this event: goes to the dead letters with the reason
+
+
+@dataclass
+class DeliveryReport:
+    """Per-event outcome of one ``send``; indices refer to the batch that was sent."""
+
+    outcomes: list[Outcome]
+    reasons: dict[int, str] = field(default_factory=dict)
+    #: Seconds the sink asked us to wait before retrying (Retry-After), if any.
+    retry_after: float | None = None
+
+    @classmethod
+    def all(cls, n: int, outcome: Outcome, reason: str | None = None, retry_after: float | None = None) -> DeliveryReport:
+        return cls([outcome] * n, {i: reason for i in range(n)} if reason else {}, retry_after)
+
+    def indices(self, outcome: Outcome) -> list[int]:
+        return [i for i, o in enumerate(self.outcomes) if o is outcome]
+
+
+class SinkFailure(Exception):
+    """The sink as a whole cannot take events (bad credentials, 401/403, webhook gone);
+    the message names the setting to fix and never contains a secret."""
+
+
+class Sink(abc.ABC):
+    """One destination. Implementations are small: build a request, read the answer per event."""
+
+    #: The sink's name as used on the command line and in positions, e.g. ``elasticsearch`` or ``webhook:SIEM``.
+    name: str
+    #: Largest batch the engine should hand over (count); the engine also honours ``max_batch_bytes``.
+    max_batch_events: int = 1_000
+    max_batch_bytes: int = 5_000_000
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """One-time setup before the first send (e.g. install an index template)."""
+
+    def accepts(self, event_type: str) -> bool:
+        """Whether this sink wants an event of this type (webhook event filters); others are skipped as delivered."""
+        return True
+
+    @abc.abstractmethod
+    def send(self, events: EventBatch) -> DeliveryReport:
+        """Deliver the events; never raise for per-event problems, report them. Raise :class:`SinkFailure` only when the sink is unusable."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
