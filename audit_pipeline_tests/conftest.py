@@ -73,7 +73,7 @@ class PgDatabase:
 
     def fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with self.connect() as conn:
-            return conn.execute(query, params).fetchall()
+            return conn.execute(query, params or None).fetchall()
 
 
 def make_database(prefix: str = "audit_test") -> PgDatabase:

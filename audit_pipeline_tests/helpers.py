@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from audit_pipeline.schema import COLUMNS
+
+csv.field_size_limit(sys.maxsize)  # metadata may be megabytes
 
 
 def read_csv_rows(data: bytes) -> list[dict[str, str]]:

@@ -181,12 +181,9 @@ class PostgresSource(AuditSource):
         except Exception as exc:  # ADBC raises its own DB-API hierarchy
             raise SourceError(f"cannot connect to the audit database {self.description} ({_first_line(exc)}); check {self._setting}") from None
         try:
-            # ~600 bytes a row: batches of about batch_rows rows, bounded in bytes either way.
-            conn.adbc_connection.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(max(1, self.batch_rows) * 600)})
-        except Exception:  # older drivers: keep their default (16 MB)
-            pass
-        try:
             cursor = conn.cursor()
+            # ~600 bytes a row: batches of about batch_rows rows, bounded in bytes either way.
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(max(1, self.batch_rows) * 600)})
             try:
                 cursor.execute(query)
                 reader = cursor.fetch_record_batch()
