@@ -6,6 +6,7 @@ would find, not what the writer believed it wrote.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
@@ -68,3 +69,36 @@ def read_parquet_report(store: ObjectStore, key: str) -> ObjectReport:
 
 
 READERS = {"csv": read_csv_report, "ndjson": read_ndjson_report, "parquet": read_parquet_report}
+
+
+@dataclass(frozen=True)
+class DayCheck:
+    """The outcome of one check on one format of one day, phrased for the operator."""
+
+    passed: bool
+    description: str | None
+    metadata: dict[str, object]
+
+
+def check_completeness(store: ObjectStore, fmt: str, day: dt.date, expected_rows: int) -> DayCheck:
+    """Rows in every published object of the day, read back, against the source's count."""
+    from audit_pipeline.export import day_prefix
+
+    keys = store.list(day_prefix(fmt, day))
+    if not keys:
+        return DayCheck(False, f"no {fmt} object for {day}; materialize the partition", {"source_rows": expected_rows})
+    counts = {key: READERS[fmt](store, key).rows for key in keys}
+    found = sum(counts.values())
+    problem = None if found == expected_rows else f"{fmt} holds {found} rows but the source has {expected_rows} for {day}: re-materialize the partition"
+    return DayCheck(found == expected_rows, problem, {"source_rows": expected_rows, "exported_rows": found, "objects": counts})
+
+
+def check_schema(store: ObjectStore, fmt: str, day: dt.date) -> DayCheck:
+    """Columns (and, for Parquet, types) of every published object of the day."""
+    from audit_pipeline.export import day_prefix
+
+    keys = store.list(day_prefix(fmt, day))
+    problems = [f"{r.key}: {r.schema_problem}" for r in (READERS[fmt](store, k) for k in keys) if not r.schema_ok]
+    if not keys:
+        problems.append(f"no {fmt} object for {day}; materialize the partition")
+    return DayCheck(not problems, "; ".join(problems) or None, {"objects_checked": len(keys)})

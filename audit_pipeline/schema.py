@@ -32,10 +32,7 @@ TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 #: ``metadata`` travels as JSON text so that numbers keep every digit (no float round trip).
 ARROW_SCHEMA: pa.Schema = pa.schema(
-    [
-        pa.field(name, TIMESTAMP_TYPE if name == "created_at" else pa.string(), nullable=name not in REQUIRED)
-        for name in COLUMNS
-    ]
+    [pa.field(name, TIMESTAMP_TYPE if name == "created_at" else pa.string(), nullable=name not in REQUIRED) for name in COLUMNS]
 )
 
 DESCRIPTIONS: dict[str, str] = {

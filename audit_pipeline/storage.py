@@ -45,7 +45,7 @@ class ObjectStore:
             self.is_local = False
             self.protocol = "s3"
             self.root = bucket_and_prefix
-            self.bucket = bucket_and_prefix.split("/", 1)[0]
+            self.bucket: str | None = bucket_and_prefix.split("/", 1)[0]
             extra: dict[str, Any] = {}
             if sse == "AES256":
                 extra = {"ServerSideEncryption": "AES256"}

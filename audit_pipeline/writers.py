@@ -7,6 +7,7 @@ encoding on the calling thread (Arrow releases the GIL in both).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import threading
@@ -91,6 +92,19 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def open_parquet_writer(where: str | Path | BinaryIO) -> pq.ParquetWriter:
+    """The one Parquet layout (zstd, dictionaries, sorted by created_at, id) every export writes."""
+    return pq.ParquetWriter(
+        where,
+        ARROW_SCHEMA,
+        compression="zstd",
+        compression_level=3,
+        write_statistics=True,
+        use_dictionary=["type", "actor_type", "resource_type", "tenant_id", "organization_id", "country", "result"],
+        sorting_columns=[pq.SortingColumn(COLUMNS.index("created_at")), pq.SortingColumn(COLUMNS.index("id"))],
+    )
+
+
 class DayWriters:
     """The three writers of one export; ``write`` each batch in order, then ``close``."""
 
@@ -111,15 +125,7 @@ class DayWriters:
         self._csv = _HashingFile(directory / self.names["csv"], gzip_text)
         self._csv.write(CSV_HEADER)
         self._ndjson = _HashingFile(directory / self.names["ndjson"], gzip_text)
-        self._parquet = pq.ParquetWriter(
-            directory / self.names["parquet"],
-            ARROW_SCHEMA,
-            compression="zstd",
-            compression_level=3,
-            write_statistics=True,
-            use_dictionary=["type", "actor_type", "resource_type", "tenant_id", "organization_id", "country", "result"],
-            sorting_columns=[pq.SortingColumn(COLUMNS.index("created_at")), pq.SortingColumn(COLUMNS.index("id"))],
-        )
+        self._parquet = open_parquet_writer(directory / self.names["parquet"])
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
@@ -167,16 +173,16 @@ class DayWriters:
             "ndjson": WrittenFile(
                 "ndjson", self.directory / self.names["ndjson"], self.names["ndjson"], self.rows, nd_size, nd_sha, CONTENT_TYPES["ndjson"], encoding
             ),
-            "parquet": WrittenFile("parquet", pq_path, self.names["parquet"], self.rows, pq_path.stat().st_size, _sha256_file(pq_path), CONTENT_TYPES["parquet"]),
+            "parquet": WrittenFile(
+                "parquet", pq_path, self.names["parquet"], self.rows, pq_path.stat().st_size, _sha256_file(pq_path), CONTENT_TYPES["parquet"]
+            ),
         }
 
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close):
-            try:
+            with contextlib.suppress(Exception):  # best effort on the failure path; staging is discarded
                 closer()
-            except Exception:  # noqa: S110 - best effort on the failure path; staging is discarded
-                pass
 
 
 def open_text_reader(handle: BinaryIO, name: str) -> BinaryIO:

@@ -23,7 +23,7 @@ from psycopg import sql
 
 ADMIN_URL = os.environ.get("AUDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DDL = (Path(__file__).parent / "fixtures" / "audit_logs.sql").read_text()
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _with_db(url: str, dbname: str, user: str | None = None) -> str:
@@ -53,22 +53,35 @@ class PgDatabase:
     def insert(self, events: Iterable[dict[str, Any]]) -> int:
         """Insert events (dicts with any subset of the columns; metadata as object or JSON text)."""
         rows = 0
-        with self.connect() as conn, conn.cursor() as cur:
-            with cur.copy(
+        with (
+            self.connect() as conn,
+            conn.cursor() as cur,
+            cur.copy(
                 "COPY audit_logs (id, type, actor_id, actor_email, actor_type, resource_id, resource_type, tenant_id,"
                 " organization_id, ip_address, country, result, created_at, metadata) FROM STDIN"
-            ) as copy:
-                for e in events:
-                    metadata = e.get("metadata", {})
-                    copy.write_row(
-                        (
-                            e["id"], e.get("type", "user.login"), e.get("actor_id"), e.get("actor_email"), e.get("actor_type"),
-                            e.get("resource_id"), e.get("resource_type"), e.get("tenant_id"), e.get("organization_id"),
-                            e.get("ip_address"), e.get("country"), e.get("result", "success"), e["created_at"],
-                            metadata if isinstance(metadata, str) else json.dumps(metadata),
-                        )
+            ) as copy,
+        ):
+            for e in events:
+                metadata = e.get("metadata", {})
+                copy.write_row(
+                    (
+                        e["id"],
+                        e.get("type", "user.login"),
+                        e.get("actor_id"),
+                        e.get("actor_email"),
+                        e.get("actor_type"),
+                        e.get("resource_id"),
+                        e.get("resource_type"),
+                        e.get("tenant_id"),
+                        e.get("organization_id"),
+                        e.get("ip_address"),
+                        e.get("country"),
+                        e.get("result", "success"),
+                        e["created_at"],
+                        metadata if isinstance(metadata, str) else json.dumps(metadata),
                     )
-                    rows += 1
+                )
+                rows += 1
         return rows
 
     def fetch(self, query: str, *params: Any) -> list[tuple[Any, ...]]:

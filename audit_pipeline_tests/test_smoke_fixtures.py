@@ -1,11 +1,11 @@
 import datetime as dt
 
-from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.base import TimeRange
+from audit_pipeline.sources.postgres import PostgresSource
 
 
 def test_readonly_role_can_count(pg):
-    pg.insert([{"id": "a", "created_at": dt.datetime(2024, 1, 15, tzinfo=dt.timezone.utc)}])
+    pg.insert([{"id": "a", "created_at": dt.datetime(2024, 1, 15, tzinfo=dt.UTC)}])
     with PostgresSource(pg.readonly_url) as source:
         source.check()
         assert source.count(TimeRange.for_day(dt.date(2024, 1, 15))) == 1

@@ -3,7 +3,8 @@
 Each sub-command lives in its own module and registers itself on :data:`main`.
 """
 
-from audit_pipeline.cli.app import main
+from audit_pipeline.cli import export_range  # noqa: F401  (registers commands)
 from audit_pipeline.cli import exports  # noqa: F401  (registers commands)
+from audit_pipeline.cli.app import main
 
 __all__ = ["main"]

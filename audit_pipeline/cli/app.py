@@ -15,7 +15,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML configuration (default: $AUDIT_CONFIG or ./audit_pipeline.yaml).")
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None, help="YAML configuration (default: $AUDIT_CONFIG or ./audit_pipeline.yaml)."
+)
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """Export, forward, retain and verify HelloJohn audit logs."""

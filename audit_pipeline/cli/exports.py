@@ -33,12 +33,20 @@ def _run_export_job(days: list[dt.date], config: str | None) -> None:
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:
-            failure = next((e for e in result.all_events if e.is_failure and e.step_failure_data), None)
-            message = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data and failure.step_failure_data.error else "see the run log"
+            failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
+            data = failure.step_failure_data if failure else None
+            if data and data.user_failure_data and data.user_failure_data.description:
+                message = data.user_failure_data.description
+            elif data and data.error:
+                message = (data.error.cause or data.error).message.strip()
+            else:
+                message = "see the run log"
             raise AuditPipelineError(f"export of {day} failed: {message}")
         failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
         if failed_checks:
-            raise AuditPipelineError(f"export of {day} published, but checks failed: " + ", ".join(f"{c.asset_key.to_user_string()}:{c.check_name}" for c in failed_checks))
+            raise AuditPipelineError(
+                f"export of {day} published, but checks failed: " + ", ".join(f"{c.asset_key.to_user_string()}:{c.check_name}" for c in failed_checks)
+            )
         click.echo(f"{day}: ok")
 
 

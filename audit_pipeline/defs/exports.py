@@ -1,17 +1,17 @@
 """Daily export assets (CSV, NDJSON, Parquet from one pass), their checks, job and schedule."""
 
-
 import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
 
-from audit_pipeline.export import DayExport, day_prefix, export_day
-from audit_pipeline.readback import READERS
-from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
-from audit_pipeline.sources.base import TimeRange
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
+from audit_pipeline.export import DayExport, export_day
+from audit_pipeline.readback import DayCheck, check_completeness, check_schema
+from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
+from audit_pipeline.sources.base import TimeRange
 
 EXPORT_ASSETS = {
     "csv": dg.AssetKey("audit_logs_csv"),
@@ -22,7 +22,9 @@ SOURCE_TABLE = dg.AssetKey("audit_logs")
 EXPORT_POOL = "audit_source"
 
 COLUMN_SCHEMA = dg.TableSchema(
-    columns=[dg.TableColumn(f.name, str(f.type), description=DESCRIPTIONS[f.name], constraints=dg.TableColumnConstraints(nullable=f.nullable)) for f in ARROW_SCHEMA]
+    columns=[
+        dg.TableColumn(f.name, str(f.type), description=DESCRIPTIONS[f.name], constraints=dg.TableColumnConstraints(nullable=f.nullable)) for f in ARROW_SCHEMA
+    ]
 )
 
 _FORMAT_TEXT = {
@@ -84,13 +86,23 @@ def _metadata(export: DayExport, fmt: str, source_description: str) -> dict[str,
 )
 def audit_logs_daily_export(context: dg.AssetExecutionContext, audit: AuditPipelineResource) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     """Stream the partition day from the source once, writing all three formats, then publish atomically."""
-    settings = audit.settings()
-    store = audit.object_store()
-    with audit.open_source() as source:
-        export = export_day(source, store, _day(context), settings.export)
-        context.log.info(f"exported {export.rows} events of {export.day} from {source.description} to {store.uri('')}")
-        for fmt, key in EXPORT_ASSETS.items():
-            yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, source.description))
+    try:
+        settings = audit.settings()
+        store = audit.object_store()
+        with audit.open_source() as source:
+            export = export_day(source, store, _day(context), settings.export)
+            origin = source.description
+    except AuditPipelineError as exc:
+        # A message the operator can act on, instead of a stack trace in the UI.
+        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
+    context.log.info(f"exported {export.rows} events of {export.day} from {origin} to {store.uri('')}")
+    for fmt, key in EXPORT_ASSETS.items():
+        yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, origin))
+
+
+def _result(check: DayCheck) -> dg.AssetCheckResult:
+    metadata = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in check.metadata.items()}
+    return dg.AssetCheckResult(passed=check.passed, description=check.description, metadata=metadata)
 
 
 def _build_checks(fmt: str, key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
@@ -104,19 +116,9 @@ def _build_checks(fmt: str, key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
     )
     def complete(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
         day = dt.date.fromisoformat(context.partition_key)
-        store = audit.object_store()
-        keys = store.list(day_prefix(fmt, day))
         with audit.open_source() as source:
             expected = source.count(TimeRange.for_day(day))
-        if not keys:
-            return dg.AssetCheckResult(passed=False, description=f"no {fmt} object for {day}; materialize the partition", metadata={"source_rows": expected})
-        counts = {k: READERS[fmt](store, k).rows for k in keys}
-        found = sum(counts.values())
-        return dg.AssetCheckResult(
-            passed=found == expected,
-            description=None if found == expected else f"{fmt} holds {found} rows but the source has {expected} for {day}: re-materialize the partition",
-            metadata={"source_rows": expected, "exported_rows": found, "objects": dg.MetadataValue.json(counts)},
-        )
+        return _result(check_completeness(audit.object_store(), fmt, day, expected))
 
     @dg.asset_check(
         asset=key,
@@ -125,13 +127,7 @@ def _build_checks(fmt: str, key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
         partitions_def=daily_partitions,
     )
     def schema(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
-        day = dt.date.fromisoformat(context.partition_key)
-        store = audit.object_store()
-        keys = store.list(day_prefix(fmt, day))
-        problems = [f"{r.key}: {r.schema_problem}" for r in (READERS[fmt](store, k) for k in keys) if not r.schema_ok]
-        if not keys:
-            problems.append(f"no {fmt} object for {day}")
-        return dg.AssetCheckResult(passed=not problems, description="; ".join(problems) or None, metadata={"objects_checked": len(keys)})
+        return _result(check_schema(audit.object_store(), fmt, dt.date.fromisoformat(context.partition_key)))
 
     return [complete, schema]
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from audit_pipeline.settings import Settings
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Position(NamedTuple):
@@ -69,9 +69,7 @@ class EventFilter:
             return False
         if any(fnmatch.fnmatchcase(tenant, p) for p in self.exclude_tenants):
             return False
-        if self.organizations and (organization_id or "") not in self.organizations:
-            return False
-        return True
+        return not (self.organizations and (organization_id or "") not in self.organizations)
 
 
 class AuditSource(abc.ABC):

@@ -23,7 +23,7 @@ from audit_pipeline.sources.synthetic import generate_events
 
 DEMO_DAYS = tuple(dt.date(2024, 1, 13) + dt.timedelta(days=i) for i in range(4))
 DEMO_EVENTS_PER_DAY = 2_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 metadata_obj = sa.MetaData()
 audit_logs = sa.Table(

@@ -42,7 +42,7 @@ def sql_literal(value: str) -> str:
 
 
 def _timestamp_literal(value: dt.datetime) -> str:
-    return f"'{value.astimezone(dt.timezone.utc).isoformat()}'::timestamptz"
+    return f"'{value.astimezone(dt.UTC).isoformat()}'::timestamptz"
 
 
 def glob_to_like(pattern: str) -> str:
@@ -82,7 +82,7 @@ def _where(time_range: TimeRange, after: Position | None, event_filter: EventFil
     ]
     if after is not None:
         ts = _timestamp_literal(after.created_at)
-        conditions.append(f"(created_at > {ts} OR (created_at = {ts} AND id COLLATE \"C\" > {sql_literal(after.id)}))")
+        conditions.append(f'(created_at > {ts} OR (created_at = {ts} AND id COLLATE "C" > {sql_literal(after.id)}))')
     conditions.extend(filter_sql(event_filter))
     return " AND ".join(conditions)
 
@@ -122,8 +122,7 @@ class PostgresSource(AuditSource):
         ).fetchall()
         if not rows:
             raise SourceError(
-                f"table {self.table} not found, or not readable by this role, in {self.description}; "
-                f"check {self._setting} and GRANT SELECT ON {self.table}"
+                f"table {self.table} not found, or not readable by this role, in {self.description}; check {self._setting} and GRANT SELECT ON {self.table}"
             )
         present = {r[0] for r in rows}
         missing = [c for c in COLUMNS if c not in present]
@@ -144,16 +143,19 @@ class PostgresSource(AuditSource):
         Other roles' rows in ``pg_stat_activity`` are hidden unless this role has
         ``pg_read_all_stats``; then this returns None and only the settle lag protects.
         """
-        row = self._control().execute(
-            "SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
-            " AND datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchone()
+        row = (
+            self._control()
+            .execute("SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND datname = current_database() AND pid <> pg_backend_pid()")
+            .fetchone()
+        )
         return row[0] if row and row[0] is not None else None
 
     def can_see_other_transactions(self) -> bool:
-        row = self._control().execute(
-            "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
-        ).fetchone()
+        row = (
+            self._control()
+            .execute("SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles WHERE rolname = current_user")
+            .fetchone()
+        )
         return bool(row and row[0])
 
     def now(self) -> dt.datetime:
@@ -173,7 +175,7 @@ class PostgresSource(AuditSource):
     ) -> Iterator[pa.RecordBatch]:
         import adbc_driver_postgresql.dbapi as adbc
 
-        query = f"SELECT {_select_list()} FROM {self.table} WHERE {_where(time_range, after, event_filter)} ORDER BY created_at, id COLLATE \"C\""
+        query = f'SELECT {_select_list()} FROM {self.table} WHERE {_where(time_range, after, event_filter)} ORDER BY created_at, id COLLATE "C"'
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         try:

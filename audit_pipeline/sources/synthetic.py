@@ -50,7 +50,7 @@ def _ip(rng: random.Random) -> str | None:
 def generate_events(day: dt.date, count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
     """``count`` events spread over the UTC ``day``, in (created_at, id) order."""
     rng = random.Random(f"{seed}:{day.isoformat()}")
-    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     offsets = sorted(rng.randrange(86_400_000_000) for _ in range(count))
     for n, offset in enumerate(offsets):
         event_type, actor_type, resource_type = EVENT_TYPES[rng.randrange(len(EVENT_TYPES))]

@@ -15,9 +15,9 @@ from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore
-from audit_pipeline_tests.helpers import read_csv_rows, read_ndjson_rows
+from audit_pipeline_tests.helpers import read_csv_rows
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.date(2024, 1, 15)
 BIG_METADATA = {"blob": "x" * 3_000_000, "nested": [{"k": i} for i in range(1000)]}
 
@@ -47,7 +47,14 @@ TRICKY = [
     {"id": "ipv4", "created_at": "2024-01-15 05:00:00+00", "ip_address": "203.0.113.7"},
     {"id": "ipv6", "created_at": "2024-01-15 06:00:00+00", "ip_address": "2001:db8::1"},
     {"id": "netmask", "created_at": "2024-01-15 07:00:00+00", "ip_address": "10.1.0.0/16"},
-    {"id": "formula=", "created_at": "2024-01-15 08:00:00+00", "actor_email": "=HYPERLINK(\"http://evil\")", "tenant_id": "+1", "organization_id": "-2", "resource_id": "@SUM(A1)"},
+    {
+        "id": "formula=",
+        "created_at": "2024-01-15 08:00:00+00",
+        "actor_email": '=HYPERLINK("http://evil")',
+        "tenant_id": "+1",
+        "organization_id": "-2",
+        "resource_id": "@SUM(A1)",
+    },
     {"id": "big-meta", "created_at": "2024-01-15 09:00:00+00", "metadata": BIG_METADATA},
     {"id": "array-meta", "created_at": "2024-01-15 10:00:00+00", "metadata": [1, "two", {"three": 3}]},
     # Other offsets land on their UTC day.
@@ -63,7 +70,9 @@ def exported(pg, tmp_path: Path):
     pg.insert(TRICKY)
     # A raw jsonb literal the driver cannot re-spell: numbers exactly as written.
     with pg.connect() as conn:
-        conn.execute("""INSERT INTO audit_logs (id, type, result, created_at, metadata) VALUES ('raw-json', 'x', 'success', '2024-01-15 11:00:00+00', '{"n": 1.000, "e": 1E+2, "dup": 1, "dup": 2}')""")
+        conn.execute(
+            """INSERT INTO audit_logs (id, type, result, created_at, metadata) VALUES ('raw-json', 'x', 'success', '2024-01-15 11:00:00+00', '{"n": 1.000, "e": 1E+2, "dup": 1, "dup": 2}')"""
+        )
     store = ObjectStore(str(tmp_path / "exports"))
     with PostgresSource(pg.readonly_url, batch_rows=1_000) as source:
         result = export_day(source, store, DAY, ExportSettings())
@@ -76,7 +85,7 @@ def _source_rows(pg) -> list[dict]:
         " CASE WHEN ip_address IS NULL THEN NULL ELSE format('%s', ip_address) END, country, result,"
         " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), metadata::text"
         " FROM audit_logs WHERE created_at >= '2024-01-15T00:00:00Z' AND created_at < '2024-01-16T00:00:00Z'"
-        " ORDER BY created_at, id COLLATE \"C\""
+        ' ORDER BY created_at, id COLLATE "C"'
     )
     return [dict(zip(COLUMNS, row, strict=True)) for row in pg.fetch(query)]
 
@@ -107,7 +116,7 @@ def test_ndjson_holds_every_value_exactly(exported):
 
 
 def test_csv_holds_every_value_exactly(exported):
-    pg, store, result = exported
+    pg, store, _ = exported
     expected = _source_rows(pg)
     raw = store.read_bytes("csv/date=2024-01-15/audit_logs.csv")
     assert raw.startswith((",".join(COLUMNS) + "\r\n").encode())

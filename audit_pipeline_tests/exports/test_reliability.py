@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audit_pipeline.errors import ConfigError, SourceError, StorageError
+from audit_pipeline.errors import ConfigError, SourceError
 from audit_pipeline.export import export_day
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
@@ -174,7 +174,7 @@ def test_no_select_privilege_is_named(pg):
 
 
 def test_export_url_errors(tmp_path):
-    with pytest.raises(ConfigError, match="AUDIT_EXPORT_URL.*only a local path"):
+    with pytest.raises(ConfigError, match=r"AUDIT_EXPORT_URL.*only a local path"):
         ObjectStore("gs://bucket/x")
     with pytest.raises(ConfigError, match="names no bucket"):
         ObjectStore("s3://")
