@@ -1,0 +1,286 @@
+"""Datadog Logs: the HTTP logs intake v2, ``POST https://http-intake.logs.<site>/api/v2/logs``.
+
+Each audit event becomes one log entry: the reserved attributes ``ddsource`` (our ``source``),
+``service``, ``hostname``, ``ddtags``, ``status`` (``warn`` for failed actions), a one-line
+``message``, ``timestamp`` (milliseconds since the epoch), and every audit column as a top-level
+attribute, spliced from the event's canonical NDJSON line so values are never re-encoded
+(``created_at`` keeps its microseconds, ``id`` lets Datadog users drop duplicates).
+
+Limits from Datadog's "Send logs" reference, enforced here rather than discovered: at most
+1,000 entries and 5 MB uncompressed per request (a batch is split into several requests), and
+1 MB per entry. Datadog would silently truncate a larger entry, so such an event is rejected
+instead and kept whole in the dead letters, with the reason. A 413 splits the request in two.
+
+Old events: Datadog keeps a log's own timestamp only when it is at most 18 hours in the past
+(2 hours in the future). An event outside that window (a catch-up after an outage, a backfill)
+is sent without ``timestamp``, so Datadog stamps it with the intake time, and tagged
+``late:true`` (``future:true`` for clock skew); its true time stays in ``created_at``.
+``late_events: dead_letter`` sends such events to the dead letters instead.
+
+Delivery is at-least-once: a 2xx covers every entry of that request, a 408/429/5xx or a lost
+connection leaves the request's events to be retried (``Retry-After`` is passed on to the
+engine), and later requests of the same batch are not sent until it succeeds. Datadog has no
+idempotency key, so a request whose answer was lost may be indexed twice. 400/401/403 stop
+the sink with a message naming the setting; the position stays where it is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import httpx
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from audit_pipeline.schema import COLUMNS
+from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.sinks import http
+from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+
+#: Datadog sites and their logs intake hosts (Datadog API reference, "Send logs", v2).
+SITES: dict[str, str] = {
+    "datadoghq.com": "http-intake.logs.datadoghq.com",
+    "us3.datadoghq.com": "http-intake.logs.us3.datadoghq.com",
+    "us5.datadoghq.com": "http-intake.logs.us5.datadoghq.com",
+    "datadoghq.eu": "http-intake.logs.datadoghq.eu",
+    "ap1.datadoghq.com": "http-intake.logs.ap1.datadoghq.com",
+    "ap2.datadoghq.com": "http-intake.logs.ap2.datadoghq.com",
+    "uk1.datadoghq.com": "http-intake.logs.uk1.datadoghq.com",
+    "ddog-gov.com": "http-intake.logs.ddog-gov.com",
+    "us2.ddog-gov.com": "http-intake.logs.us2.ddog-gov.com",
+}
+#: The web UI host names people copy from their browser, mapped to the site they belong to.
+_SITE_ALIASES = {"app.datadoghq.com": "datadoghq.com", "app.datadoghq.eu": "datadoghq.eu", "app.ddog-gov.com": "ddog-gov.com"}
+
+MAX_ENTRIES = 1_000
+MAX_PAYLOAD_BYTES = 5_000_000
+MAX_ENTRY_BYTES = 1_000_000
+MAX_AGE = dt.timedelta(hours=18)
+MAX_AHEAD = dt.timedelta(hours=2)
+#: Room for the request to reach Datadog (and a retry or two) before its timestamps age out.
+WINDOW_MARGIN = dt.timedelta(minutes=10)
+
+
+class DatadogSettings(BaseModel):
+    """``sinks.datadog`` in the YAML, with the fields HelloJohn's own Datadog integration uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: SecretStr
+    site: str = "datadoghq.com"
+    #: Full intake URL, for a proxy or a test receiver; overrides ``site``.
+    url: str | None = None
+    service: str = "hellojohn"
+    source: str = "hellojohn-audit"
+    hostname: str = Field(default_factory=socket.gethostname)
+    #: ``["env:prod", "team:security"]``, ``{env: prod}`` or ``"env:prod,team:security"``.
+    tags: list[str] | dict[str, str] | str = Field(default_factory=list)
+    late_events: Literal["ingest_time", "dead_letter"] = "ingest_time"
+    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_present(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty; set it from the environment, e.g. api_key: ${DD_API_KEY}")
+        return value
+
+    @field_validator("site")
+    @classmethod
+    def _known_site(cls, value: str) -> str:
+        site = _SITE_ALIASES.get(value.strip().lower(), value.strip().lower())
+        if site not in SITES:
+            raise ValueError(f"unknown Datadog site {value!r}; use one of {', '.join(SITES)} (or set url)")
+        return site
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL of the logs intake, e.g. https://proxy.internal/api/v2/logs")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_list(cls, value: list[str] | dict[str, str] | str) -> list[str]:
+        if isinstance(value, str):
+            items = [t.strip() for t in value.split(",") if t.strip()]
+        elif isinstance(value, dict):
+            items = [f"{k}:{v}" for k, v in value.items()]
+        else:
+            items = [t.strip() for t in value]
+        for tag in items:
+            if not tag or "," in tag:
+                raise ValueError(f"tag {tag!r} must be non-empty and contain no comma")
+        return items
+
+    def intake_url(self) -> str:
+        return self.url or f"https://{SITES[self.site]}/api/v2/logs"
+
+
+def load_datadog_settings(settings: Settings) -> DatadogSettings:
+    return parse_section(DatadogSettings, settings.sinks.get("datadog"), "sinks.datadog")
+
+
+class DatadogSink(Sink):
+    name = "datadog"
+    max_batch_events = MAX_ENTRIES
+    #: Canonical NDJSON bytes per batch; the envelope adds about 300 bytes per entry, and
+    #: requests are split at 5 MB regardless.
+    max_batch_bytes = 4_000_000
+
+    def __init__(self, config: DatadogSettings, clock: Any = None) -> None:
+        self.config = config
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._client = http.client(config.timeout_seconds)
+        self._url = config.intake_url()
+        self._key = config.api_key.get_secret_value()
+        tags = list(config.tags) if isinstance(config.tags, list) else []
+        self._tags = ",".join(tags)
+        enc = http.json_string
+        self._prefix = b'{"ddsource":%s,"service":%s,"hostname":%s,"ddtags":' % (enc(config.source), enc(config.service), enc(config.hostname))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DatadogSink:
+        return cls(load_datadog_settings(settings))
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- building entries ---------------------------------------------------------------------
+    def _entries(self, events: EventBatch, report: DeliveryReport) -> list[bytes | None]:
+        now_us = _micros(self._clock())
+        oldest = now_us - _us(MAX_AGE - WINDOW_MARGIN)
+        newest = now_us + _us(MAX_AHEAD - WINDOW_MARGIN)
+        cols = _columns(events.batch, ("type", "result", "actor_email", "actor_id", "resource_type", "resource_id"))
+        created = events.batch.column(COLUMNS.index("created_at")).cast(pa.int64()).to_pylist()
+        entries: list[bytes | None] = []
+        for i, line in enumerate(events.lines()):
+            us = created[i]
+            tags, stamp = self._tags, b',"timestamp":%d' % (us // 1000)
+            if not oldest <= us <= newest:
+                if self.config.late_events == "dead_letter":
+                    report.outcomes[i] = Outcome.REJECTED
+                    report.reasons[i] = (
+                        "created_at is outside the window Datadog keeps a log's own time (18 h back, 2 h ahead);"
+                        " dead-lettered because sinks.datadog.late_events is dead_letter"
+                    )
+                    entries.append(None)
+                    continue
+                tags = _join_tags(tags, "late:true" if us < oldest else "future:true")
+                stamp = b""
+            status = b"warn" if cols["result"][i] == "failure" else b"info"
+            entry = b"".join(
+                (
+                    self._prefix,
+                    http.json_string(tags),
+                    b',"status":"%s","message":' % status,
+                    http.json_string(_summary(cols, i)),
+                    stamp,
+                    b",",
+                    line[1:],
+                )
+            )
+            if len(entry) > MAX_ENTRY_BYTES:
+                report.outcomes[i] = Outcome.REJECTED
+                report.reasons[i] = (
+                    f"the log entry is {len(entry):,} bytes, over Datadog's 1 MB per-log limit (Datadog would truncate it); kept whole here instead"
+                )
+                entries.append(None)
+                continue
+            entries.append(entry)
+        return entries
+
+    # -- sending ------------------------------------------------------------------------------
+    def send(self, events: EventBatch) -> DeliveryReport:
+        report = DeliveryReport([Outcome.RETRY] * len(events))
+        entries = self._entries(events, report)
+        pending = [i for i, e in enumerate(entries) if e is not None]
+        for chunk in _chunks(pending, entries):
+            if not self._post(chunk, entries, report):
+                break
+        return http.explain_unsent(report)
+
+    def _post(self, chunk: Sequence[int], entries: list[bytes | None], report: DeliveryReport) -> bool:
+        """Send one request; False when it must be retried (and nothing after it should be sent)."""
+        body = b"[" + b",".join(entries[i] or b"" for i in chunk) + b"]"
+        headers = {"DD-API-KEY": self._key, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+        try:
+            response = self._client.post(self._url, content=gzip.compress(body, compresslevel=6), headers=headers)
+        except httpx.HTTPError as exc:
+            http.mark(report, chunk, Outcome.RETRY, f"Datadog: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            return False
+        status = response.status_code
+        if 200 <= status < 300:
+            http.mark(report, chunk, Outcome.DELIVERED)
+            return True
+        if status == 413:
+            if len(chunk) == 1:
+                http.mark(report, chunk, Outcome.REJECTED, f"Datadog answered 413 Payload Too Large for this single entry ({len(body):,} bytes)")
+                return True
+            half = len(chunk) // 2
+            return self._post(chunk[:half], entries, report) and self._post(chunk[half:], entries, report)
+        if status in (408, 429) or status >= 500:
+            wait = http.retry_after(response)
+            if wait is not None:
+                report.retry_after = max(report.retry_after or 0.0, wait)
+            http.mark(report, chunk, Outcome.RETRY, f"Datadog answered {status}: {http.excerpt(response, [self._key])}")
+            return False
+        raise SinkFailure(self._failure(response))
+
+    def _failure(self, response: httpx.Response) -> str:
+        status = response.status_code
+        detail = http.excerpt(response, [self._key])
+        where = "sinks.datadog.url" if self.config.url else "sinks.datadog.site"
+        if status == 401:
+            return f"Datadog answered 401 Unauthorized (API key missing); set sinks.datadog.api_key, e.g. api_key: ${{DD_API_KEY}}. {detail}"
+        if status == 403:
+            return (
+                f"Datadog answered 403 Forbidden: the API key was refused; check sinks.datadog.api_key and that {where}"
+                f" ({self.config.url or self.config.site}) is the site the key belongs to. {detail}"
+            )
+        if status == 400:
+            return f"Datadog answered 400 Bad Request (malformed payload) at {where}; a proxy may be altering requests. {detail}"
+        return f"Datadog answered {status} at {where} ({self.config.url or self.config.site}); check that setting. {detail}"
+
+
+def _chunks(pending: list[int], entries: list[bytes | None]) -> Iterator[list[int]]:
+    """Runs of entries within Datadog's per-request limits (1,000 entries, 5 MB uncompressed)."""
+    chunk: list[int] = []
+    size = 2
+    for i in pending:
+        length = len(entries[i] or b"") + 1
+        if chunk and (len(chunk) == MAX_ENTRIES or size + length > MAX_PAYLOAD_BYTES):
+            yield chunk
+            chunk, size = [], 2
+        chunk.append(i)
+        size += length
+    if chunk:
+        yield chunk
+
+
+def _summary(cols: dict[str, list[Any]], i: int) -> str:
+    actor = cols["actor_email"][i] or cols["actor_id"][i] or "system"
+    resource = "/".join(v for v in (cols["resource_type"][i], cols["resource_id"][i]) if v)
+    return f"{cols['type'][i]} {cols['result'][i]} by {actor}" + (f" on {resource}" if resource else "")
+
+
+def _columns(batch: pa.RecordBatch, names: Sequence[str]) -> dict[str, list[Any]]:
+    return {name: batch.column(COLUMNS.index(name)).to_pylist() for name in names}
+
+
+def _join_tags(tags: str, extra: str) -> str:
+    return f"{tags},{extra}" if tags else extra
+
+
+def _micros(when: dt.datetime) -> int:
+    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _us(delta: dt.timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

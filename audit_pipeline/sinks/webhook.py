@@ -1,0 +1,243 @@
+"""Signed webhooks: one sink per entry of ``sinks.webhooks``, named ``webhook:<name>``.
+
+Each event is POSTed on its own (``batch: true`` sends JSON arrays of up to ``batch_size``
+events instead), the body being the event exactly as the NDJSON export prints it. Requests
+are signed the Standard Webhooks way: ``webhook-id`` (the audit log id, the same on every
+retry, so receivers can drop duplicates), ``webhook-timestamp`` (epoch seconds of this
+attempt) and ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``.
+The key is the secret's UTF-8 bytes, or for a ``whsec_`` secret the base64 after the prefix.
+During a key rotation ``secret`` may list several secrets; every signature is then sent,
+space-separated, and a receiver accepts the request if any one matches.
+
+Answers: 2xx delivers. 410 Gone means the receiver asks to stop: the webhook is disabled
+(:class:`SinkFailure` naming it; it stays disabled until its configuration changes) and keeps
+its position. 401/403 also stop it, since every later event would be refused the same way.
+Timeouts, connection failures, 3xx, 408, 429 and 5xx are retried (``Retry-After`` passed on)
+and the events after the failing one wait, so a receiver sees events in order. Any other 4xx
+rejects that event into the dead letters with the receiver's answer as the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import fnmatch
+import hashlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from standardwebhooks.webhooks import Webhook
+
+from audit_pipeline.errors import ConfigError
+from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.sinks import http
+from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
+_OURS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host", "user-agent"}
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_\-:+/=~]+$")
+
+
+class WebhookSettings(BaseModel):
+    """One entry of ``sinks.webhooks``, with the fields HelloJohn's webhook registration uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    url: str
+    #: Glob patterns over ``audit.<type>``, e.g. ``audit.*`` or ``audit.user.*``.
+    events: list[str] = Field(default_factory=lambda: ["audit.*"])
+    #: One secret, or several during a key rotation (all are used to sign).
+    secret: SecretStr | list[SecretStr]
+    #: Extra headers, e.g. ``{X-Source: hellojohn}``; values are treated as secrets (never logged).
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    batch: bool = False
+    batch_size: int = Field(default=100, ge=1, le=1_000)
+    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(ord(c) < 32 for c in value):
+            raise ValueError("must be a non-empty name without control characters, e.g. SIEM Audit Forward")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL, e.g. https://siem.example.com/api/ingest")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('selects no event; use ["audit.*"] for all events')
+        for pattern in value:
+            if not (pattern == "*" or pattern.startswith("audit.")):
+                raise ValueError(f"pattern {pattern!r} can never match: event names are audit.<type>, e.g. audit.* or audit.user.*")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secrets(cls, value: SecretStr | list[SecretStr]) -> SecretStr | list[SecretStr]:
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise ValueError("needs at least one secret")
+        for n, item in enumerate(items):
+            _key(item.get_secret_value(), f"secret #{n + 1}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for header in value:
+            if not _TOKEN.match(header):
+                raise ValueError(f"{header!r} is not a valid HTTP header name")
+            if header.lower() in _OURS:
+                raise ValueError(f"{header!r} is set by the pipeline itself and cannot be overridden")
+        return value
+
+    def secrets(self) -> list[str]:
+        items = self.secret if isinstance(self.secret, list) else [self.secret]
+        return [s.get_secret_value() for s in items]
+
+
+def _key(secret: str, what: str) -> bytes:
+    """The HMAC key: the secret's UTF-8 bytes, or the base64 payload of a ``whsec_`` secret."""
+    if not secret:
+        raise ValueError(f"{what} is empty; set it from the environment, e.g. secret: ${{WEBHOOK_SECRET}}")
+    if not secret.startswith("whsec_"):
+        return secret.encode("utf-8")
+    try:
+        key = base64.b64decode(secret[len("whsec_") :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{what} starts with whsec_ but the rest is not base64 (the Standard Webhooks secret form)") from None
+    if not key:
+        raise ValueError(f"{what} is whsec_ with nothing after it")
+    return key
+
+
+def load_webhook_settings(raw: Any, where: str = "sinks.webhooks") -> list[WebhookSettings]:
+    """Validate the ``sinks.webhooks`` list; names must be unique (they name the sinks)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ConfigError(f"configuration key '{where}' must be a list of webhooks, each with name, url, events and secret")
+    hooks = [parse_section(WebhookSettings, item, f"{where}[{n}]") for n, item in enumerate(raw)]
+    seen: dict[str, int] = {}
+    for n, hook in enumerate(hooks):
+        if hook.name in seen:
+            raise ConfigError(
+                f"configuration key '{where}[{n}].name': {hook.name!r} is already used by {where}[{seen[hook.name]}]; webhook names must be unique"
+            )
+        seen[hook.name] = n
+    return hooks
+
+
+def webhook_id(audit_id: str) -> str:
+    """The ``webhook-id`` for an event: its audit id, percent-encoded only when it holds
+    characters the spec or HTTP headers forbid (``.``, spaces, non-ASCII)."""
+    if _SAFE_ID.match(audit_id):
+        return audit_id
+    return quote(audit_id, safe="-_:+/=~").replace(".", "%2E")
+
+
+def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<signature>`` for each key, space-separated."""
+    when = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    text = body.decode("utf-8")
+    return " ".join(Webhook(key).sign(msg_id, when, text) for key in keys)
+
+
+class WebhookSink(Sink):
+    def __init__(self, config: WebhookSettings, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.name = f"webhook:{config.name}"
+        self.max_batch_events = config.batch_size if config.batch else 100
+        self.max_batch_bytes = 4_000_000
+        self._clock = clock
+        self._keys = [_key(s, "secret") for s in config.secrets()]
+        self._secret_values = [*config.secrets(), *(v.get_secret_value() for v in config.headers.values())]
+        self._extra = {k: v.get_secret_value() for k, v in config.headers.items()}
+        self._client = http.client(config.timeout_seconds)
+        self._gone: str | None = None
+
+    @classmethod
+    def all_from_settings(cls, settings: Settings) -> list[WebhookSink]:
+        return [cls(hook) for hook in load_webhook_settings(settings.sinks.get("webhooks"))]
+
+    def accepts(self, event_type: str) -> bool:
+        name = f"audit.{event_type}"
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.config.events)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(self, events: EventBatch) -> DeliveryReport:
+        if self._gone:
+            raise SinkFailure(self._gone)
+        report = DeliveryReport([Outcome.RETRY] * len(events))
+        accepted = [self.accepts(t) for t in events.types]
+        wanted = [i for i, ok in enumerate(accepted) if ok]
+        http.mark(report, (i for i, ok in enumerate(accepted) if not ok), Outcome.DELIVERED)  # not ours: nothing to send
+        size = self.config.batch_size if self.config.batch else 1
+        requests = [wanted[n : n + size] for n in range(0, len(wanted), size)]
+        for indices in requests:
+            if not self._post(events, indices, report):
+                break
+        return http.explain_unsent(report)
+
+    def _post(self, events: EventBatch, indices: list[int], report: DeliveryReport) -> bool:
+        if self.config.batch:
+            body = b"[" + b",".join(events.line(i) for i in indices) + b"]"
+            digest = hashlib.sha256("\n".join(events.ids[i] for i in indices).encode()).hexdigest()[:32]
+            msg_id = f"batch_{digest}"
+        else:
+            body = events.line(indices[0])
+            msg_id = webhook_id(events.ids[indices[0]])
+        timestamp = int(self._clock())
+        headers = {
+            **self._extra,
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self._keys, msg_id, timestamp, body),
+        }
+        try:
+            response = self._client.post(self.config.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            return False
+        status = response.status_code
+        if 200 <= status < 300:
+            http.mark(report, indices, Outcome.DELIVERED)
+            return True
+        detail = http.excerpt(response, self._secret_values)
+        if status == 410:
+            self._gone = (
+                f"webhook {self.config.name!r} answered 410 Gone: the receiver asks us to stop, so this webhook is disabled."
+                f" Fix or remove its entry in sinks.webhooks (name: {self.config.name}); its position is kept. {detail}"
+            ).strip()
+            raise SinkFailure(self._gone)
+        if status in (401, 403):
+            raise SinkFailure(
+                f"webhook {self.config.name!r} answered {status}: the receiver refuses our requests; check that its secret matches"
+                f" the secret (and any auth header in headers) of sinks.webhooks entry {self.config.name!r}. {detail}".strip()
+            )
+        if 400 <= status < 500 and status not in (408, 429):
+            http.mark(report, indices, Outcome.REJECTED, f"webhook {self.config.name!r} answered {status}: {detail}")
+            return True
+        wait = http.retry_after(response)
+        if wait is not None:
+            report.retry_after = max(report.retry_after or 0.0, wait)
+        http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r} answered {status}: {detail}")
+        return False
