@@ -41,6 +41,19 @@ class EventBatch:
         chunk = encode_ndjson(self.batch)
         return chunk, ndjson_line_offsets(chunk)
 
+    def ndjson(self) -> tuple[memoryview, Any]:
+        """The batch's NDJSON as one chunk (every line ends in ``\\n``) and the line start offsets
+        (``len(self) + 1`` of them): sinks that concatenate lines use it without per-event copies."""
+        return self._ndjson
+
+    def slice(self, start: int, stop: int) -> EventBatch:
+        """Events ``start..stop-1``, sharing this batch's NDJSON instead of encoding it again."""
+        chunk, offsets = self._ndjson
+        part = EventBatch(self.batch.slice(start, stop - start))
+        first = int(offsets[start])
+        part.__dict__["_ndjson"] = (chunk[first : int(offsets[stop])], offsets[start : stop + 1] - first)
+        return part
+
     def line(self, i: int) -> bytes:
         chunk, offsets = self._ndjson
         return bytes(chunk[offsets[i] : offsets[i + 1] - 1])

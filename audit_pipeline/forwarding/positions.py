@@ -1,0 +1,297 @@
+"""Durable per-sink positions and leases, in the state database (``state_url``).
+
+The position of a sink is the last ``(created_at, id)`` it has acknowledged; it lives in a
+SQL database (SQLite file by default, PostgreSQL when several machines forward) so that
+the Dagster runs and the ``audit-pipeline forward`` command continue from the same point.
+A sensor cursor alone would not do: it moves when a run is *requested*, not when the sink
+has acknowledged.
+
+Only one forwarder may deliver to a sink at a time.  It holds a *lease*: a row naming the
+holder and an expiry, taken with one conditional UPDATE (atomic on SQLite and PostgreSQL)
+and renewed with every batch.  Every position change is *fenced* by the lease in the same
+transaction: a forwarder that lost its lease (paused past the expiry, or its row was taken
+over) cannot move the position, and stops.  Lease times come from the database clock on
+PostgreSQL and from the local clock on SQLite (one machine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
+
+from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.settings import Settings
+from audit_pipeline.sources.base import Position
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+metadata = sa.MetaData()
+positions_table = sa.Table(
+    "audit_pipeline_sink_positions",
+    metadata,
+    sa.Column("sink", sa.String(200), primary_key=True),
+    # NULL created_at: the sink starts before the first event (start: earliest).
+    sa.Column("created_at_us", sa.BigInteger, nullable=True),
+    sa.Column("event_id", sa.Text, nullable=True),
+    sa.Column("delivered", sa.BigInteger, nullable=False, default=0),
+    sa.Column("dead_lettered", sa.BigInteger, nullable=False, default=0),
+    # Dead-lettered events not yet replayed successfully.
+    sa.Column("dead_letters_pending", sa.BigInteger, nullable=False, default=0),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+leases_table = sa.Table(
+    "audit_pipeline_sink_leases",
+    metadata,
+    sa.Column("sink", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+
+class LeaseLost(AuditPipelineError):
+    """Another forwarder took over this sink; this one must stop without moving the position."""
+
+
+class PositionConflict(AuditPipelineError):
+    """A position would move backwards: a bug or two writers; refused."""
+
+
+def micros(value: dt.datetime) -> int:
+    return (value - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=value)
+
+
+@dataclass(frozen=True)
+class SinkState:
+    sink: str
+    #: None: before the first event.
+    position: Position | None
+    delivered: int
+    dead_lettered: int
+    dead_letters_pending: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    holder: str
+    expires_in: float
+
+
+def new_holder() -> str:
+    """Who holds a lease: readable in messages (host and pid), unique per forwarder."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class PositionStore:
+    """Positions, counters and leases for every sink, in one small SQL database."""
+
+    def __init__(self, url: str, *, setting: str = "state_url") -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(f"{setting} is not a valid SQLAlchemy URL (e.g. sqlite:///state.db or postgresql://user@host/db)") from None
+        self.setting = setting
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.description = parsed.render_as_string(hide_password=True)
+        if self.is_sqlite:
+            database = parsed.database
+            if database and database != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+            self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 60})
+            _sqlite_immediate_transactions(self.engine)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+        self._create_schema()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PositionStore:
+        return cls(settings.resolved_state_url())
+
+    def _create_schema(self) -> None:
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except (IntegrityError, ProgrammingError):
+                # Another process created the tables at the same moment.
+                time.sleep(0.1 * (attempt + 1))
+            except OperationalError as exc:
+                raise AuditPipelineError(f"cannot open the state database {self.description} ({_first_line(exc)}); check {self.setting}") from None
+        metadata.create_all(self.engine, checkfirst=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- clock ------------------------------------------------------------------------------
+    def _now(self, conn: sa.Connection) -> float:
+        if self.is_sqlite:
+            return time.time()
+        return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, sink: str) -> SinkState | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(positions_table).where(positions_table.c.sink == sink)).first()
+        return _state(row) if row is not None else None
+
+    def all(self) -> list[SinkState]:
+        """Every sink's state (retention asks this before deleting rows a sink still needs)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(positions_table).order_by(positions_table.c.sink)).fetchall()
+        return [_state(r) for r in rows]
+
+    def lease(self, sink: str) -> LeaseInfo | None:
+        """The current, unexpired lease on a sink, if any."""
+        with self.engine.begin() as conn:
+            now = self._now(conn)
+            row = conn.execute(sa.select(leases_table).where(leases_table.c.sink == sink)).first()
+        if row is None or row.expires_at <= now:
+            return None
+        return LeaseInfo(row.holder, row.expires_at - now)
+
+    # -- leases ------------------------------------------------------------------------------
+    def acquire(self, sink: str, holder: str, lease_seconds: float) -> LeaseInfo | None:
+        """Take the sink's lease; returns None when taken, else who holds it."""
+        with self.engine.begin() as conn:
+            now = self._now(conn)
+            taken = conn.execute(
+                leases_table.update()
+                .where(leases_table.c.sink == sink)
+                .where(sa.or_(leases_table.c.expires_at <= now, leases_table.c.holder == holder))
+                .values(holder=holder, expires_at=now + lease_seconds)
+            ).rowcount
+            if taken == 1:
+                return None
+            row = conn.execute(sa.select(leases_table).where(leases_table.c.sink == sink)).first()
+            if row is not None:
+                return LeaseInfo(row.holder, row.expires_at - now)
+        try:
+            with self.engine.begin() as conn:
+                now = self._now(conn)
+                conn.execute(leases_table.insert().values(sink=sink, holder=holder, expires_at=now + lease_seconds))
+            return None
+        except IntegrityError:
+            # Someone inserted first: ask again, which answers who holds it.
+            return self.acquire(sink, holder, lease_seconds)
+
+    def renew(self, sink: str, holder: str, lease_seconds: float) -> None:
+        with self.engine.begin() as conn:
+            self._renew(conn, sink, holder, lease_seconds)
+
+    def _renew(self, conn: sa.Connection, sink: str, holder: str, lease_seconds: float) -> None:
+        now = self._now(conn)
+        renewed = conn.execute(
+            leases_table.update()
+            .where(leases_table.c.sink == sink, leases_table.c.holder == holder, leases_table.c.expires_at > now)
+            .values(expires_at=now + lease_seconds)
+        ).rowcount
+        if renewed != 1:
+            raise LeaseLost(
+                f"the lease on sink {sink} expired or was taken by another forwarder; stopping without moving its position "
+                "(raise forwarding.lease_seconds if passes pause longer than that)"
+            )
+
+    def release(self, sink: str, holder: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(leases_table.delete().where(leases_table.c.sink == sink, leases_table.c.holder == holder))
+
+    # -- positions ---------------------------------------------------------------------------
+    def initialise(self, sink: str, position: Position | None) -> SinkState:
+        """Record where a new sink starts; a sink that already has a position keeps it."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    positions_table.insert().values(
+                        sink=sink,
+                        created_at_us=micros(position.created_at) if position else None,
+                        event_id=position.id if position else None,
+                        delivered=0,
+                        dead_lettered=0,
+                        dead_letters_pending=0,
+                        updated_at=time.time(),
+                    )
+                )
+        except IntegrityError:
+            pass
+        state = self.get(sink)
+        assert state is not None
+        return state
+
+    def advance(self, sink: str, holder: str, position: Position, *, delivered: int, dead_lettered: int, lease_seconds: float) -> None:
+        """Move the position forward after a batch was acknowledged, renewing the lease, in one transaction."""
+        with self.engine.begin() as conn:
+            self._renew(conn, sink, holder, lease_seconds)
+            row = conn.execute(sa.select(positions_table).where(positions_table.c.sink == sink)).first()
+            if row is None:
+                raise PositionConflict(f"sink {sink} has no position to advance; it must be initialised first")
+            current = _state(row).position
+            if current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
+                raise PositionConflict(f"refusing to move sink {sink} back from {_show(current)} to {_show(position)}")
+            conn.execute(
+                positions_table.update()
+                .where(positions_table.c.sink == sink)
+                .values(
+                    created_at_us=micros(position.created_at),
+                    event_id=position.id,
+                    delivered=positions_table.c.delivered + delivered,
+                    dead_lettered=positions_table.c.dead_lettered + dead_lettered,
+                    dead_letters_pending=positions_table.c.dead_letters_pending + dead_lettered,
+                    updated_at=time.time(),
+                )
+            )
+
+    def replayed(self, sink: str, count: int) -> None:
+        """Dead letters delivered by a replay no longer count as pending."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                positions_table.update()
+                .where(positions_table.c.sink == sink)
+                .values(
+                    dead_letters_pending=sa.func.max(positions_table.c.dead_letters_pending - count, 0)
+                    if self.is_sqlite
+                    else sa.func.greatest(positions_table.c.dead_letters_pending - count, 0),
+                    delivered=positions_table.c.delivered + count,
+                    updated_at=time.time(),
+                )
+            )
+
+
+def _state(row: sa.Row) -> SinkState:  # type: ignore[type-arg]
+    position = None
+    if row.created_at_us is not None:
+        position = Position(from_micros(int(row.created_at_us)), row.event_id or "")
+    return SinkState(row.sink, position, int(row.delivered), int(row.dead_lettered), int(row.dead_letters_pending), float(row.updated_at))
+
+
+def _show(position: Position) -> str:
+    return f"({position.created_at.isoformat()}, {position.id})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sqlite_immediate_transactions(engine: Engine) -> None:
+    """SQLite: take the write lock at BEGIN, so that two processes queue instead of failing on upgrade."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,387 @@
+"""Elasticsearch sink: daily indices, an explicit index template, exactly-once through ``_id``.
+
+* Every event is a bulk ``create`` with ``_id`` = the audit log id, into the index named by the
+  event's UTC ``created_at`` (``hellojohn-audit-%Y.%m.%d`` by default, as the Logstash recipe
+  named them).  A replay after a crash gets a per-item ``409`` for ids already indexed, which
+  counts as delivered: the index never holds an event twice.
+* The bulk response is read item by item (failures hide inside an HTTP 200): ``409`` delivered,
+  ``429`` and ``5xx`` retried, other ``4xx`` dead-lettered with Elasticsearch's reason.  A request
+  that fails as a whole (connection, timeout, ``429``, ``5xx``) is retried; ``413`` splits it.
+* The bulk body is built by Arrow kernels from the events' NDJSON lines as exported, with no
+  per-event JSON encoding.
+* Versions: the client's major version must be the server's (the 9.x client sends
+  ``compatible-with=9``, which 8.x servers refuse).  This release supports Elasticsearch 9.x;
+  with an 8.x server install ``elasticsearch>=8,<9`` (the calls used here exist in both).
+  OpenSearch is refused by the client's product check.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from audit_pipeline.errors import ConfigError
+from audit_pipeline.schema import COLUMNS
+from audit_pipeline.settings import parse_section
+from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+
+DEFAULT_INDEX = "hellojohn-audit-%Y.%m.%d"
+#: Bump when the mappings change; a template with another version is replaced on first use.
+TEMPLATE_VERSION = 1
+_KEYWORD = {"type": "keyword", "ignore_above": 8191}  # 8191 chars stay under Lucene's 32 KB term limit
+_INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+
+
+def index_mappings() -> dict[str, Any]:
+    """Explicit mappings for the 14 columns.
+
+    * ids, types, e-mails, countries: ``keyword`` (exact match, aggregations); longer than 8191
+      characters is kept in ``_source`` but not indexed, rather than rejected.
+    * ``created_at``: ``date_nanos``, because ``date`` rounds to milliseconds and the audit order
+      is ``(created_at, id)`` at microseconds.
+    * ``ip_address``: ``ip`` with ``ignore_malformed``, plus ``ip_address.keyword``.  PostgreSQL
+      ``inet`` may hold a netmask (``10.0.0.0/24``), which an ``ip`` field rejects; such a value
+      stays searchable as text in ``.keyword`` and the event is never refused for it.
+    * ``metadata``: ``flattened``.  Its keys differ per event type and the same key may be a number
+      in one event and text in another; dynamic object mapping would grow a field per key (the
+      1,000-field limit) and reject conflicting events.  ``flattened`` indexes every leaf as a
+      keyword under one field (``metadata.user_agent: ...``), at the cost of numeric range queries.
+    """
+    properties: dict[str, Any] = {name: dict(_KEYWORD) for name in COLUMNS}
+    properties["created_at"] = {"type": "date_nanos"}
+    properties["ip_address"] = {"type": "ip", "ignore_malformed": True, "fields": {"keyword": dict(_KEYWORD)}}
+    properties["metadata"] = {"type": "flattened", "ignore_above": 8191}
+    return {"dynamic": "false", "properties": properties}
+
+
+class ElasticsearchSettings(BaseModel):
+    """``sinks.elasticsearch``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | list[str]
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    #: PEM file of the CA that signed the cluster's certificate.
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    #: strftime pattern applied to each event's UTC created_at.
+    index: str = DEFAULT_INDEX
+    template_name: str = "hellojohn-audit"
+    #: Install the index template on first use (needs manage_index_templates); false if admins manage it.
+    manage_template: bool = True
+    template_priority: int = Field(default=200, ge=0)
+    batch_events: int = Field(default=5_000, ge=1, le=100_000)
+    batch_bytes: int = Field(default=10_000_000, ge=10_000, le=100_000_000)
+    request_timeout: float = Field(default=60.0, gt=0)
+    http_compress: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _urls(cls, value: str | list[str]) -> str | list[str]:
+        for url in [value] if isinstance(value, str) else value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"must be http(s)://host:port, got {_redact(url)!r}")
+            if parts.username or parts.password:
+                raise ValueError("must not contain credentials; use username/password (or api_key) with ${ENV} values")
+        return value
+
+    @field_validator("index")
+    @classmethod
+    def _index(cls, value: str) -> str:
+        sample = render_index(value)
+        if not sample or _INVALID_INDEX.search(sample) or sample[0] in "-_+" or sample in (".", "..") or len(sample.encode()) > 255:
+            raise ValueError(
+                f"gives the index name {sample!r}, which Elasticsearch refuses: use lowercase letters, digits, '-', '.', '_' and strftime codes such as %Y.%m.%d"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ElasticsearchSettings:
+        if self.api_key is not None and (self.username or self.password):
+            raise ValueError("give either api_key or username/password, not both")
+        if bool(self.username) != bool(self.password):
+            raise ValueError("username and password go together")
+        return self
+
+
+def render_index(pattern: str, when: Any = None) -> str:
+    import datetime as dt
+
+    value = when or dt.datetime(2024, 1, 15, tzinfo=dt.UTC)
+    return str(pc.strftime(pa.array([value], pa.timestamp("us", tz="UTC")), format=pattern)[0].as_py())
+
+
+def template_patterns(pattern: str) -> list[str]:
+    """The index patterns the template covers: the literal part before the first strftime code, then ``*``."""
+    head = pattern.split("%", 1)[0]
+    return [head + "*"] if "%" in pattern else [pattern]
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def _json_strings(column: pa.Array) -> pa.Array:
+    """JSON string literals for ids (the same escaping as the NDJSON export)."""
+    if pc.any(pc.match_substring_regex(column, r"[\x00-\x1f]")).as_py():
+        import json
+
+        return pa.array([json.dumps(v, ensure_ascii=False) for v in column.to_pylist()], pa.large_string())
+    escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+    quote = pa.scalar('"', pa.large_string())
+    return pc.binary_join_element_wise(quote, escaped.cast(pa.large_string()), quote, pa.scalar("", pa.large_string()))
+
+
+def bulk_body(events: EventBatch, index_pattern: str) -> bytes:
+    """``{"create":{"_index":...,"_id":...}}`` then the event's exported line, for every event."""
+    n = len(events)
+    chunk, offsets = events.ndjson()
+    lines = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets.astype("int64")), pa.py_buffer(chunk)])
+    created = events.batch.column(COLUMNS.index("created_at"))
+    indices = pc.strftime(created, format=index_pattern).cast(pa.large_string())
+    ids = _json_strings(events.batch.column(COLUMNS.index("id")))
+    pieces = ['{"create":{"_index":"', indices, '","_id":', ids, "}}\n", lines, ""]
+    joined = pc.binary_join_element_wise(*[pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in pieces])
+    total = joined.buffers()[1]
+    import numpy as np
+
+    bounds = np.frombuffer(total, dtype=np.int64)
+    start, end = int(bounds[joined.offset]), int(bounds[joined.offset + n])
+    return bytes(memoryview(joined.buffers()[2])[start:end])
+
+
+def _reason(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}".strip()
+    cause = error.get("caused_by")
+    if isinstance(cause, dict):
+        text += f" (caused by {cause.get('type', '')}: {cause.get('reason', '')})"
+    return text
+
+
+class ElasticsearchSink(Sink):
+    name = "elasticsearch"
+
+    def __init__(self, settings: ElasticsearchSettings, *, where: str = "sinks.elasticsearch", client: Any = None) -> None:
+        self.settings = settings
+        self.where = where
+        self.max_batch_events = settings.batch_events
+        self.max_batch_bytes = settings.batch_bytes
+        urls = [settings.url] if isinstance(settings.url, str) else list(settings.url)
+        self.description = ", ".join(_redact(u) for u in urls)
+        self._client = client
+
+    @classmethod
+    def from_config(cls, raw: Any, where: str = "sinks.elasticsearch") -> ElasticsearchSink:
+        return cls(parse_section(ElasticsearchSettings, raw, where), where=where)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from elasticsearch import Elasticsearch
+
+            s = self.settings
+            options: dict[str, Any] = {
+                "request_timeout": s.request_timeout,
+                "max_retries": 0,  # the engine retries, with backoff, and knows which items to resend
+                "retry_on_timeout": False,
+                "verify_certs": s.verify_certs,
+                "http_compress": s.http_compress,
+            }
+            if s.ca_certs:
+                options["ca_certs"] = s.ca_certs
+            if s.api_key is not None:
+                options["api_key"] = s.api_key.get_secret_value()
+            elif s.username and s.password is not None:
+                options["basic_auth"] = (s.username, s.password.get_secret_value())
+            try:
+                self._client = Elasticsearch(s.url if isinstance(s.url, list) else [s.url], **options)
+            except ValueError as exc:
+                raise ConfigError(f"{self.where}: {exc}") from None
+        return self._client
+
+    # -- setup -----------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Check the server speaks our client's major version, then install the index template."""
+        import elasticsearch
+
+        info = self._call("reading the cluster info", lambda: self.client.info())
+        server = str(info.get("version", {}).get("number", "?"))
+        client_major = elasticsearch.__versionstr__.split(".")[0]
+        if server.split(".")[0] != client_major:
+            raise SinkFailure(self._version_message(server))
+        if self.settings.manage_template:
+            self._install_template()
+
+    def _version_message(self, server: str) -> str:
+        import elasticsearch
+
+        major = elasticsearch.__versionstr__.split(".")[0]
+        return (
+            f"Elasticsearch at {self.description} is version {server}, but the installed client is {elasticsearch.__versionstr__}; "
+            f"the client's major version must match the server's (this release supports Elasticsearch {major}.x; "
+            f"for another major version install the matching client, e.g. pip install 'elasticsearch>={server.split('.')[0]},<{int(server.split('.')[0]) + 1}')"
+            if server[:1].isdigit()
+            else f"Elasticsearch at {self.description} refused this {major}.x client's version header; the client's major version must match the server's"
+        )
+
+    def _install_template(self) -> None:
+        from elasticsearch import NotFoundError
+
+        name = self.settings.template_name
+        try:
+            current = self.client.indices.get_index_template(name=name)
+            templates = current.get("index_templates", [])
+            if templates and templates[0].get("index_template", {}).get("version") == TEMPLATE_VERSION:
+                return
+        except NotFoundError:
+            pass
+        except Exception as exc:
+            self._raise_for(exc, f"reading index template {name}", privilege="manage_index_templates")
+            raise
+        try:
+            self.client.indices.put_index_template(
+                name=name,
+                index_patterns=template_patterns(self.settings.index),
+                priority=self.settings.template_priority,
+                version=TEMPLATE_VERSION,
+                meta={"managed_by": "audit_pipeline", "description": "HelloJohn audit events, one index per UTC day"},
+                template={"mappings": index_mappings()},
+            )
+        except Exception as exc:
+            self._raise_for(exc, f"installing index template {name}", privilege="manage_index_templates")
+            raise
+
+    def _call(self, what: str, action: Any) -> Any:
+        try:
+            return action()
+        except Exception as exc:
+            self._raise_for(exc, what)
+            raise
+
+    def _raise_for(self, exc: BaseException, what: str, privilege: str = "create_doc and auto_configure") -> None:
+        """Turn what cannot get better by waiting into a SinkFailure; let transient errors through."""
+        from elasticsearch import ApiError, UnsupportedProductError
+
+        if isinstance(exc, UnsupportedProductError):
+            raise SinkFailure(
+                f"the server at {self.description} is not Elasticsearch (no X-Elastic-Product header; OpenSearch is not supported) ({self.where}.url)"
+            ) from None
+        if isinstance(exc, ApiError):
+            status = exc.meta.status
+            kind = _error_type(exc.body)
+            if status == 401:
+                raise SinkFailure(
+                    f"Elasticsearch at {self.description} refused the credentials (401) while {what}; check {self.where}.api_key or username/password"
+                ) from None
+            if status == 403 and kind != "cluster_block_exception":
+                hint = " or set manage_template: false and let an administrator install it" if privilege == "manage_index_templates" else ""
+                raise SinkFailure(
+                    f"Elasticsearch at {self.description} denied {what} (403 {kind}); the credentials in {self.where} need the {privilege} privilege "
+                    f"on {', '.join(template_patterns(self.settings.index))}{hint}"
+                ) from None
+            if status == 400 and kind == "media_type_header_exception":
+                raise SinkFailure(self._version_message(str(_error_reason(exc.body)).split("found ")[-1].strip() or "?")) from None
+            if status in (400, 404, 405, 406) or (400 <= status < 500 and status not in (408, 409, 413, 429)):
+                raise SinkFailure(f"Elasticsearch at {self.description} refused {what}: {status} {_reason(_error(exc.body))} ({self.where})") from None
+
+    # -- delivery --------------------------------------------------------------------------------
+    def send(self, events: EventBatch) -> DeliveryReport:
+        from elastic_transport import TransportError
+        from elasticsearch import ApiError
+
+        n = len(events)
+        body = bulk_body(events, self.settings.index)
+        try:
+            response = self.client.bulk(operations=body, filter_path=["errors", "items.*.status", "items.*.error"])
+        except ApiError as exc:
+            status = exc.meta.status
+            if status == 413:
+                return self._split(events, "413 request too large (http.max_content_length)")
+            retry_after = _retry_after(exc.meta.headers)
+            if status == 429 or status >= 500 or status == 408:
+                return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status} {_error_type(exc.body)}", retry_after)
+            self._raise_for(exc, "indexing events")
+            return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status}", retry_after)
+        except TransportError as exc:
+            return DeliveryReport.all(n, Outcome.RETRY, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        result = response.body if hasattr(response, "body") else response
+        if not result.get("errors"):
+            return DeliveryReport.all(n, Outcome.DELIVERED)
+        items = result.get("items") or []
+        if len(items) != n:
+            return DeliveryReport.all(n, Outcome.RETRY, f"bulk response had {len(items)} items for {n} actions")
+        outcomes: list[Outcome] = []
+        reasons: dict[int, str] = {}
+        for i, item in enumerate(items):
+            answer = next(iter(item.values())) if item else {}
+            status = int(answer.get("status", 0))
+            if status in (200, 201, 409):
+                outcomes.append(Outcome.DELIVERED)
+                continue
+            error = answer.get("error")
+            kind = error.get("type") if isinstance(error, dict) else None
+            if status == 404 and kind == "index_not_found_exception":
+                raise SinkFailure(
+                    f"Elasticsearch at {self.description} has no index {error.get('index', '') if isinstance(error, dict) else ''} and does not create it "
+                    f"(action.auto_create_index); allow {', '.join(template_patterns(self.settings.index))} or create the indices ({self.where}.index)"
+                )
+            if status == 429 or status >= 500 or status == 0 or kind == "cluster_block_exception":
+                outcomes.append(Outcome.RETRY)
+            else:
+                outcomes.append(Outcome.REJECTED)
+            reasons[i] = f"{status} {_reason(error)}"
+        return DeliveryReport(outcomes, reasons)
+
+    def _split(self, events: EventBatch, reason: str) -> DeliveryReport:
+        n = len(events)
+        if n == 1:
+            return DeliveryReport.all(1, Outcome.REJECTED, f"{reason}: this single event is larger than the cluster accepts")
+        half = n // 2
+        first, second = self.send(events.slice(0, half)), self.send(events.slice(half, n))
+        reasons = dict(first.reasons)
+        reasons.update({half + i: r for i, r in second.reasons.items()})
+        retry_after = max(first.retry_after or 0, second.retry_after or 0) or None
+        return DeliveryReport(first.outcomes + second.outcomes, reasons, retry_after)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _error(body: Any) -> Any:
+    return body.get("error") if isinstance(body, dict) else body
+
+
+def _error_type(body: Any) -> str:
+    error = _error(body)
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
+
+
+def _error_reason(body: Any) -> str:
+    error = _error(body)
+    return str(error.get("reason", "")) if isinstance(error, dict) else str(error or "")
+
+
+def _retry_after(headers: Any) -> float | None:
+    try:
+        value = headers.get("retry-after") if headers is not None else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
