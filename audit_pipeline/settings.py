@@ -51,6 +51,22 @@ class SourceSettings(_Section):
         return value
 
 
+class ExportFilterSettings(_Section):
+    """Glob patterns (``*``, ``?``) selecting the events of the daily exports; empty selects all."""
+
+    include_types: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
+    include_tenants: tuple[str, ...] = ()
+    exclude_tenants: tuple[str, ...] = ()
+
+    @field_validator("include_types", "exclude_types", "include_tenants", "exclude_tenants")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from audit_pipeline.event_filters import check_pattern
+
+        return tuple(check_pattern(p) for p in value)
+
+
 class ExportSettings(_Section):
     #: Local path, file://... or s3://bucket/prefix.
     url: str = DEFAULT_EXPORT_URL
@@ -62,6 +78,8 @@ class ExportSettings(_Section):
     s3_endpoint_url: str | None = None
     s3_sse: Literal["AES256", "aws:kms", "none"] = "AES256"
     s3_kms_key_id: str | None = None
+    #: Optional event filter for the daily exports (recorded in the asset metadata).
+    filter: ExportFilterSettings = ExportFilterSettings()
 
 
 class Settings(_Section):
