@@ -37,7 +37,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.schema import COLUMNS
-from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
@@ -122,10 +122,6 @@ class DatadogSettings(BaseModel):
         return self.url or f"https://{SITES[self.site]}/api/v2/logs"
 
 
-def load_datadog_settings(settings: Settings) -> DatadogSettings:
-    return parse_section(DatadogSettings, settings.sinks.get("datadog"), "sinks.datadog")
-
-
 class DatadogSink(Sink):
     name = "datadog"
     max_batch_events = MAX_ENTRIES
@@ -145,8 +141,9 @@ class DatadogSink(Sink):
         self._prefix = b'{"ddsource":%s,"service":%s,"hostname":%s,"ddtags":' % (enc(config.source), enc(config.service), enc(config.hostname))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DatadogSink:
-        return cls(load_datadog_settings(settings))
+    def from_config(cls, raw: dict[str, Any], where: str = "sinks.datadog") -> DatadogSink:
+        """Build from the ``sinks.datadog`` section (see :mod:`audit_pipeline.sinks.registry`)."""
+        return cls(parse_section(DatadogSettings, raw, where))
 
     def close(self) -> None:
         self._client.close()

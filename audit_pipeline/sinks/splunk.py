@@ -34,7 +34,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.schema import COLUMNS
-from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
@@ -84,10 +84,6 @@ class SplunkSettings(BaseModel):
         return value
 
 
-def load_splunk_settings(settings: Settings) -> SplunkSettings:
-    return parse_section(SplunkSettings, settings.sinks.get("splunk"), "sinks.splunk")
-
-
 class SplunkSink(Sink):
     name = "splunk"
     max_batch_events = 5_000
@@ -107,8 +103,9 @@ class SplunkSink(Sink):
         self._meta = b',"host":%s,"source":%s,"sourcetype":%s%s,"event":' % (enc(config.host), enc(config.source), enc(config.sourcetype), index)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SplunkSink:
-        return cls(load_splunk_settings(settings))
+    def from_config(cls, raw: dict[str, Any], where: str = "sinks.splunk") -> SplunkSink:
+        """Build from the ``sinks.splunk`` section (see :mod:`audit_pipeline.sinks.registry`)."""
+        return cls(parse_section(SplunkSettings, raw, where))
 
     def close(self) -> None:
         self._client.close()

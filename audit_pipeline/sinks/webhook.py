@@ -9,9 +9,11 @@ The key is the secret's UTF-8 bytes, or for a ``whsec_`` secret the base64 after
 During a key rotation ``secret`` may list several secrets; every signature is then sent,
 space-separated, and a receiver accepts the request if any one matches.
 
-Answers: 2xx delivers. 410 Gone means the receiver asks to stop: the webhook is disabled
-(:class:`SinkFailure` naming it; it stays disabled until its configuration changes) and keeps
-its position. 401/403 also stop it, since every later event would be refused the same way.
+Answers: 2xx delivers. 410 Gone means the receiver asks us to stop: the webhook is disabled
+(:class:`SinkFailure` naming it; this process sends it nothing more, and a later run stops at
+its first request the same way) with its position kept, so nothing is lost or dead-lettered
+until the entry is fixed, removed or set ``enabled: false``. 401/403 also stop it, since every
+later event would be refused the same way.
 Timeouts, connection failures, 3xx, 408, 429 and 5xx are retried (``Retry-After`` passed on)
 and the events after the failing one wait, so a receiver sees events in order. Any other 4xx
 rejects that event into the dead letters with the receiver's answer as the reason.
@@ -34,8 +36,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from standardwebhooks.webhooks import Webhook
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
@@ -126,23 +127,6 @@ def _key(secret: str, what: str) -> bytes:
     return key
 
 
-def load_webhook_settings(raw: Any, where: str = "sinks.webhooks") -> list[WebhookSettings]:
-    """Validate the ``sinks.webhooks`` list; names must be unique (they name the sinks)."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise ConfigError(f"configuration key '{where}' must be a list of webhooks, each with name, url, events and secret")
-    hooks = [parse_section(WebhookSettings, item, f"{where}[{n}]") for n, item in enumerate(raw)]
-    seen: dict[str, int] = {}
-    for n, hook in enumerate(hooks):
-        if hook.name in seen:
-            raise ConfigError(
-                f"configuration key '{where}[{n}].name': {hook.name!r} is already used by {where}[{seen[hook.name]}]; webhook names must be unique"
-            )
-        seen[hook.name] = n
-    return hooks
-
-
 def webhook_id(audit_id: str) -> str:
     """The ``webhook-id`` for an event: its audit id, percent-encoded only when it holds
     characters the spec or HTTP headers forbid (``.``, spaces, non-ASCII)."""
@@ -172,8 +156,9 @@ class WebhookSink(Sink):
         self._gone: str | None = None
 
     @classmethod
-    def all_from_settings(cls, settings: Settings) -> list[WebhookSink]:
-        return [cls(hook) for hook in load_webhook_settings(settings.sinks.get("webhooks"))]
+    def from_config(cls, raw: dict[str, Any], where: str = "sinks.webhooks[0]") -> WebhookSink:
+        """Build one webhook from its entry in ``sinks.webhooks`` (the registry builds one per entry)."""
+        return cls(parse_section(WebhookSettings, raw, where))
 
     def accepts(self, event_type: str) -> bool:
         name = f"audit.{event_type}"
