@@ -27,9 +27,30 @@ def _elasticsearch(raw: dict[str, Any], where: str) -> Sink:
     return ElasticsearchSink.from_config(raw, where)
 
 
+def _datadog(raw: dict[str, Any], where: str) -> Sink:
+    from audit_pipeline.sinks.datadog import DatadogSink
+
+    return DatadogSink.from_config(raw, where)
+
+
+def _splunk(raw: dict[str, Any], where: str) -> Sink:
+    from audit_pipeline.sinks.splunk import SplunkSink
+
+    return SplunkSink.from_config(raw, where)
+
+
+def _webhook(raw: dict[str, Any], where: str) -> Sink:
+    from audit_pipeline.sinks.webhook import WebhookSink
+
+    return WebhookSink.from_config(raw, where)
+
+
 #: ``sinks:`` key → builder.  Add an entry per sink module.
 BUILDERS: dict[str, SinkBuilder] = {
     "elasticsearch": _elasticsearch,
+    "datadog": _datadog,
+    "splunk": _splunk,
+    "webhooks": _webhook,  # a list: one sink per webhook, named webhook:<name>
 }
 
 
