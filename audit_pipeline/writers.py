@@ -20,7 +20,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson
+from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, format_created_at
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
 
 FORMATS: tuple[str, ...] = ("csv", "ndjson", "parquet")
@@ -114,7 +114,7 @@ class DayWriters:
         *,
         gzip_text: bool = False,
         csv_formula_protection: bool = True,
-        parquet_row_group_rows: int = 262_144,
+        parquet_row_group_rows: int = 122_880,
     ) -> None:
         self.directory = directory
         self.gzip_text = gzip_text
@@ -129,6 +129,7 @@ class DayWriters:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
+        self._csv_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv")
         self._parquet_job: Future[None] | None = None
         self._lock = threading.Lock()
         self.rows = 0
@@ -143,11 +144,14 @@ class DayWriters:
         self._pending_rows += batch.num_rows
         if self._pending_rows >= self.row_group_rows:
             self._flush_row_group()
-        ndjson = encode_ndjson(batch)
+        created_at = format_created_at(batch.column(COLUMNS.index("created_at")))
+        # CSV on a worker thread while NDJSON encodes here: the Arrow kernels release the GIL.
+        csv_job = self._csv_pool.submit(encode_csv, batch, self.csv_formula_protection, created_at)
+        ndjson = encode_ndjson(batch, created_at)
         self._ndjson.write(ndjson)
         for observer in self.ndjson_observers:
             observer(ndjson)
-        self._csv.write(encode_csv(batch, self.csv_formula_protection))
+        self._csv.write(csv_job.result())
 
     def _flush_row_group(self) -> None:
         if not self._pending:
@@ -163,6 +167,7 @@ class DayWriters:
         if self._parquet_job is not None:
             self._parquet_job.result()
         self._pool.shutdown()
+        self._csv_pool.shutdown()
         self._parquet.close()
         csv_size, csv_sha = self._csv.close()
         nd_size, nd_sha = self._ndjson.close()
@@ -180,6 +185,7 @@ class DayWriters:
 
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._csv_pool.shutdown(wait=True, cancel_futures=True)
         for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close):
             with contextlib.suppress(Exception):  # best effort on the failure path; staging is discarded
                 closer()
