@@ -81,10 +81,14 @@ def load(url: str, rows: int) -> None:
 
 # -- phases, each run in a child process ----------------------------------------------------------
 def phase_copy(url: str, out: Path) -> dict[str, float]:
-    with psycopg.connect(url) as conn, conn.cursor() as cur, open(out / "copy.csv", "wb") as handle:
-        with cur.copy(f"COPY ({SELECT}) TO STDOUT (FORMAT csv, HEADER)") as copy:
-            for chunk in copy:
-                handle.write(chunk)
+    with (
+        psycopg.connect(url) as conn,
+        conn.cursor() as cur,
+        open(out / "copy.csv", "wb") as handle,
+        cur.copy(f"COPY ({SELECT}) TO STDOUT (FORMAT csv, HEADER)") as copy,
+    ):
+        for chunk in copy:
+            handle.write(chunk)
     return {"bytes": (out / "copy.csv").stat().st_size}
 
 
