@@ -8,6 +8,7 @@ import dagster as dg
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
+from audit_pipeline.event_filters import daily_export_filter, describe
 from audit_pipeline.export import DayExport, export_day
 from audit_pipeline.readback import DayCheck, check_completeness, check_schema
 from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
@@ -60,6 +61,8 @@ def _metadata(export: DayExport, fmt: str, source_description: str) -> dict[str,
         "max_created_at": export.max_created_at.isoformat() if export.max_created_at else "(no events)",
         "source": source_description,
         "filtered": export.event_filter is not None and not export.event_filter.is_empty,
+        # The export.filter patterns, so that a filtered day is never taken for the whole day.
+        "filter": dg.MetadataValue.json(describe(export.event_filter)) if describe(export.event_filter) else None,
         "dagster/column_schema": COLUMN_SCHEMA,
     }
     return {k: v for k, v in meta.items() if v is not None}
@@ -90,7 +93,7 @@ def audit_logs_daily_export(context: dg.AssetExecutionContext, audit: AuditPipel
         settings = audit.settings()
         store = audit.object_store()
         with audit.open_source() as source:
-            export = export_day(source, store, _day(context), settings.export)
+            export = export_day(source, store, _day(context), settings.export, event_filter=daily_export_filter(settings.export))
             origin = source.description
     except AuditPipelineError as exc:
         # A message the operator can act on, instead of a stack trace in the UI.
@@ -117,7 +120,7 @@ def _build_checks(fmt: str, key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
     def complete(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
         day = dt.date.fromisoformat(context.partition_key)
         with audit.open_source() as source:
-            expected = source.count(TimeRange.for_day(day))
+            expected = source.count(TimeRange.for_day(day), daily_export_filter(audit.settings().export))  # same filter as the export
         return _result(check_completeness(audit.object_store(), fmt, day, expected))
 
     @dg.asset_check(
