@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_pipeline.defs import exports
+from audit_pipeline.defs import exports, forwarding
 from audit_pipeline.defs.resources import AuditPipelineResource
 
 defs = dg.Definitions.merge(
     exports.defs,
+    forwarding.defs,
     dg.Definitions(resources={"audit": AuditPipelineResource()}),
 )

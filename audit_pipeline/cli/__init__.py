@@ -3,8 +3,11 @@
 Each sub-command lives in its own module and registers itself on :data:`main`.
 """
 
-from audit_pipeline.cli import export_range  # noqa: F401  (registers commands)
-from audit_pipeline.cli import exports  # noqa: F401  (registers commands)
+from audit_pipeline.cli import (
+    export_range,  # noqa: F401  (registers commands)
+    exports,  # noqa: F401  (registers commands)
+    forward,  # noqa: F401  (registers commands)
+)
 from audit_pipeline.cli.app import main
 
 __all__ = ["main"]

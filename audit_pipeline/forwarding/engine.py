@@ -188,6 +188,21 @@ def _show(position: Position | None) -> str:
     return "(start)" if position is None else f"{position.created_at.isoformat()} {position.id}"
 
 
+@dataclass
+class ReplayResult:
+    sink: str
+    objects: int = 0
+    delivered: int = 0
+    still_rejected: int = 0
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        text = f"{self.sink}: replayed {self.objects} dead-letter object(s): {self.delivered:,} delivered, {self.still_rejected:,} rejected again"
+        if self.stopped:
+            text += f"; STOPPED: {self.stopped}"
+        return text
+
+
 # -- the forwarder -------------------------------------------------------------------------------
 class Forwarder:
     """Moves one sink forward; used by the ``forward`` command and the Dagster runs alike."""
@@ -368,6 +383,28 @@ class Forwarder:
         n = len(batch)
         pending = list(range(n)) if type(self.sink).accepts is Sink.accepts else [i for i, t in enumerate(batch.types) if self.sink.accepts(t)]
         skipped = n - len(pending)
+        delivered, rejected = self._settle(batch, pending)
+        if rejected:
+            indices = sorted(rejected)
+            key = self.dead_letters.write(self.sink.name, batch.take(indices), [rejected[i] for i in indices])
+            result.dead_letter_keys.append(key)
+            self.log(f"{self.sink.name}: {len(indices)} event(s) rejected, kept in {self.dead_letters.store.uri(key)}: {rejected[indices[0]]}")
+        last = Position(batch.created_at[-1], batch.ids[-1])
+        self.positions.advance(
+            self.sink.name, self.holder, last, delivered=delivered + skipped, dead_lettered=len(rejected), lease_seconds=self.settings.lease_seconds
+        )
+        result.position = last
+        result.delivered += delivered
+        result.skipped += skipped
+        result.dead_lettered += len(rejected)
+        result.batches += 1
+
+    def _settle(self, batch: EventBatch, pending: list[int]) -> tuple[int, dict[int, str]]:
+        """Send until every pending event is delivered or rejected; returns (delivered, rejected reasons).
+
+        Raises :class:`DeliveryStalled` when some keep failing for ``retry.give_up_seconds``.
+        """
+        n = len(batch)
         delivered = 0
         rejected: dict[int, str] = {}
         failing_since: float | None = None
@@ -401,20 +438,36 @@ class Forwarder:
                 self.log(f"{self.sink.name}: {len(pending)} event(s) to retry in {delay:.1f}s ({reason or 'retry'})")
                 self._pause(delay)
                 attempt += 1
-        if rejected:
-            indices = sorted(rejected)
-            key = self.dead_letters.write(self.sink.name, batch.take(indices), [rejected[i] for i in indices])
-            result.dead_letter_keys.append(key)
-            self.log(f"{self.sink.name}: {len(indices)} event(s) rejected, kept in {self.dead_letters.store.uri(key)}: {rejected[indices[0]]}")
-        last = Position(batch.created_at[-1], batch.ids[-1])
-        self.positions.advance(
-            self.sink.name, self.holder, last, delivered=delivered + skipped, dead_lettered=len(rejected), lease_seconds=self.settings.lease_seconds
-        )
-        result.position = last
-        result.delivered += delivered
-        result.skipped += skipped
-        result.dead_lettered += len(rejected)
-        result.batches += 1
+        return delivered, rejected
+
+    # -- dead letters ------------------------------------------------------------------------------
+    def replay_dead_letters(self) -> ReplayResult:
+        """Send the sink's dead letters again; delivered ones leave the store, the rest stay with the new reason.
+
+        A crash between a send and the rewrite of its object leaves the object in place, so the
+        next replay sends those events again (Elasticsearch: 409, delivered once; other sinks: at least once).
+        """
+        if not self._leased:
+            raise RuntimeError("replay needs the sink's lease: use `with forwarder.leased():`")
+        result = ReplayResult(self.sink.name)
+        started = self._clock()
+        try:
+            self._prepare()
+            for obj in self.dead_letters.iter_objects(self.sink.name):
+                delivered, rejected = self._settle(obj.events, list(range(len(obj.events))))
+                self.dead_letters.rewrite(self.sink.name, obj, sorted(rejected), rejected)
+                self.positions.replayed(self.sink.name, delivered)
+                result.delivered += delivered
+                result.still_rejected += len(rejected)
+                result.objects += 1
+                if rejected:
+                    first = sorted(rejected)[0]
+                    self.log(f"{self.sink.name}: {len(rejected)} event(s) of {obj.key} rejected again: {rejected[first]}")
+                if self._clock() - started >= self.progress_interval:
+                    self.log(f"{self.sink.name}: replayed {result.objects} object(s), {result.delivered:,} delivered")
+        except (SinkFailure, AuditPipelineError) as exc:
+            result.stopped = str(exc)
+        return result
 
     def _send(self, part: EventBatch) -> DeliveryReport:
         try:

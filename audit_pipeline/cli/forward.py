@@ -1,0 +1,115 @@
+"""``audit-pipeline forward NAME`` and ``audit-pipeline deadletters ...``: the forwarding engine without a daemon.
+
+Exit codes: 0 everything up to the horizon was delivered; 1 a pass stopped early (the sink kept
+failing, refused our credentials, or another forwarder holds the sink), the position stays
+before the undelivered events; 2 a configuration error; 3 the pass finished but some events
+were rejected by the sink and written to the dead-letter store (replay them once fixed).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+import click
+
+from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.settings import load_settings
+
+EXIT_STOPPED = 1
+EXIT_DEAD_LETTERS = 3
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@main.command()
+@click.argument("sink")
+@click.option("--once", is_flag=True, help="Forward everything older than the settle lag at start, then exit.")
+@click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Events per second at most (overrides the configuration).")
+@click.option(
+    "--wait-for-lease", type=click.FloatRange(min=0), default=None, help="Seconds to wait while another forwarder holds the sink (default: one lease period)."
+)
+@click.pass_context
+@friendly_errors
+def forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None) -> None:
+    """Forward audit events to SINK (e.g. elasticsearch), from its durable position on."""
+    from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
+
+    settings = load_settings(config_path(ctx))
+    forwarder = open_forwarder(settings, sink, log=_progress, max_rate=max_rate)
+    stop = threading.Event()
+    dead_lettered = 0
+    last = None
+    try:
+        forwarder.acquire(wait_for_lease)
+        if once:
+            last = forwarder.run_pass()
+            click.echo(last.summary())
+            dead_lettered = last.dead_lettered
+        else:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+            for result in forwarder.follow(stop):
+                last = result
+                dead_lettered += result.dead_lettered
+                if result.delivered or result.dead_lettered or result.stopped:
+                    click.echo(result.summary())
+    finally:
+        close_forwarder(forwarder)
+    if last is not None and last.stopped:
+        sys.exit(EXIT_STOPPED)
+    if dead_lettered:
+        click.echo(
+            f"{dead_lettered:,} event(s) were rejected by {sink} and kept in the dead-letter store; fix the cause, then run: audit-pipeline deadletters replay {sink}",
+            err=True,
+        )
+        sys.exit(EXIT_DEAD_LETTERS)
+
+
+@main.group()
+def deadletters() -> None:
+    """Events a sink rejected for good, kept under deadletters/ in the export store."""
+
+
+@deadletters.command("list")
+@click.argument("sink")
+@click.pass_context
+@friendly_errors
+def list_dead_letters(ctx: click.Context, sink: str) -> None:
+    """List SINK's dead-letter objects with their event counts and first reason."""
+    from audit_pipeline.forwarding.deadletters import DeadLetterStore
+    from audit_pipeline.storage import ObjectStore
+
+    settings = load_settings(config_path(ctx))
+    store = DeadLetterStore(ObjectStore.from_settings(settings.export))
+    total = 0
+    for obj in store.iter_objects(sink):
+        total += len(obj.events)
+        click.echo(f"{store.store.uri(obj.key)}\t{len(obj.events)}\t{obj.reasons[0] if obj.reasons else ''}")
+    click.echo(f"{total:,} dead-lettered event(s) for {sink}", err=True)
+
+
+@deadletters.command("replay")
+@click.argument("sink")
+@click.option("--wait-for-lease", type=click.FloatRange(min=0), default=None, help="Seconds to wait while a forwarder holds the sink.")
+@click.pass_context
+@friendly_errors
+def replay(ctx: click.Context, sink: str, wait_for_lease: float | None) -> None:
+    """Send SINK's dead letters again; delivered ones are removed, the rest keep their new reason."""
+    from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
+
+    settings = load_settings(config_path(ctx))
+    forwarder = open_forwarder(settings, sink, log=_progress)
+    try:
+        with forwarder.leased(wait_for_lease):
+            result = forwarder.replay_dead_letters()
+    finally:
+        close_forwarder(forwarder)
+    click.echo(result.summary())
+    if result.stopped:
+        sys.exit(EXIT_STOPPED)
+    if result.still_rejected:
+        sys.exit(EXIT_DEAD_LETTERS)

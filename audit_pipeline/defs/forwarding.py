@@ -1,0 +1,189 @@
+"""Forwarding in Dagster: per configured sink, a sensor (``<sink>_forwarder``), a job and a lag asset.
+
+The sensor only decides: it reads the sink's durable position (state database), computes the
+horizon, and when events are pending requests one run for that range (``run_key`` =
+sink, position, horizon), so a range is never launched twice.  It launches nothing while a
+forwarding run for the sink is queued or running, or while another forwarder (the
+``forward`` command) holds the sink's lease.  The run does the work with the same engine as
+``audit-pipeline forward``; a failed run leaves the position, so the next tick asks again.
+
+Each tick records an observation on ``audit_logs_in_<sink>`` with how far the sink is behind
+(events and seconds) and how many dead letters wait for a replay.
+"""
+
+import datetime as dt
+import json
+import re
+import warnings
+from typing import Any
+
+import dagster as dg
+
+from audit_pipeline.defs.exports import SOURCE_TABLE
+from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.errors import ConfigError
+from audit_pipeline.forwarding.config import forwarding_settings
+from audit_pipeline.forwarding.engine import Lag, compute_horizon, first_pending, initial_position, measure_lag
+from audit_pipeline.forwarding.positions import PositionStore, SinkState
+from audit_pipeline.settings import Settings, load_settings
+from audit_pipeline.sinks.registry import configured_sinks, find_sink
+from audit_pipeline.sources import Position, open_source
+
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+SINK_TAG = "audit_pipeline/sink"
+
+
+def slug(sink_name: str) -> str:
+    """A sink name as a Dagster name (``webhook:SIEM`` → ``webhook_SIEM``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", sink_name)
+
+
+def lag_asset_key(sink_name: str) -> dg.AssetKey:
+    return dg.AssetKey(f"audit_logs_in_{slug(sink_name)}")
+
+
+class ForwardRange(dg.Config):
+    """The range a run forwards: from the sink's position (whatever it is when the run starts) to ``horizon``."""
+
+    horizon: str
+    requested_from: str = ""
+
+
+def _position_text(position: Position | None) -> str:
+    return "(start)" if position is None else f"{position.created_at.isoformat()} {position.id}"
+
+
+def _lag_metadata(lag: Lag, state: SinkState | None, horizon: dt.datetime | None) -> dict[str, Any]:
+    return {
+        "events_behind": dg.MetadataValue.int(lag.events),
+        "seconds_behind": dg.MetadataValue.float(round(lag.seconds, 3)),
+        "dead_letters": dg.MetadataValue.int(state.dead_letters_pending if state else 0),
+        "delivered_total": dg.MetadataValue.int(state.delivered if state else 0),
+        "position": _position_text(state.position if state else None),
+        "horizon": horizon.isoformat() if horizon else "",
+    }
+
+
+def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> dg.Definitions:
+    """The asset, job and sensor of one sink."""
+    name = slug(sink_name)
+    asset_key = lag_asset_key(sink_name)
+    asset = dg.AssetSpec(
+        asset_key,
+        deps=[SOURCE_TABLE],
+        description=f"Audit events as forwarded to the {sink_name} sink; observations carry its lag and dead-letter count.",
+        group_name="forwarding",
+        kinds={kind},
+        owners=["team:security-engineering"],
+    )
+
+    @dg.op(name=f"forward_{name}", pool=f"sink_{name}", tags={SINK_TAG: sink_name})
+    def forward_op(context: dg.OpExecutionContext, config: ForwardRange, audit: AuditPipelineResource) -> None:
+        from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
+
+        settings = audit.settings()
+        forwarder = open_forwarder(settings, sink_name, log=context.log.info)
+        try:
+            forwarder.acquire()
+            result = forwarder.run_pass(horizon=dt.datetime.fromisoformat(config.horizon))
+            state = forwarder.positions.get(sink_name)
+            lag = measure_lag(forwarder.source, state, forwarder.options.start)
+        finally:
+            close_forwarder(forwarder)
+        metadata = {
+            **_lag_metadata(lag, state, result.horizon),
+            "delivered": dg.MetadataValue.int(result.delivered),
+            "dead_lettered": dg.MetadataValue.int(result.dead_lettered),
+            "dead_letter_objects": dg.MetadataValue.json(result.dead_letter_keys),
+            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        }
+        context.log_event(dg.AssetObservation(asset_key=asset_key, metadata=metadata))
+        if result.stopped:
+            raise dg.Failure(description=result.summary(), metadata={"delivered": result.delivered, "dead_lettered": result.dead_lettered})
+        context.log.info(result.summary())
+
+    @dg.job(name=f"forward_{name}_job", tags={SINK_TAG: sink_name}, description=f"Forward pending audit events to {sink_name} up to the requested horizon.")
+    def forward_job() -> None:
+        forward_op()
+
+    @dg.sensor(
+        name=f"{name}_forwarder",
+        job=forward_job,
+        minimum_interval_seconds=sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a {forward_job.name} run when events older than the horizon wait for {sink_name}.",
+    )
+    def forwarder_sensor(context: dg.SensorEvaluationContext, audit: AuditPipelineResource) -> dg.SensorResult:
+        settings = audit.settings()
+        fwd = forwarding_settings(settings)
+        configured = find_sink(settings, sink_name)
+        configured.sink.close()
+        positions = PositionStore.from_settings(settings)
+        source = open_source(settings)
+        try:
+            state = positions.get(sink_name) or positions.initialise(sink_name, initial_position(configured.options.start, source))
+            horizon = compute_horizon(source, fwd).value
+            lag = measure_lag(source, state, configured.options.start)
+            observation = dg.AssetObservation(asset_key=asset_key, metadata=_lag_metadata(lag, state, horizon))
+            active = context.instance.get_runs(filters=dg.RunsFilter(job_name=forward_job.name, statuses=ACTIVE_STATUSES), limit=1)
+            if active:
+                return dg.SensorResult(skip_reason=f"run {active[0].run_id} is forwarding to {sink_name}", asset_events=[observation], cursor=context.cursor)
+            lease = positions.lease(sink_name)
+            if lease is not None:
+                return dg.SensorResult(
+                    skip_reason=f"{lease.holder} holds {sink_name}'s lease (e.g. audit-pipeline forward)", asset_events=[observation], cursor=context.cursor
+                )
+            if first_pending(source, state.position, horizon) is None:
+                return dg.SensorResult(
+                    skip_reason=f"nothing older than the horizon {horizon.isoformat()} waits for {sink_name}", asset_events=[observation], cursor=context.cursor
+                )
+            start = _position_text(state.position)
+            run_key = f"{sink_name}|{start}|{horizon.isoformat()}"
+            request = dg.RunRequest(
+                run_key=run_key,
+                run_config=dg.RunConfig(ops={f"forward_{name}": ForwardRange(horizon=horizon.isoformat(), requested_from=start)}),
+                tags={SINK_TAG: sink_name},
+            )
+            cursor = json.dumps({"run_key": run_key, "events_behind": lag.events})
+            return dg.SensorResult(run_requests=[request], asset_events=[observation], cursor=cursor)
+        finally:
+            source.close()
+            positions.close()
+
+    return dg.Definitions(assets=[asset], jobs=[forward_job], sensors=[forwarder_sensor])
+
+
+def build_forwarding_definitions(settings: Settings) -> dg.Definitions:
+    """One set of definitions per enabled sink in the settings."""
+    fwd = forwarding_settings(settings)
+    parts = []
+    for configured in configured_sinks(settings):
+        configured.sink.close()
+        kind = configured.where.split(".", 1)[1].split("[", 1)[0]
+        parts.append(build_sink_definitions(configured.name, kind, fwd.sensor_interval_seconds))
+    return dg.Definitions.merge(*parts) if parts else dg.Definitions()
+
+
+def _configuration_error_sensor(message: str) -> dg.Definitions:
+    @dg.sensor(name="forwarding_configuration", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+    def forwarding_configuration(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        """Shows why no sink sensors exist: the configuration could not be read."""
+        return dg.SkipReason(f"forwarding is off: {message}")
+
+    return dg.Definitions(sensors=[forwarding_configuration])
+
+
+def _load() -> dg.Definitions:
+    try:
+        return build_forwarding_definitions(load_settings())
+    except ConfigError as exc:
+        warnings.warn(f"forwarding sensors not loaded: {exc}", stacklevel=1)
+        return _configuration_error_sensor(str(exc))
+
+
+defs = _load()
