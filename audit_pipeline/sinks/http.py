@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import json
 from collections.abc import Iterable
 
 import httpx
+import orjson
 
 from audit_pipeline.sinks.base import DeliveryReport, Outcome
 
@@ -72,7 +72,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 def json_string(value: str) -> bytes:
     """A JSON string literal, UTF-8, non-ASCII kept (as the NDJSON export writes text)."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(value)
 
 
 def mark(report: DeliveryReport, indices: Iterable[int], outcome: Outcome, reason: str | None = None) -> None:
