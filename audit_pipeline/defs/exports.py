@@ -10,6 +10,7 @@ from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.event_filters import daily_export_filter, describe
 from audit_pipeline.export import DayExport, export_day
+from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.readback import DayCheck, check_completeness, check_schema
 from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
 from audit_pipeline.sources.base import TimeRange
@@ -92,13 +93,16 @@ def audit_logs_daily_export(context: dg.AssetExecutionContext, audit: AuditPipel
     try:
         settings = audit.settings()
         store = audit.object_store()
+        sealer = DaySealer.from_settings(settings, store, _day(context))  # entry chain + manifest (integrity section)
         with audit.open_source() as source:
-            export = export_day(source, store, _day(context), settings.export, event_filter=daily_export_filter(settings.export))
+            export = export_day(source, store, _day(context), settings.export, event_filter=daily_export_filter(settings.export), **sealer.export_hooks())
             origin = source.description
+        sealed = sealer.after_publish(warn=context.log.warning)
     except AuditPipelineError as exc:
         # A message the operator can act on, instead of a stack trace in the UI.
         raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
     context.log.info(f"exported {export.rows} events of {export.day} from {origin} to {store.uri('')}")
+    context.log.info(sealed)
     for fmt, key in EXPORT_ASSETS.items():
         yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, origin))
 

@@ -1,0 +1,133 @@
+"""``audit-pipeline verify``, ``rechain`` and ``relink``: check the exports and repair the chain on purpose."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import click
+
+from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.errors import ConfigError
+from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.linking import link_forward
+from audit_pipeline.integrity.signing import Keyring, load_signer
+from audit_pipeline.integrity.verify import DayReport, Verifier
+from audit_pipeline.settings import load_settings
+from audit_pipeline.storage import ObjectStore
+
+
+def _day(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{option} must be a day as YYYY-MM-DD, got {value!r}") from None
+
+
+def _echo_report(report: DayReport) -> None:
+    rows = f"{report.rows} events" if report.rows is not None else "-"
+    notes = "; ".join(report.notes)
+    click.echo(f"{report.day}  {report.status:<7} {rows:<14} {notes}".rstrip())
+    for problem in report.problems:
+        click.echo(f"    - {problem.message}")
+
+
+@main.command("verify")
+@click.option("--from", "first", default=None, metavar="DAY", help="First day to check (default: the earliest exported day).")
+@click.option("--to", "last", default=None, metavar="DAY", help="Last day to check (default: the latest exported day).")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Trusted Ed25519 public key (PEM); repeat for rotated keys. Unsigned manifests then fail.",
+)
+@click.pass_context
+@friendly_errors
+def verify_command(ctx: click.Context, first: str | None, last: str | None, public_keys: tuple[str, ...]) -> None:
+    """Check every exported day against its manifest, signature and entry chain, reading only the object store.
+
+    Prints one line per day (OK, RETIRED or FAILED, with what is wrong); exits 0 only when all is well.
+    """
+    start, end = _day(first, "--from"), _day(last, "--to")
+    if start and end and end < start:
+        raise ConfigError(f"--to {end} is before --from {start}")
+    settings = load_settings(config_path(ctx))
+    keyring = Keyring.build(integrity_settings(settings), [Path(p) for p in public_keys])
+    store = ObjectStore.from_settings(settings.export)
+    reports = Verifier(store, keyring).verify_range(start, end)
+    if not reports:
+        click.echo(f"nothing to verify: no manifests or exports in {store.uri('')} (check AUDIT_EXPORT_URL / export.url)", err=True)
+        sys.exit(1)
+    for report in reports:
+        _echo_report(report)
+    failed = sum(1 for r in reports if not r.ok)
+    retired = sum(1 for r in reports if r.ok and r.retired)
+    click.echo(f"\n{len(reports) - failed - retired} OK, {retired} retired, {failed} failed, of {len(reports)} days in {store.uri('')}")
+    sys.exit(1 if failed else 0)
+
+
+@main.command("rechain")
+@click.option("--from", "first", required=True, metavar="DAY", help="First day to export again.")
+@click.option("--to", "last", default=None, metavar="DAY", help="Last day to export again (default: --from).")
+@click.option("--reason", required=True, help="Why the published events change; recorded in the manifest.")
+@click.pass_context
+@friendly_errors
+def rechain_command(ctx: click.Context, first: str, last: str | None, reason: str) -> None:
+    """Export days again although their events changed, record REASON, and re-link every later day.
+
+    A plain export refuses to replace a day whose events differ from its manifest; this is
+    the explicit way to accept the change (late rows, a corrected source, restored tampering).
+    """
+    from audit_pipeline.event_filters import daily_export_filter
+    from audit_pipeline.export import export_day
+    from audit_pipeline.integrity.sealing import DaySealer
+    from audit_pipeline.sources import open_source
+
+    start = _day(first, "--from")
+    end = _day(last, "--to") or start
+    assert start is not None and end is not None
+    if end < start:
+        raise ConfigError(f"--to {end} is before --from {start}")
+    if not reason.strip():
+        raise ConfigError("--reason must say why the events change; it is recorded in the manifest")
+    settings = load_settings(config_path(ctx))
+    if not integrity_settings(settings).enabled:
+        raise ConfigError("integrity.enabled is false: there is no chain to rechain")
+    store = ObjectStore.from_settings(settings.export)
+    day = start
+    with open_source(settings) as source:
+        while day <= end:
+            sealer = DaySealer.from_settings(settings, store, day, rechain_reason=reason.strip())
+            export_day(source, store, day, settings.export, event_filter=daily_export_filter(settings.export), **sealer.export_hooks())
+            click.echo(sealer.after_publish(warn=lambda message: click.echo(f"warning: {message}", err=True)))
+            day += dt.timedelta(days=1)
+
+
+@main.command("relink")
+@click.option("--from", "first", required=True, metavar="DAY", help="First day whose link to its previous day is checked.")
+@click.pass_context
+@friendly_errors
+def relink_command(ctx: click.Context, first: str) -> None:
+    """Re-link DAY and every later day to the day before it, from the published objects.
+
+    Events are not changed: each day is re-hashed from an object that still matches its own
+    manifest.  Exports do this by themselves; run it after an interrupted backfill.
+    """
+    start = _day(first, "--from")
+    assert start is not None
+    settings = load_settings(config_path(ctx))
+    config = integrity_settings(settings)
+    signer = load_signer(config)
+    store = ObjectStore.from_settings(settings.export)
+    last = Verifier(store, Keyring()).manifest_days
+    if not last or last[-1] < start:
+        click.echo(f"no manifests from {start} on in {store.uri('')}")
+        return
+    lines = link_forward(store, start, signer, Keyring.for_signer(signer), cause=f"audit-pipeline relink --from {start}", until=last[-1])
+    for line in lines:
+        click.echo(line)
+    click.echo(f"{len(lines)} manifest(s) re-linked" if lines else f"every day from {start} on is already linked")

@@ -1,0 +1,88 @@
+"""Retirement records: how retention says "this day's objects were deleted on purpose".
+
+Retention keeps every manifest (they are small) and, *before* deleting a day's data objects,
+writes ``manifests/retired/date=YYYY-MM-DD.json`` naming the objects it deletes, the day's
+manifest SHA-256 and last chain hash.  Verify then reports the day as RETIRED instead of
+"object missing", still checks the manifest and its links, and can link the next day to
+the record even if the manifest itself was later removed.  A crash between the record and
+the deletions leaves objects that are still verified as usual.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final, Literal
+
+from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.integrity.manifest import (
+    CONTENT_TYPE,
+    MANIFEST_PREFIX,
+    Hex64,
+    Manifest,
+    ManifestError,
+    SignedDocument,
+    manifest_key,
+    parse_document,
+    sha256_hex,
+)
+from audit_pipeline.integrity.signing import Signer
+from audit_pipeline.storage import ObjectStore
+
+RETIREMENT_FORMAT: Final = "audit_pipeline.retirement/1"
+
+
+def retirement_key(day: dt.date) -> str:
+    return f"{MANIFEST_PREFIX}/retired/date={day.isoformat()}.json"
+
+
+class Retirement(SignedDocument):
+    format: Literal["audit_pipeline.retirement/1"] = RETIREMENT_FORMAT
+    day: dt.date
+    manifest_sha256: Hex64
+    last_hash: Hex64
+    rows: int
+    #: Keys of the data objects retention deletes (or deleted).
+    deleted: tuple[str, ...]
+    reason: str
+    at: str
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Retirement:
+        return parse_document(cls, data)  # type: ignore[no-any-return]
+
+
+def read_retirement(store: ObjectStore, day: dt.date) -> Retirement | None:
+    key = retirement_key(day)
+    if not store.exists(key):
+        return None
+    return Retirement.from_bytes(store.read_bytes(key))
+
+
+def record_retirement(
+    store: ObjectStore, day: dt.date, deleted_keys: list[str], reason: str, signer: Signer | None, now: dt.datetime | None = None
+) -> Retirement:
+    """Write the retirement record of ``day``; call it *before* deleting the objects it names."""
+    key = manifest_key(day)
+    if not store.exists(key):
+        raise AuditPipelineError(f"{day} has no manifest ({key}); export it (or keep its objects) before retiring it")
+    raw = store.read_bytes(key)
+    try:
+        manifest = Manifest.from_bytes(raw)
+    except ManifestError as exc:
+        raise AuditPipelineError(f"{key} is unreadable ({exc}); run `audit-pipeline verify --from {day} --to {day}` before retiring the day") from None
+    unknown = sorted(set(deleted_keys) - {o.key for o in manifest.objects})
+    if unknown:
+        raise AuditPipelineError(f"retiring {day}: {', '.join(unknown)} are not objects of its manifest")
+    record = Retirement(
+        day=day,
+        manifest_sha256=sha256_hex(raw),
+        last_hash=manifest.chain.last_hash,
+        rows=manifest.rows,
+        deleted=tuple(sorted(deleted_keys)),
+        reason=reason,
+        at=(now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
+    )
+    if signer is not None:
+        record = record.model_copy(update={"signature": signer.sign(record)})
+    store.put_bytes(retirement_key(day), record.to_bytes(), CONTENT_TYPE)
+    return record

@@ -1,0 +1,250 @@
+"""Sealing an export: chain the events as they are written, write the manifest last, link the days after.
+
+Hooks into :func:`audit_pipeline.export.export_day`: :meth:`DaySealer.observe` hashes each
+NDJSON chunk as the writer produces it, :meth:`DaySealer.before_publish` builds and signs the
+manifest once every file is staged (so it is published after the data objects), and
+:meth:`DaySealer.after_publish` repairs the links of the days that follow.
+
+Re-exporting a day that already has a manifest:
+
+- same events, same link, same objects: the manifest is left as it is (exports are
+  deterministic, so this is the normal outcome of a re-run);
+- same events, but the link or the objects changed (the previous day was published
+  meanwhile, or export settings such as gzip changed): a new manifest with a
+  ``linked``/``relinked``/``re-encoded``/``re-signed`` history entry;
+- different events: refused before anything is published, unless the export runs as a
+  rechain (``audit-pipeline rechain --from DAY --reason ...``), which records the reason,
+  the time and the replaced manifest's hash, and then re-links every following day.
+
+A crash at any point leaves the previous objects and manifest (publishing is atomic per
+object and the manifest comes last); a crash between the data objects and the manifest
+leaves objects newer than their manifest, which verify reports until the day is exported
+again.  Two exports of the same day must not run at once (Dagster runs one per partition).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from audit_pipeline.event_filters import describe
+from audit_pipeline.export import BeforePublish, DayExport, object_key
+from audit_pipeline.integrity.canonical import literal_apostrophe_cells, ndjson_chunks
+from audit_pipeline.integrity.chain import EntryChain, line_offsets
+from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
+from audit_pipeline.integrity.errors import IntegrityError
+from audit_pipeline.integrity.linking import ONE_DAY, LinkTarget, link_forward, link_target, read_optional
+from audit_pipeline.integrity.manifest import (
+    CONTENT_TYPE,
+    ChainInfo,
+    CsvInfo,
+    EventRef,
+    HistoryEntry,
+    Manifest,
+    ManifestError,
+    ObjectEntry,
+    manifest_key,
+    sha256_hex,
+)
+from audit_pipeline.integrity.signing import Keyring, Signer, load_signer
+from audit_pipeline.settings import Settings
+from audit_pipeline.sources.base import EventFilter
+from audit_pipeline.storage import ObjectStore
+from audit_pipeline.writers import WrittenFile, open_text_reader
+
+
+def _event_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _filter_document(event_filter: EventFilter | None) -> dict[str, tuple[str, ...]] | None:
+    described = describe(event_filter)
+    return {k: tuple(v) for k, v in described.items()} or None
+
+
+class DaySealer:
+    """Integrity for one export of one day.  Build it right before ``export_day``; use it once."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        day: dt.date,
+        config: IntegritySettings,
+        signer: Signer | None,
+        *,
+        formula_protection: bool,
+        rechain_reason: str | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.day = day
+        self.config = config
+        self.enabled = config.enabled
+        self.signer = signer
+        self.keyring = Keyring.for_signer(signer)
+        self.formula_protection = formula_protection
+        self.rechain_reason = rechain_reason
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.target = link_target(store, day, self.keyring) if self.enabled else LinkTarget(bytes(32), None)
+        self.chain = EntryChain(self.target.seed, config.checkpoint_rows)
+        self.literal_cells: list[tuple[int, str]] = []
+        self.manifest: Manifest | None = None
+        #: What happened to the manifest: sealed, unchanged, linked, relinked, re-encoded, re-signed, rechained.
+        self.outcome = "not sealed"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, store: ObjectStore, day: dt.date, rechain_reason: str | None = None) -> DaySealer:
+        config = integrity_settings(settings)
+        signer = load_signer(config) if config.enabled else None
+        return cls(store, day, config, signer, formula_protection=settings.export.csv_formula_protection, rechain_reason=rechain_reason)
+
+    def export_hooks(self) -> dict[str, Any]:
+        """Keyword arguments for ``export_day`` (none when integrity is disabled)."""
+        if not self.enabled:
+            return {}
+        before: BeforePublish = self.before_publish
+        return {"ndjson_observer": self.observe, "before_publish": before}
+
+    # -- during the export ----------------------------------------------------------------------
+    def observe(self, chunk: memoryview) -> None:
+        offsets = line_offsets(chunk)
+        if self.formula_protection:
+            self.literal_cells.extend(literal_apostrophe_cells(chunk, offsets, self.chain.rows + 1))
+        self.chain.update(chunk, offsets)
+
+    def before_publish(self, export: DayExport, written: dict[str, WrittenFile]) -> list[tuple[str, bytes, str]]:
+        if self.chain.rows != export.rows:
+            raise IntegrityError(f"the entry chain saw {self.chain.rows} events but the export wrote {export.rows}; nothing was published")
+        target = link_target(self.store, self.day, self.keyring)
+        if target.seed != self.chain.seed:  # the previous day was published (or replaced) while this one was exported
+            self.chain = self._rehash(written["ndjson"], target.seed)
+        self.target = target
+        built = Manifest(
+            day=self.day,
+            rows=export.rows,
+            first=EventRef(id=export.first_id, created_at=_event_time(export.min_created_at)) if export.first_id and export.min_created_at else None,
+            last=EventRef(id=export.last_id, created_at=_event_time(export.max_created_at)) if export.last_id and export.max_created_at else None,
+            chain=ChainInfo(
+                seed=self.chain.seed.hex(),
+                last_hash=self.chain.last_hash,
+                checkpoint_rows=self.chain.checkpoint_rows,
+                checkpoints=tuple(self.chain.checkpoints),
+                events_sha256=self.chain.events_sha256,
+            ),
+            previous=target.previous,
+            objects=tuple(
+                ObjectEntry(
+                    format=fmt,  # type: ignore[arg-type]
+                    key=object_key(fmt, self.day, w.name),
+                    bytes=w.bytes,
+                    sha256=w.sha256,
+                    rows=w.rows,
+                    content_type=w.content_type,
+                    content_encoding=w.content_encoding,
+                )
+                for fmt, w in sorted(written.items())
+            ),
+            csv=CsvInfo(formula_protection=self.formula_protection, literal_apostrophe_cells=tuple(self.literal_cells)),
+            event_filter=_filter_document(export.event_filter),
+        )
+        manifest, changed = self._reconcile(built, read_optional(self.store, manifest_key(self.day)))
+        self.manifest = manifest
+        extra: list[tuple[str, bytes, str]] = []
+        if self.signer is not None:
+            for key, data, content_type in self.signer.published_keys():
+                if read_optional(self.store, key) != data:
+                    extra.append((key, data, content_type))
+        if changed:
+            extra.append((manifest_key(self.day), manifest.to_bytes(), CONTENT_TYPE))
+        return extra
+
+    def _rehash(self, ndjson: WrittenFile, seed: bytes) -> EntryChain:
+        chain = EntryChain(seed, self.config.checkpoint_rows)
+        with open(Path(ndjson.local_path), "rb") as raw, open_text_reader(raw, ndjson.name) as text:
+            for chunk in ndjson_chunks(text):
+                chain.update(chunk)
+        if chain.events_sha256 != self.chain.events_sha256:
+            raise IntegrityError(f"the staged NDJSON of {self.day} no longer matches the events exported; nothing was published")
+        return chain
+
+    def _sign(self, manifest: Manifest) -> Manifest:
+        manifest = manifest.model_copy(update={"signature": None})
+        if self.signer is None:
+            return manifest
+        return manifest.model_copy(update={"signature": self.signer.sign(manifest)})
+
+    def _reconcile(self, built: Manifest, existing_raw: bytes | None) -> tuple[Manifest, bool]:
+        """The manifest to publish and whether it differs from the one in the store."""
+        if existing_raw is None:
+            self.outcome = "sealed"
+            return self._sign(built), True
+        try:
+            old: Manifest | None = Manifest.from_bytes(existing_raw)
+        except ManifestError:
+            old = None
+        replaced = sha256_hex(existing_raw)
+        if old is not None and old.rows == built.rows and old.chain.events_sha256 == built.chain.events_sha256:
+            candidate = self._sign(built.model_copy(update={"history": old.history}))
+            if candidate.to_bytes() == existing_raw:
+                self.outcome = "unchanged"
+                return old, False
+            if old.chain.seed != built.chain.seed or old.previous != built.previous:
+                action = "linked" if old.previous is None else "relinked"
+                reason = (
+                    f"{self.day - ONE_DAY} was published after this day was exported"
+                    if old.previous is None
+                    else f"the manifest of {self.day - ONE_DAY} changed"
+                )
+            elif old.objects != built.objects or old.csv != built.csv or old.event_filter != built.event_filter:
+                action, reason = "re-encoded", "the same events were exported again with different export settings"
+            else:
+                action = "re-signed"
+                reason = f"now signed with {self.signer.algorithm} key {self.signer.key_id}" if self.signer else "signing turned off"
+            entry = HistoryEntry(action=action, reason=reason, replaced_manifest_sha256=replaced)  # type: ignore[arg-type]
+            self.outcome = action
+            return self._sign(built.model_copy(update={"history": (*old.history, entry)})), True
+        if self.rechain_reason is None:
+            before = f"{old.rows} events, events SHA-256 {old.chain.events_sha256[:12]}…" if old else "an unreadable manifest"
+            raise IntegrityError(
+                f"{self.day} was already exported with different events ({before}; this export has {built.rows} events, "
+                f"{built.chain.events_sha256[:12]}…). Later days' chains continue from it, so nothing was published. "
+                f'If the change is intended (late or corrected rows), run `audit-pipeline rechain --from {self.day} --reason "..."`; '
+                f"to see what differs, run `audit-pipeline verify --from {self.day} --to {self.day}`"
+            )
+        entry = HistoryEntry(
+            action="rechained",
+            reason=self.rechain_reason,
+            replaced_manifest_sha256=replaced,
+            at=self._clock().astimezone(dt.UTC).isoformat(timespec="seconds"),
+            rows_before=old.rows if old else None,
+            events_sha256_before=old.chain.events_sha256 if old else None,
+        )
+        self.outcome = "rechained"
+        history = (*(old.history if old else ()), entry)
+        return self._sign(built.model_copy(update={"history": history})), True
+
+    # -- after publishing -----------------------------------------------------------------------
+    def after_publish(self, warn: Callable[[str], None] | None = None) -> str:
+        """Link the days after this one; returns a one-line summary (link failures go to ``warn``)."""
+        if not self.enabled:
+            return f"{self.day}: no manifest (integrity.enabled is false)"
+        if self.manifest is None:
+            return f"{self.day}: not sealed"
+        causes = {
+            "sealed": f"{self.day} was exported after the days that follow it",
+            "rechained": f"{self.day} was rechained: {self.rechain_reason}",
+        }
+        cause = causes.get(self.outcome, f"{self.day} was {self.outcome}")
+        summary = (
+            f"{self.day}: manifest {self.outcome} ({manifest_key(self.day)}, {self.manifest.rows} events, "
+            f"last hash {self.manifest.chain.last_hash[:16]}…, {'signed ' + self.signer.algorithm if self.signer else 'unsigned'})"
+        )
+        try:
+            linked = link_forward(self.store, self.day, self.signer, self.keyring, cause)
+        except IntegrityError as exc:
+            if warn is not None:
+                warn(f"could not link the days after {self.day}: {exc}")
+            return summary
+        return summary + "".join(f"; {line}" for line in linked)

@@ -1,0 +1,258 @@
+"""Signing manifests: Ed25519 (public verification) or HMAC-SHA256 (shared secret), or none.
+
+Ed25519 lets anyone holding the public key check a manifest without being able to forge
+one; HMAC needs the secret to check, so it proves integrity only to those who hold it.
+Key ids are short fingerprints, never the key: Ed25519 ``sha256(raw public key)[:16]``,
+HMAC ``hmac(key, "audit_pipeline key id")[:16]``.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from audit_pipeline.errors import ConfigError
+from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, Signature, SignedDocument, public_key_key
+from audit_pipeline.storage import ObjectStore
+
+_HMAC_KEY_ID_LABEL = b"audit_pipeline key id"
+MIN_HMAC_KEY_BYTES = 32
+
+
+def ed25519_key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def hmac_key_id(key: bytes) -> str:
+    return hmac.new(key, _HMAC_KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class Signer(abc.ABC):
+    algorithm: str
+    key_id: str
+
+    @abc.abstractmethod
+    def _sign(self, payload: bytes) -> bytes: ...
+
+    def sign(self, document: SignedDocument) -> Signature:
+        value = base64.b64encode(self._sign(document.signing_payload())).decode("ascii")
+        return Signature(algorithm=self.algorithm, key_id=self.key_id, value=value)  # type: ignore[arg-type]
+
+    def published_keys(self) -> list[tuple[str, bytes, str]]:
+        """Objects to publish beside the manifests so that others can verify."""
+        return []
+
+
+class Ed25519Signer(Signer):
+    algorithm = "ed25519"
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = ed25519_key_id(self.public_key)
+
+    def _sign(self, payload: bytes) -> bytes:
+        return self._key.sign(payload)
+
+    def published_keys(self) -> list[tuple[str, bytes, str]]:
+        pem = public_key_pem(self.public_key)
+        return [(public_key_key(self.key_id), pem, "application/x-pem-file"), (PUBLIC_KEY_KEY, pem, "application/x-pem-file")]
+
+
+class HmacSigner(Signer):
+    algorithm = "hmac-sha256"
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.key_id = hmac_key_id(key)
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()
+
+    def matches(self, payload: bytes, value: bytes) -> bool:
+        return hmac.compare_digest(self._sign(payload), value)
+
+
+def _read_secret_file(path: Path, setting: str) -> bytes:
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path} ({exc.strerror or type(exc).__name__}); point it at a readable key file") from None
+
+
+def _ed25519_private_key(config: IntegritySettings) -> Ed25519PrivateKey | None:
+    if config.private_key_file is not None and config.private_key is not None:
+        raise ConfigError("integrity.private_key_file and integrity.private_key are both set; keep one")
+    if config.private_key_file is not None:
+        data, setting = _read_secret_file(config.private_key_file, "integrity.private_key_file"), "integrity.private_key_file"
+    elif config.private_key is not None:
+        data, setting = config.private_key.get_secret_value().encode("utf-8"), "integrity.private_key"
+    else:
+        return None
+    password = config.private_key_passphrase.get_secret_value().encode("utf-8") if config.private_key_passphrase else None
+    try:
+        key = serialization.load_pem_private_key(data, password=password)
+    except TypeError:
+        raise ConfigError(f"{setting}: the key is encrypted; set integrity.private_key_passphrase (as ${{VAR}})") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(
+            f"{setting}: not a PEM private key (or the passphrase is wrong); create one with `openssl genpkey -algorithm ed25519 -out manifest_key.pem`"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{setting}: the key is not an Ed25519 key; create one with `openssl genpkey -algorithm ed25519`")
+    return key
+
+
+def _hmac_key(config: IntegritySettings) -> bytes | None:
+    if config.hmac_key_file is not None and config.hmac_key is not None:
+        raise ConfigError("integrity.hmac_key_file and integrity.hmac_key are both set; keep one")
+    if config.hmac_key_file is not None:
+        key, setting = _read_secret_file(config.hmac_key_file, "integrity.hmac_key_file").strip(), "integrity.hmac_key_file"
+    elif config.hmac_key is not None:
+        key, setting = config.hmac_key.get_secret_value().encode("utf-8"), "integrity.hmac_key"
+    else:
+        return None
+    if len(key) < MIN_HMAC_KEY_BYTES:
+        raise ConfigError(f"{setting}: the HMAC key has {len(key)} bytes; use at least {MIN_HMAC_KEY_BYTES} random bytes (e.g. `openssl rand -hex 32`)")
+    return key
+
+
+def load_signer(config: IntegritySettings) -> Signer | None:
+    """The signer the settings ask for; None means unsigned manifests."""
+    private_key = _ed25519_private_key(config)
+    hmac_key = _hmac_key(config)
+    mode = config.signing
+    if mode == "none":
+        return None
+    if mode == "auto":
+        if private_key is not None and hmac_key is not None:
+            raise ConfigError("integrity: both an Ed25519 key and an HMAC key are configured; set integrity.signing to ed25519 or hmac-sha256")
+        mode = "ed25519" if private_key is not None else "hmac-sha256" if hmac_key is not None else "none"
+    if mode == "ed25519":
+        if private_key is None:
+            raise ConfigError("integrity.signing is ed25519, but no key is configured: set integrity.private_key_file or integrity.private_key (${VAR})")
+        return Ed25519Signer(private_key)
+    if mode == "hmac-sha256":
+        if hmac_key is None:
+            raise ConfigError("integrity.signing is hmac-sha256, but no key is configured: set integrity.hmac_key (${VAR}) or integrity.hmac_key_file")
+        return HmacSigner(hmac_key)
+    return None
+
+
+def load_public_key(data: bytes, where: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm):
+        raise ConfigError(f"{where}: not a PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{where}: not an Ed25519 public key")
+    return key
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    ok: bool
+    message: str
+
+
+@dataclass
+class Keyring:
+    """The keys a verifier trusts.
+
+    ``pinned`` Ed25519 keys (from ``--public-key`` files or the configured private key) are
+    the only ones accepted once any is known; without any, the key published in the store
+    for the signature's key id is used, which shows that manifests are consistent but not
+    who wrote them (whoever can write the store can also replace that key).
+    """
+
+    pinned: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    hmac: dict[str, HmacSigner] = field(default_factory=dict)
+    #: Fail unsigned manifests (set when the verifier was given a public key).
+    require_signature: bool = False
+    #: The exporter's view: accept signatures by keys it cannot check (rotated keys), fail only invalid ones.
+    lenient: bool = False
+
+    @classmethod
+    def build(cls, config: IntegritySettings | None, public_key_files: Iterable[Path] = ()) -> Keyring:
+        keyring = cls()
+        for path in public_key_files:
+            key = load_public_key(_read_secret_file(path, f"--public-key {path}"), f"--public-key {path}")
+            keyring.pinned[ed25519_key_id(key)] = key
+            keyring.require_signature = True
+        if config is not None:
+            for path in config.public_key_files:
+                setting = f"integrity.public_key_files ({path})"
+                key = load_public_key(_read_secret_file(path, setting), setting)
+                keyring.pinned[ed25519_key_id(key)] = key
+            private_key = _ed25519_private_key(config)
+            if private_key is not None:
+                keyring.pinned[ed25519_key_id(private_key.public_key())] = private_key.public_key()
+            hmac_key = _hmac_key(config)
+            if hmac_key is not None:
+                signer = HmacSigner(hmac_key)
+                keyring.hmac[signer.key_id] = signer
+        return keyring
+
+    @classmethod
+    def for_signer(cls, signer: Signer | None) -> Keyring:
+        keyring = cls(lenient=True)
+        if isinstance(signer, Ed25519Signer):
+            keyring.pinned[signer.key_id] = signer.public_key
+        elif isinstance(signer, HmacSigner):
+            keyring.hmac[signer.key_id] = signer
+        return keyring
+
+    def check(self, document: SignedDocument, store: ObjectStore) -> SignatureCheck:
+        signature = document.signature
+        if signature is None:
+            if self.require_signature:
+                return SignatureCheck(False, "unsigned, but a signature is required (--public-key was given)")
+            return SignatureCheck(True, "unsigned")
+        try:
+            value = base64.b64decode(signature.value, validate=True)
+        except ValueError:
+            return SignatureCheck(False, "signature invalid: not base64")
+        payload = document.signing_payload()
+        if signature.algorithm == "hmac-sha256":
+            signer = self.hmac.get(signature.key_id)
+            if signer is None:
+                if self.lenient:
+                    return SignatureCheck(True, f"HMAC-SHA256 with another key ({signature.key_id}), not checked")
+                return SignatureCheck(False, f"signed with HMAC key {signature.key_id}, which is not the configured integrity.hmac_key; cannot check it")
+            if not signer.matches(payload, value):
+                return SignatureCheck(False, f"signature invalid (HMAC key {signature.key_id})")
+            return SignatureCheck(True, f"HMAC-SHA256, key {signature.key_id}")
+        note = ""
+        key = self.pinned.get(signature.key_id)
+        if key is None and self.pinned and not self.lenient:
+            return SignatureCheck(False, f"signed by Ed25519 key {signature.key_id}, which is not a trusted key ({', '.join(sorted(self.pinned))})")
+        if key is None:
+            published = public_key_key(signature.key_id)
+            if not store.exists(published):
+                if self.lenient:
+                    return SignatureCheck(True, f"Ed25519 with another key ({signature.key_id}), not checked")
+                return SignatureCheck(False, f"signed by Ed25519 key {signature.key_id}, but {published} is not in the store; pass --public-key")
+            key = load_public_key(store.read_bytes(published), published)
+            if ed25519_key_id(key) != signature.key_id:
+                return SignatureCheck(False, f"{published} holds a different key than its name says")
+            note = " (key from the store, not pinned: pass --public-key to prove who signed)"
+        try:
+            key.verify(value, payload)
+        except InvalidSignature:
+            return SignatureCheck(False, f"signature invalid (Ed25519 key {signature.key_id})")
+        return SignatureCheck(True, f"Ed25519, key {signature.key_id}{note}")

@@ -1,0 +1,339 @@
+"""Verification from the object store alone: per day, OK or exactly what is wrong.
+
+For each day: the manifest is present, parses and carries a valid signature; it links to
+the previous day (its seed is that day's last hash and it records that manifest's SHA-256);
+every object it lists exists with its size and SHA-256; no other object sits in the day's
+folders; and the entry chain recomputed from each object (CSV and Parquet re-derived to
+canonical lines) gives the manifest's event count, checkpoints and last hash.  When a
+chain differs, the first bad event is found by comparing with an intact object of another
+format, or narrowed to a checkpoint interval when no intact copy is left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from audit_pipeline.export import day_prefix
+from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
+from audit_pipeline.integrity.chain import GENESIS, EntryChain
+from audit_pipeline.integrity.linking import ONE_DAY, read_optional
+from audit_pipeline.integrity.manifest import (
+    MANIFEST_PREFIX,
+    Manifest,
+    ManifestError,
+    ObjectEntry,
+    day_of_manifest_key,
+    manifest_key,
+    sha256_hex,
+)
+from audit_pipeline.integrity.retirement import Retirement, read_retirement, retirement_key
+from audit_pipeline.integrity.signing import Keyring
+from audit_pipeline.storage import ObjectStore
+from audit_pipeline.writers import FORMATS
+
+ProblemKind = Literal["manifest", "signature", "link", "gap", "object", "events"]
+_RETIRED_KEY = re.compile(r"^manifests/retired/date=(\d{4}-\d{2}-\d{2})\.json$")
+_DATA_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: ProblemKind
+    message: str
+
+
+@dataclass
+class DayReport:
+    day: dt.date
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rows: int | None = None
+    retired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def status(self) -> str:
+        if self.problems:
+            return "FAILED"
+        return "RETIRED" if self.retired else "OK"
+
+    @property
+    def only_link_problems(self) -> bool:
+        """Everything wrong is about links to other days (e.g. the previous day is not exported yet)."""
+        return bool(self.problems) and all(p.kind in ("link", "gap") for p in self.problems)
+
+    def add(self, kind: ProblemKind, message: str) -> None:
+        self.problems.append(Problem(kind, message))
+
+
+@dataclass
+class _Checked:
+    entry: ObjectEntry
+    sha_ok: bool
+    chain: EntryChain
+    error: CanonicalError | None
+
+    def chain_matches(self, manifest: Manifest) -> bool:
+        return (
+            self.error is None
+            and self.chain.rows == manifest.rows
+            and self.chain.last_hash == manifest.chain.last_hash
+            and self.chain.events_sha256 == manifest.chain.events_sha256
+            and tuple(self.chain.checkpoints) == manifest.chain.checkpoints
+        )
+
+
+def _order_key(line: bytes) -> tuple[bytes, bytes] | None:
+    """(created_at, id) of a canonical line, for spotting reordered events (a diagnosis hint)."""
+    at = line.find(b',"created_at":"')
+    end_of_id = line.find(b'","type":')
+    if not line.startswith(b'{"id":"') or at < 0 or end_of_id < 0:
+        return None
+    return line[at + 15 : line.find(b'"', at + 15)], line[7:end_of_id]
+
+
+class Verifier:
+    def __init__(self, store: ObjectStore, keyring: Keyring, formats: Iterable[str] = FORMATS) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.formats = tuple(formats)
+        keys = store.list(MANIFEST_PREFIX)
+        self.manifest_days = sorted(d for d in (day_of_manifest_key(k) for k in keys) if d is not None)
+        self.retired_days = sorted(dt.date.fromisoformat(m.group(1)) for m in (_RETIRED_KEY.match(k) for k in keys) if m)
+
+    # -- ranges ---------------------------------------------------------------------------------
+    def data_days(self) -> list[dt.date]:
+        days: set[dt.date] = set()
+        for fmt in FORMATS:
+            for key in self.store.list(fmt):
+                match = _DATA_DAY.search("/" + key)
+                if match:
+                    days.add(dt.date.fromisoformat(match.group(1)))
+        return sorted(days)
+
+    def verify_range(self, first: dt.date | None = None, last: dt.date | None = None) -> list[DayReport]:
+        """Every day from ``first`` (default: the earliest manifest or export) to ``last`` (default: the latest)."""
+        known = sorted(set(self.manifest_days) | set(self.retired_days) | set(self.data_days()))
+        if first is None and not known:
+            return []
+        start = first or known[0]
+        end = last or max([start, *known])
+        return [self.verify_day(start + dt.timedelta(days=i)) for i in range((end - start).days + 1)]
+
+    # -- one day --------------------------------------------------------------------------------
+    def verify_day(self, day: dt.date) -> DayReport:
+        report = DayReport(day)
+        key = manifest_key(day)
+        raw = read_optional(self.store, key)
+        retirement = self._retirement(day, report)
+        if raw is None:
+            if retirement is not None:
+                report.retired = True
+                report.rows = retirement.rows
+                report.notes.append(f"retired on {retirement.at} ({retirement.reason}); manifest removed")
+                return report
+            present = [k for fmt in FORMATS for k in self.store.list(day_prefix(fmt, day))]
+            extra = f"; objects without a manifest: {', '.join(present)}" if present else ""
+            report.add("gap", f"manifest missing: {key} (a gap in the chain){extra}")
+            return report
+        try:
+            manifest = Manifest.from_bytes(raw)
+        except ManifestError as exc:
+            report.add("manifest", f"manifest altered: {key} is not a valid manifest ({exc})")
+            return report
+        report.rows = manifest.rows
+        if manifest.day != day:
+            report.add("manifest", f"manifest altered: {key} describes {manifest.day}")
+        check = self.keyring.check(manifest, self.store)
+        if check.ok:
+            report.notes.append(check.message)
+        else:
+            report.add("signature", f"manifest altered or signature invalid: {key}: {check.message}")
+        self._check_link(manifest, report)
+        self._check_objects(manifest, report, retirement)
+        for entry in manifest.history:
+            if entry.action == "rechained":
+                report.notes.append(f"rechained {entry.at}: {entry.reason}")
+        return report
+
+    def _retirement(self, day: dt.date, report: DayReport) -> Retirement | None:
+        try:
+            retirement = read_retirement(self.store, day)
+        except ManifestError as exc:
+            report.add("manifest", f"{retirement_key(day)} is not a valid retirement record ({exc})")
+            return None
+        if retirement is not None:
+            check = self.keyring.check(retirement, self.store)
+            if not check.ok:
+                report.add("signature", f"retirement record altered or signature invalid: {retirement_key(day)}: {check.message}")
+        return retirement
+
+    def _check_link(self, manifest: Manifest, report: DayReport) -> None:
+        day, before = manifest.day, manifest.day - ONE_DAY
+        previous_key = manifest_key(before)
+        previous_raw = read_optional(self.store, previous_key)
+        earlier = any(d < day for d in (*self.manifest_days, *self.retired_days))
+        if previous_raw is not None:
+            try:
+                previous = Manifest.from_bytes(previous_raw)
+            except ManifestError:
+                report.add("link", f"cannot check the link: {previous_key} is not a valid manifest")
+                return
+            expected_sha, expected_seed = sha256_hex(previous_raw), previous.chain.last_hash
+        else:
+            try:
+                retired = read_retirement(self.store, before)
+            except ManifestError:
+                retired = None
+            if retired is not None:
+                expected_sha, expected_seed = retired.manifest_sha256, retired.last_hash
+            elif manifest.previous is None:
+                if earlier:
+                    report.add("gap", f"{before} has no manifest: a gap in the chain before this day")
+                elif manifest.chain.seed != GENESIS.hex():
+                    report.add("link", "chain broken: the first day of the chain is not seeded with the genesis value")
+                else:
+                    report.notes.append("start of the chain")
+                return
+            elif earlier:
+                report.add("gap", f"manifest missing for {before}: a gap in the chain before this day")
+                return
+            else:
+                report.notes.append(f"start of the verifiable range: linked to {before}, which is no longer in the store")
+                return
+        if manifest.previous is None:
+            report.add("link", f"not linked to {before}: this day was sealed before {before}; run `audit-pipeline relink --from {day}`")
+            return
+        if manifest.previous.day != before:
+            report.add("link", f"manifest altered: it links to {manifest.previous.day}, not {before}")
+        if manifest.previous.manifest_sha256 != expected_sha:
+            report.add(
+                "link",
+                f"{previous_key} changed after this day was sealed (SHA-256 {expected_sha[:12]}…, recorded {manifest.previous.manifest_sha256[:12]}…): "
+                f"the previous manifest was altered or replaced without re-linking",
+            )
+        if manifest.chain.seed != expected_seed:
+            report.add("link", f"chain broken: this day's seed {manifest.chain.seed[:12]}… is not {before}'s last hash {expected_seed[:12]}…")
+
+    def _check_objects(self, manifest: Manifest, report: DayReport, retirement: Retirement | None) -> None:
+        deleted = set(retirement.deleted) if retirement is not None else set()
+        listed = {o.key for o in manifest.objects}
+        checked: list[_Checked] = []
+        for fmt in self.formats:
+            entry = manifest.object_for(fmt)
+            if entry is None:
+                report.add("manifest", f"the manifest lists no {fmt} object")
+                continue
+            if entry.rows != manifest.rows:
+                report.add("manifest", f"manifest altered: it says {manifest.rows} events but {entry.rows} for {entry.key}")
+            if not self.store.exists(entry.key):
+                if entry.key in deleted:
+                    report.retired = True
+                    report.notes.append(f"{entry.key} deleted by retention ({retirement.reason if retirement else ''})")
+                else:
+                    report.add("object", f"object missing: {entry.key}")
+                continue
+            checked.append(self._check_object(manifest, entry, report))
+        for fmt in self.formats:
+            for key in self.store.list(day_prefix(fmt, manifest.day)):
+                if key not in listed:
+                    report.add("object", f"unexpected object, not in the manifest: {key}")
+        intact = [c for c in checked if c.sha_ok and c.chain_matches(manifest)]
+        for result in checked:
+            if result.chain_matches(manifest) or result.error is not None:
+                continue
+            if result.sha_ok:
+                if result.chain.rows != manifest.rows:
+                    report.add("manifest", f"manifest altered: it says {manifest.rows} events, but {result.entry.key} (intact) holds {result.chain.rows}")
+                else:
+                    report.add("manifest", f"manifest altered: {result.entry.key} is intact but its chain differs from the manifest's chain values")
+                continue
+            report.add("events", self._diagnose(manifest, result, intact[0] if intact else None))
+
+    def _reader(self, manifest: Manifest, entry: ObjectEntry) -> StoredObjectReader:
+        return StoredObjectReader(self.store, entry.key, entry.format, manifest.csv.model_dump())
+
+    def _check_object(self, manifest: Manifest, entry: ObjectEntry, report: DayReport) -> _Checked:
+        reader = self._reader(manifest, entry)
+        chain = EntryChain(bytes.fromhex(manifest.chain.seed), manifest.chain.checkpoint_rows)
+        error = None
+        try:
+            for chunk in reader.chunks():
+                chain.update(chunk)
+        except CanonicalError as exc:
+            error = exc
+        sha_ok = reader.sha256 == entry.sha256 and reader.size == entry.bytes
+        if not sha_ok:
+            report.add(
+                "object",
+                f"object modified: {entry.key} (SHA-256 {str(reader.sha256)[:12]}…, {reader.size} bytes; "
+                f"the manifest says {entry.sha256[:12]}…, {entry.bytes} bytes)",
+            )
+        if error is not None:
+            report.add("events", f"{entry.key}: cannot be read back as events from event {error.row}: {error}")
+        elif not sha_ok and chain.rows == manifest.rows and chain.last_hash == manifest.chain.last_hash:
+            report.notes.append(f"{entry.key}: its bytes changed but its events did not")
+        return _Checked(entry, sha_ok, chain, error)
+
+    def _diagnose(self, manifest: Manifest, result: _Checked, reference: _Checked | None) -> str:
+        """Name what happened to the events of a modified object and the first bad event."""
+        every = manifest.chain.checkpoint_rows
+        found, expected = result.chain.checkpoints, manifest.chain.checkpoints
+        block = next((i for i, (a, b) in enumerate(zip(found, expected, strict=False)) if a != b), min(len(found), len(expected)))
+        lines = self._reader(manifest, result.entry).lines()
+        first_bad, out_of_order = None, None
+        if reference is not None:
+            first_bad, out_of_order = self._first_difference(lines, self._reader(manifest, reference.entry).lines(), every)
+        else:
+            out_of_order = self._first_out_of_order(lines)
+        rows, expected_rows = result.chain.rows, manifest.rows
+        if rows < expected_rows:
+            kind = "events deleted"
+        elif rows > expected_rows:
+            kind = "events inserted"
+        elif out_of_order is not None:
+            kind = "events reordered"
+        else:
+            kind = "events altered"
+        where = f"event {first_bad}" if first_bad else f"an event in {block * every + 1}–{(block + 1) * every}"
+        text = f"{result.entry.key}: {kind}: the recomputed chain differs from {where} on"
+        if rows != expected_rows:
+            text += f" ({rows} events, the manifest says {expected_rows})"
+        if out_of_order is not None:
+            text += f"; event {out_of_order} is out of (created_at, id) order"
+        return text
+
+    @staticmethod
+    def _first_difference(lines: Iterator[bytes], reference: Iterator[bytes], window: int) -> tuple[int | None, int | None]:
+        first_bad: int | None = None
+        out_of_order: int | None = None
+        previous: tuple[bytes, bytes] | None = None
+        for number, (line, expected) in enumerate(itertools.zip_longest(lines, reference), start=1):
+            if line is not None:
+                key = _order_key(line)
+                if key is not None and previous is not None and key <= previous and out_of_order is None:
+                    out_of_order = number
+                previous = key
+            if first_bad is None and line != expected:
+                first_bad = number
+            if first_bad is not None and (out_of_order is not None or number > first_bad + window):
+                break
+        return first_bad, out_of_order
+
+    @staticmethod
+    def _first_out_of_order(lines: Iterator[bytes]) -> int | None:
+        previous: tuple[bytes, bytes] | None = None
+        for number, line in enumerate(lines, start=1):
+            key = _order_key(line)
+            if key is not None and previous is not None and key <= previous:
+                return number
+            previous = key
+        return None
