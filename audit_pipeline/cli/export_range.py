@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 import click
 
@@ -98,7 +98,7 @@ def export_range_command(
             raise ConfigError("--organization cannot be empty")
     event_filter = EventFilter(include_types=_patterns(types, "--type"), include_tenants=_patterns(tenants, "--tenant"), organizations=tuple(organizations))
     to_stdout = output == "-"
-    stdout = cast(BinaryIO, click.get_binary_stream("stdout"))  # type: ignore[operator]
+    stdout = sys.stdout.buffer
     if to_stdout and fmt == "parquet" and stdout.isatty():
         raise ConfigError("--format parquet is binary; give --output FILE or pipe standard output into a file or program")
     path: Path | None = None if to_stdout else check_output_path(output)
