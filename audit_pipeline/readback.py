@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -77,7 +78,7 @@ class DayCheck:
 
     passed: bool
     description: str | None
-    metadata: dict[str, object]
+    metadata: dict[str, Any]
 
 
 def check_completeness(store: ObjectStore, fmt: str, day: dt.date, expected_rows: int) -> DayCheck:

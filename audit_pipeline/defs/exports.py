@@ -2,6 +2,7 @@
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -49,9 +50,9 @@ def _day(context: dg.AssetExecutionContext) -> dt.date:
     return dt.date.fromisoformat(context.partition_key)
 
 
-def _metadata(export: DayExport, fmt: str, source_description: str) -> dict[str, object]:
+def _metadata(export: DayExport, fmt: str, source_description: str) -> dict[str, Any]:
     objects = export.for_format(fmt)
-    meta: dict[str, object] = {
+    meta: dict[str, Any] = {
         "dagster/row_count": export.rows,
         "dagster/partition_row_count": export.rows,
         "bytes": sum(o.bytes for o in objects),
