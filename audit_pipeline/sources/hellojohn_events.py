@@ -16,6 +16,7 @@ since the epoch (UTC), which is what the Arrow column holds and what orders even
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -33,61 +34,17 @@ _NESTED = {
     "resource_type": ("resource", "type"),
 }
 _CREATED_AT = COLUMNS.index("created_at")
+_TEXT_COLUMNS = COLUMNS[:_CREATED_AT]  # id ... result; created_at and metadata come last
+assert COLUMNS[_CREATED_AT:] == ("created_at", "metadata")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MISSING = object()
+#: The common spelling (``2024-01-15T14:23:05.123456Z``), which ``fromisoformat`` reads exactly.
+_PLAIN_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 
 
 def _label(event: Any, index: int) -> str:
     event_id = event.get("id") if isinstance(event, dict) else None
     return f"event {event_id!r}" if isinstance(event_id, str) else f"event #{index} of the page"
-
-
-def _lookup(event: dict[str, Any], column: str) -> tuple[bool, Any]:
-    if column in event:
-        return True, event[column]
-    nested = _NESTED.get(column)
-    if nested is not None:
-        parent = event.get(nested[0])
-        if isinstance(parent, dict) and nested[1] in parent:
-            return True, parent[nested[1]]
-    return False, None
-
-
-def _checked_text(value: str, label: str, column: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SourceError(f"the HelloJohn API returned {label} whose {column} is not valid Unicode (a lone surrogate escape)") from None
-    return value
-
-
-def event_row(event: Any, index: int) -> list[Any]:
-    """One API event as the 14 column values (``created_at`` in microseconds, ``metadata`` jsonb text)."""
-    label = _label(event, index)
-    if not isinstance(event, dict):
-        raise SourceError(f"the HelloJohn API returned {label} as {type(event).__name__}, expected a JSON object")
-    row: list[Any] = []
-    for column in COLUMNS:
-        present, value = _lookup(event, column)
-        if column in REQUIRED and (not present or (value is None and column != "metadata")):
-            raise SourceError(f"the HelloJohn API returned {label} without '{column}', which every audit event has")
-        if column == "created_at":
-            if not isinstance(value, str):
-                raise SourceError(f"the HelloJohn API returned {label} with created_at {value!r}; expected an ISO 8601 string")
-            try:
-                row.append(micros(parse_instant(value)))
-            except ValueError as exc:
-                raise SourceError(f"the HelloJohn API returned {label} with an unusable created_at: {exc}") from None
-        elif column == "metadata":
-            row.append(_checked_text(jsonb_text(value), label, column))
-        elif value is None:
-            row.append(None)
-        elif isinstance(value, str):
-            row.append(_checked_text(value, label, column))
-        else:
-            raise SourceError(f"the HelloJohn API returned {label} with {column} = {value!r} ({type(value).__name__}); expected a string or null")
-    if row[0] == "":
-        raise SourceError(f"the HelloJohn API returned {label} with an empty id")
-    return row
 
 
 def micros(value: dt.datetime) -> int:
@@ -99,9 +56,54 @@ def from_micros(value: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=value)
 
 
+def _instant(value: Any, event: Any, index: int) -> int:
+    if isinstance(value, str):
+        try:
+            if _PLAIN_INSTANT.fullmatch(value):
+                return micros(dt.datetime.fromisoformat(value))
+            return micros(parse_instant(value))
+        except ValueError as exc:
+            raise SourceError(f"the HelloJohn API returned {_label(event, index)} with an unusable created_at: {exc}") from None
+    if value is None or value is _MISSING:
+        raise SourceError(f"the HelloJohn API returned {_label(event, index)} without 'created_at', which every audit event has")
+    raise SourceError(f"the HelloJohn API returned {_label(event, index)} with created_at {value!r}; expected an ISO 8601 string")
+
+
+def event_row(event: Any, index: int) -> list[Any]:
+    """One API event as the 14 column values (``created_at`` in microseconds, ``metadata`` jsonb text)."""
+    if not isinstance(event, dict):
+        raise SourceError(f"the HelloJohn API returned {_label(event, index)} as {type(event).__name__}, expected a JSON object")
+    get = event.get
+    row: list[Any] = []
+    for column in _TEXT_COLUMNS:
+        value = get(column, _MISSING)
+        if value is _MISSING and column in _NESTED:
+            parent_key, key = _NESTED[column]
+            parent = get(parent_key)
+            value = parent.get(key, _MISSING) if isinstance(parent, dict) else _MISSING
+        if type(value) is str:
+            row.append(value)
+        elif value is None or value is _MISSING:
+            if column in REQUIRED:
+                raise SourceError(f"the HelloJohn API returned {_label(event, index)} without '{column}', which every audit event has")
+            row.append(None)
+        else:
+            raise SourceError(
+                f"the HelloJohn API returned {_label(event, index)} with {column} = {value!r} ({type(value).__name__}); expected a string or null"
+            )
+    if not row[0]:
+        raise SourceError(f"the HelloJohn API returned {_label(event, index)} with an empty id")
+    row.append(_instant(get("created_at", _MISSING), event, index))
+    metadata = get("metadata", _MISSING)
+    if metadata is _MISSING:
+        raise SourceError(f"the HelloJohn API returned {_label(event, index)} without 'metadata', which every audit event has")
+    row.append(jsonb_text(metadata))  # JSON null stays the jsonb value null
+    return row
+
+
 def row_key(row: list[Any]) -> tuple[int, bytes]:
     """The export order: ``created_at``, then the id compared bytewise (as ``COLLATE "C"``)."""
-    return row[_CREATED_AT], row[0].encode("utf-8")
+    return row[_CREATED_AT], row[0].encode("utf-8", "surrogatepass")
 
 
 class RowBuffer:
@@ -118,9 +120,24 @@ class RowBuffer:
             column.append(value)
 
     def take_batch(self) -> pa.RecordBatch:
-        arrays = [
-            pa.array(values, type=pa.int64()).cast(field.type) if field.name == "created_at" else pa.array(values, type=field.type)
-            for values, field in zip(self._columns, ARROW_SCHEMA, strict=True)
-        ]
+        try:
+            arrays = [
+                pa.array(values, type=pa.int64()).cast(field.type) if field.name == "created_at" else pa.array(values, type=field.type)
+                for values, field in zip(self._columns, ARROW_SCHEMA, strict=True)
+            ]
+        except UnicodeEncodeError:
+            raise SourceError(self._invalid_text()) from None
         self._columns = [[] for _ in COLUMNS]
         return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
+
+    def _invalid_text(self) -> str:
+        """Which event holds text that is not valid Unicode (a lone surrogate escape such as \\ud800)."""
+        for name, values in zip(COLUMNS, self._columns, strict=True):
+            for row, value in enumerate(values):
+                if isinstance(value, str):
+                    try:
+                        value.encode("utf-8")
+                    except UnicodeEncodeError:
+                        event_id = self._columns[0][row]
+                        return f"the HelloJohn API returned event {event_id!r} whose {name} is not valid Unicode (a lone surrogate escape)"
+        return "the HelloJohn API returned text that is not valid Unicode"

@@ -184,6 +184,10 @@ def test_a_retry_after_beyond_the_limit_fails_instead_of_hanging(table):
         (lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "numbers", "type": 7'), r"event 'numbers' with type = 7"),
         (lambda t: t.replace('"id": "numbers", "type": "user.login", ', '"id": "numbers", '), r"event 'numbers' without 'type'"),
         (lambda t: t.replace('"tiny":1E-7', '"tiny":NaN'), r"not JSON"),
+        (lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "numbers", "type": "user.login\\ud800"'), r"event 'numbers' whose type is not valid"),
+        (lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "", "type": "user.login"'), r"with an empty id"),
+        (lambda t: t.replace(', "metadata": {"nested"', ', "meta_data": {"nested"'), r"event 'numbers' without 'metadata'"),
+        (lambda t: t.replace('"created_at": "2024-01-15T13:00:00.000000Z"', '"created_at": 1705323600'), r"'numbers' with created_at 1705323600"),
         (lambda t: t.replace('"data": [', '"events": ['), r"no 'data' list"),
     ],
 )
