@@ -23,7 +23,7 @@ from audit_pipeline.defs.exports import SOURCE_TABLE
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.forwarding.config import forwarding_settings
-from audit_pipeline.forwarding.engine import Lag, compute_horizon, first_pending, initial_position, measure_lag
+from audit_pipeline.forwarding.engine import Lag, compute_horizon, initial_position, measure_lag
 from audit_pipeline.forwarding.positions import PositionStore, SinkState
 from audit_pipeline.settings import Settings, load_settings
 from audit_pipeline.sinks.registry import configured_sinks, find_sink
@@ -138,7 +138,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
                 return dg.SensorResult(
                     skip_reason=f"{lease.holder} holds {sink_name}'s lease (e.g. audit-pipeline forward)", asset_events=[observation], cursor=context.cursor
                 )
-            if first_pending(source, state.position, horizon) is None:
+            if lag.oldest_pending is None or lag.oldest_pending >= horizon:
                 return dg.SensorResult(
                     skip_reason=f"nothing older than the horizon {horizon.isoformat()} waits for {sink_name}", asset_events=[observation], cursor=context.cursor
                 )

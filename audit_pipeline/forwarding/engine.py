@@ -120,13 +120,15 @@ class Lag:
 
 
 def events_after(source: AuditSource, position: Position | None, end: dt.datetime) -> int:
-    """Exactly how many events lie after ``position`` and before ``end``."""
+    """Exactly how many events lie after ``position`` and before ``end`` (counts; rows only for ties)."""
     if position is None:
         return source.count(TimeRange(EARLIEST, max(end, EARLIEST)))
     if position.created_at >= end:
         return 0
     later = source.count(TimeRange(position.created_at + _ONE_MICROSECOND, max(end, position.created_at + _ONE_MICROSECOND)))
     same = TimeRange(position.created_at, position.created_at + _ONE_MICROSECOND)
+    if source.count(same) <= (1 if position.id else 0):
+        return later  # no other event shares the position's timestamp
     tied = sum(b.num_rows for b in source.iter_batches(same, after=position))
     return later + tied
 
@@ -148,10 +150,12 @@ def measure_lag(source: AuditSource, state: SinkState | None, start: object) -> 
     position = state.position if state else initial_position(start, source)
     if state is None and start == "now":
         return Lag(0, 0.0, None)
-    oldest = first_pending(source, position, now)
-    if oldest is None:
+    events = events_after(source, position, now)
+    if not events:
         return Lag(0, 0.0, None)
-    return Lag(events_after(source, position, now), max(0.0, (now - oldest).total_seconds()), oldest)
+    oldest = first_pending(source, position, now)
+    seconds = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return Lag(events, seconds, oldest)
 
 
 # -- results and progress ------------------------------------------------------------------------
@@ -234,6 +238,7 @@ class Forwarder:
         self.holder = new_holder()
         self._prepared = False
         self._leased = False
+        self._heartbeat: _Heartbeat | None = None
         self._rng = random.Random()
         self._max_events = max(1, min(settings.batch_events, sink.max_batch_events))
         self._max_bytes = max(1, sink.max_batch_bytes)
@@ -250,6 +255,7 @@ class Forwarder:
             other = self.positions.acquire(self.sink.name, self.holder, self.settings.lease_seconds)
             if other is None:
                 self._leased = True
+                self._heartbeat = _Heartbeat(self.positions, self.sink.name, self.holder, self.settings.lease_seconds)
                 return
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -263,6 +269,9 @@ class Forwarder:
             self._sleep(min(remaining, max(0.2, min(other.expires_in, 1.0))))
 
     def release(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         if self._leased:
             self._leased = False
             with contextlib.suppress(Exception):
@@ -277,16 +286,18 @@ class Forwarder:
             self.release()
 
     def _renew(self) -> None:
-        self.positions.renew(self.sink.name, self.holder, self.settings.lease_seconds)
+        """Fail fast if the heartbeat found the lease gone (the position commit checks it again)."""
+        if self._heartbeat is not None and self._heartbeat.lost is not None:
+            raise self._heartbeat.lost
 
     def _pause(self, seconds: float) -> None:
-        """Sleep while keeping the lease alive."""
+        """Sleep (the heartbeat keeps the lease alive), checking the lease in between."""
         end = self._clock() + seconds
         while True:
             remaining = end - self._clock()
             if remaining <= 0:
                 return
-            self._sleep(min(remaining, max(0.5, self.settings.lease_seconds / 3)))
+            self._sleep(min(remaining, 1.0))
             self._renew()
 
     # -- one pass --------------------------------------------------------------------------------
@@ -342,8 +353,9 @@ class Forwarder:
                 return
             if backlog is None:
                 backlog = events_after(self.source, position, horizon)
-                if backlog:
-                    self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
+                if not backlog:
+                    return
+                self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
             read = 0
             batches = self.source.iter_batches(TimeRange(start, horizon), after=position, limit=self.settings.read_events)
             for events in _prefetch(batches):
@@ -501,7 +513,10 @@ class Forwarder:
                 delay = self._backoff(attempt, None)
                 reason = f"{type(exc).__name__}: {_first_line(exc)}"
                 if now - failing_since + delay > self.settings.retry.give_up_seconds:
-                    raise DeliveryStalled(f"{self.sink.name}: {what} kept failing for {now - failing_since:.0f}s: {reason}") from None
+                    raise DeliveryStalled(
+                        f"{self.sink.name}: {what} kept failing for {now - failing_since:.0f}s "
+                        f"(retry.give_up_seconds={self.settings.retry.give_up_seconds:g}): {reason}; nothing was sent, the next pass resumes at the same position"
+                    ) from None
                 self.log(f"{self.sink.name}: {what} failed ({reason}); retrying in {delay:.1f}s")
                 self._pause(delay)
                 attempt += 1
@@ -529,6 +544,34 @@ class Forwarder:
         self.release()
         with contextlib.suppress(Exception):
             self.sink.close()
+
+
+class _Heartbeat:
+    """Renews the lease every third of its length while a forwarder holds it.
+
+    A slow request or a long retry wait does not lose the lease; a dead process (crash, SIGKILL)
+    stops renewing, so its lease expires and another forwarder takes over.
+    """
+
+    def __init__(self, positions: PositionStore, sink: str, holder: str, lease_seconds: float) -> None:
+        self.lost: LeaseLost | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(positions, sink, holder, lease_seconds), name=f"lease-{sink}", daemon=True)
+        self._thread.start()
+
+    def _run(self, positions: PositionStore, sink: str, holder: str, lease_seconds: float) -> None:
+        while not self._stop.wait(lease_seconds / 3):
+            try:
+                positions.renew(sink, holder, lease_seconds)
+            except LeaseLost as exc:
+                self.lost = exc
+                return
+            except Exception:  # the state database blinked: try again next beat; the commit is fenced anyway
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -228,16 +228,16 @@ class ElasticsearchSink(Sink):
         if self.settings.manage_template:
             self._install_template()
 
-    def _version_message(self, server: str) -> str:
+    def _version_message(self, server: str | None) -> str:
         import elasticsearch
 
-        major = elasticsearch.__versionstr__.split(".")[0]
+        client = elasticsearch.__versionstr__
+        major = client.split(".")[0]
+        found = f"is version {server}" if server else f"refused the {major}.x client's compatible-with={major} header, so it runs another major version"
         return (
-            f"Elasticsearch at {self.description} is version {server}, but the installed client is {elasticsearch.__versionstr__}; "
-            f"the client's major version must match the server's (this release supports Elasticsearch {major}.x; "
-            f"for another major version install the matching client, e.g. pip install 'elasticsearch>={server.split('.')[0]},<{int(server.split('.')[0]) + 1}')"
-            if server[:1].isdigit()
-            else f"Elasticsearch at {self.description} refused this {major}.x client's version header; the client's major version must match the server's"
+            f"Elasticsearch at {self.description} {found}, but the installed client is {client}: the client's major version must match "
+            f"the server's. This release supports Elasticsearch {major}.x; for an 8.x server install the 8.x client "
+            "(pip install 'elasticsearch>=8,<9')"
         )
 
     def _install_template(self) -> None:
@@ -296,7 +296,7 @@ class ElasticsearchSink(Sink):
                     f"on {', '.join(template_patterns(self.settings.index))}{hint}"
                 ) from None
             if status == 400 and kind == "media_type_header_exception":
-                raise SinkFailure(self._version_message(str(_error_reason(exc.body)).split("found ")[-1].strip() or "?")) from None
+                raise SinkFailure(self._version_message(None)) from None
             if status in (400, 404, 405, 406) or (400 <= status < 500 and status not in (408, 409, 413, 429)):
                 raise SinkFailure(f"Elasticsearch at {self.description} refused {what}: {status} {_reason(_error(exc.body))} ({self.where})") from None
 
@@ -372,11 +372,6 @@ def _error(body: Any) -> Any:
 def _error_type(body: Any) -> str:
     error = _error(body)
     return str(error.get("type", "")) if isinstance(error, dict) else ""
-
-
-def _error_reason(body: Any) -> str:
-    error = _error(body)
-    return str(error.get("reason", "")) if isinstance(error, dict) else str(error or "")
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -15,7 +15,9 @@ It follows Elastic's documentation of the APIs closely enough for the official P
   ``keyword`` and ``dynamic: strict`` (``400 document_parsing_exception``);  per-item errors come
   inside an HTTP 200 with ``"errors": true``, as the real server does; ``filter_path`` is applied;
 * ``GET /<index>/_doc/<id>``, ``GET|POST /<index>/_count`` (wildcards, comma lists),
-  ``POST /<index>/_refresh``, ``DELETE /<index>``, ``GET /_cat/indices?format=json``;
+  ``POST /<index>/_refresh``, ``DELETE /<index>`` (concrete names only: wildcards are refused
+  as with 8.x's default ``action.destructive_requires_name: true``),
+  ``GET /_cat/indices[/<expression>]?format=json``;
 * ``Authorization: ApiKey ...`` or Basic when ``api_key`` / ``basic_auth`` is set (401 otherwise).
 
 Faults on demand: :meth:`reject_ids` (a mapping rejection, 400, for those ids),
@@ -265,11 +267,12 @@ class ElasticsearchStandIn:
             return (*self._template(method, segments[1], body), False)
         if segments[-1] == "_bulk" and len(segments) <= 2 and method in ("POST", "PUT"):
             return self._bulk(handler, segments[0] if len(segments) == 2 else None, body)
-        if segments == ["_cat", "indices"]:
+        if segments[:2] == ["_cat", "indices"] and len(segments) <= 3 and method == "GET":
             with self._lock:
+                names = sorted(self._matching(segments[2]) if len(segments) == 3 else self.indices)
                 return (
                     200,
-                    [{"index": n, "docs.count": str(len(i["docs"])), "health": "green", "status": "open"} for n, i in sorted(self.indices.items())],
+                    [{"index": n, "docs.count": str(len(self.indices[n]["docs"])), "health": "green", "status": "open"} for n in names],
                     False,
                 )
         if len(segments) == 2 and segments[1] == "_count":
@@ -286,6 +289,8 @@ class ElasticsearchStandIn:
         if len(segments) == 3 and segments[1] == "_doc" and method in ("GET", "HEAD"):
             return (*self._get(segments[0], segments[2]), False)
         if len(segments) == 1 and method == "DELETE":
+            if "*" in segments[0] or segments[0] == "_all":  # action.destructive_requires_name defaults to true since 8.0
+                return 400, _error("illegal_argument_exception", "Wildcard expressions or all indices are not allowed", 400), False
             with self._lock:
                 names = self._matching(segments[0])
                 for name in names:
