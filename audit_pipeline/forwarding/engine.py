@@ -566,7 +566,7 @@ class _Heartbeat:
             except LeaseLost as exc:
                 self.lost = exc
                 return
-            except Exception:  # the state database blinked: try again next beat; the commit is fenced anyway
+            except Exception:  # noqa: S112 - the state database blinked: try again next beat; the commit is fenced anyway
                 continue
 
     def stop(self) -> None:

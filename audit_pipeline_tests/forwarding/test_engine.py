@@ -287,7 +287,7 @@ def test_a_new_sink_starts_where_its_configuration_says(pg: PgDatabase, tmp_path
 def test_only_one_forwarder_per_sink(pg: PgDatabase, tmp_path) -> None:
     first = make_forwarder(pg.url, RecordingSink(), tmp_path)
     second = make_forwarder(pg.url, RecordingSink(), tmp_path)
-    with first.leased(), pytest.raises(SinkBusy, match="being forwarded by .*only one forwarder per sink"):
+    with first.leased(), pytest.raises(SinkBusy, match=r"being forwarded by .*only one forwarder per sink"):
         second.acquire(wait_seconds=0)
     second.acquire(wait_seconds=0)
     second.release()
