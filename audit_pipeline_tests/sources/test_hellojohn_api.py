@@ -7,6 +7,7 @@ Every read is compared with what :class:`PostgresSource` reads from the same tab
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -184,7 +185,10 @@ def test_a_retry_after_beyond_the_limit_fails_instead_of_hanging(table):
         (lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "numbers", "type": 7'), r"event 'numbers' with type = 7"),
         (lambda t: t.replace('"id": "numbers", "type": "user.login", ', '"id": "numbers", '), r"event 'numbers' without 'type'"),
         (lambda t: t.replace('"tiny":1E-7', '"tiny":NaN'), r"not JSON"),
-        (lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "numbers", "type": "user.login\\ud800"'), r"event 'numbers' whose type is not valid"),
+        (
+            lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "numbers", "type": "user.login\\ud800"'),
+            r"event 'numbers' whose type is not valid",
+        ),
         (lambda t: t.replace('"id": "numbers", "type": "user.login"', '"id": "", "type": "user.login"'), r"with an empty id"),
         (lambda t: t.replace(', "metadata": {"nested"', ', "meta_data": {"nested"'), r"event 'numbers' without 'metadata'"),
         (lambda t: t.replace('"created_at": "2024-01-15T13:00:00.000000Z"', '"created_at": 1705323600'), r"'numbers' with created_at 1705323600"),
@@ -234,3 +238,20 @@ def test_a_wrong_base_url_says_to_check_it(table):
         source = HelloJohnApiSource(api.base_url + "/hellojohn", DEFAULT_KEY)
         with pytest.raises(SourceError, match=r"HTTP 404.*check source.base_url"):
             source.check()
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("AUDIT_TEST_HELLOJOHN_URL") and os.environ.get("AUDIT_TEST_HELLOJOHN_KEY")),
+    reason="set AUDIT_TEST_HELLOJOHN_URL and AUDIT_TEST_HELLOJOHN_KEY (an admin secret key) to read from a real HelloJohn server",
+)
+def test_against_a_real_hellojohn_server():
+    """Reads the last closed hour: events oldest first, each once, count() agreeing with the read."""
+    source = HelloJohnApiSource(os.environ["AUDIT_TEST_HELLOJOHN_URL"], os.environ["AUDIT_TEST_HELLOJOHN_KEY"])
+    source.check()
+    end = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    window = TimeRange(end - dt.timedelta(hours=1), end)
+    rows = [row for batch in source.iter_batches(window) for row in batch.to_pylist()]
+    keys = [(r["created_at"], r["id"].encode()) for r in rows]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    assert all(window.start <= r["created_at"] < window.end for r in rows)
+    assert source.count(window) == len(rows)
