@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_pipeline.defs import exports, forwarding, integrity
+from audit_pipeline.defs import exports, forwarding, integrity, retention
 from audit_pipeline.defs.resources import AuditPipelineResource
 
 defs = dg.Definitions.merge(
     exports.defs,
     forwarding.defs,
     integrity.defs,
-    dg.Definitions(resources={"audit": AuditPipelineResource()}),
+    retention.defs,
+    # One process per run: a backfill's parallelism comes from the run queue and the
+    # audit_source pool, not from a process per step (see "Operating it" in the README).
+    dg.Definitions(resources={"audit": AuditPipelineResource()}, executor=dg.in_process_executor),
 )

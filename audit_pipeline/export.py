@@ -63,7 +63,7 @@ class DayExport:
         return [o for o in self.objects if o.format == fmt]
 
 
-def _prefetch(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+def _prefetch(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
     """Read the source on its own thread so the database fetch overlaps with encoding."""
     slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
     done = object()
@@ -112,9 +112,18 @@ def export_day(
     ndjson_observer: Callable[[memoryview], None] | None = None,
     before_publish: BeforePublish | None = None,
     fail_before_publish: Callable[[], None] | None = None,
+    force: bool = False,
 ) -> DayExport:
-    """Export the UTC ``day``; returns what was published."""
+    """Export the UTC ``day``; returns what was published.
+
+    A day whose database rows retention deleted is refused (it would publish an emptier
+    copy) unless ``force``; the check is repeated right before publishing, so a deletion
+    that begins during the export is caught too (retention records the day first).
+    """
+    from audit_pipeline.retention.record import refuse_emptier_reexport
+
     store.check_writable()
+    refuse_emptier_reexport(store, day, force=force)
     source.check()
     result = DayExport(day=day, rows=0, min_created_at=None, max_created_at=None, first_id=None, last_id=None, event_filter=event_filter)
     with store.staging() as directory:
@@ -140,6 +149,7 @@ def export_day(
             raise
         result.rows = writers.rows
         extra = before_publish(result, written) if before_publish else []
+        refuse_emptier_reexport(store, day, force=force)
         if fail_before_publish is not None:
             fail_before_publish()
         for fmt in FORMATS:

@@ -12,7 +12,7 @@ from audit_pipeline.errors import AuditPipelineError, ConfigError
 from audit_pipeline.settings import load_settings
 
 
-def _run_export_job(days: list[dt.date], config: str | None) -> None:
+def _run_export_job(days: list[dt.date], config: str | None, force: bool = False) -> None:
     """Materialize the daily export assets (and their checks) for each day, in process."""
     import warnings
 
@@ -30,7 +30,10 @@ def _run_export_job(days: list[dt.date], config: str | None) -> None:
             resources={"audit": AuditPipelineResource(config_path=config)},
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                **({"ops": {"audit_logs_daily_export": {"config": {"force": True}}}} if force else {}),
+            },
         )
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
@@ -80,13 +83,14 @@ def _parse_day(value: str, name: str) -> dt.date:
 @main.command("export-day")
 @click.argument("day")
 @click.option("--to", "last", default=None, help="Last day of a range (inclusive).")
+@click.option("--force", is_flag=True, help="Export days whose database rows retention deleted (after restoring them); recorded in the manifest.")
 @click.pass_context
 @friendly_errors
-def export_day_command(ctx: click.Context, day: str, last: str | None) -> None:
+def export_day_command(ctx: click.Context, day: str, last: str | None, force: bool) -> None:
     """Materialize the daily export for DAY (YYYY-MM-DD), or DAY..--to, with its checks."""
     first = _parse_day(day, "DAY")
     end = _parse_day(last, "--to") if last else first
     if end < first:
         raise ConfigError(f"--to {end} is before DAY {first}")
     days = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]
-    _run_export_job(days, config_path(ctx))
+    _run_export_job(days, config_path(ctx), force=force)

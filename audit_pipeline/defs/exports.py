@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
@@ -13,6 +14,7 @@ from audit_pipeline.event_filters import daily_export_filter, describe
 from audit_pipeline.export import DayExport, export_day
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.readback import DayCheck, check_completeness, check_schema
+from audit_pipeline.retention.record import forced_reexport_reason, read_record
 from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
 from audit_pipeline.sources.base import TimeRange
 
@@ -44,6 +46,13 @@ audit_logs_table = dg.AssetSpec(
     owners=["team:security-engineering"],
     metadata={"dagster/column_schema": COLUMN_SCHEMA},
 )
+
+
+class ExportDayConfig(dg.Config):
+    force: bool = Field(
+        default=False,
+        description="Export the day even though retention deleted its database rows (e.g. after restoring them); otherwise such a day is refused.",
+    )
 
 
 def _day(context: dg.AssetExecutionContext) -> dt.date:
@@ -89,14 +98,23 @@ def _metadata(export: DayExport, fmt: str, source_description: str) -> dict[str,
     can_subset=False,
     name="audit_logs_daily_export",
 )
-def audit_logs_daily_export(context: dg.AssetExecutionContext, audit: AuditPipelineResource) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+def audit_logs_daily_export(
+    context: dg.AssetExecutionContext,
+    audit: AuditPipelineResource,
+    config: ExportDayConfig,
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     """Stream the partition day from the source once, writing all three formats, then publish atomically."""
     try:
         settings = audit.settings()
         store = audit.object_store()
-        sealer = DaySealer.from_settings(settings, store, _day(context))  # entry chain + manifest (integrity section)
+        # A forced re-export of a day retention emptied is recorded in its manifest as a rechain.
+        retired = read_record(store, _day(context)) if config.force else None
+        rechain = forced_reexport_reason(retired) if retired else None
+        sealer = DaySealer.from_settings(settings, store, _day(context), rechain_reason=rechain)  # entry chain + manifest (integrity section)
         with audit.open_source() as source:
-            export = export_day(source, store, _day(context), settings.export, event_filter=daily_export_filter(settings.export), **sealer.export_hooks())
+            export = export_day(
+                source, store, _day(context), settings.export, event_filter=daily_export_filter(settings.export), force=config.force, **sealer.export_hooks()
+            )
             origin = source.description
         sealed = sealer.after_publish(warn=context.log.warning)
     except AuditPipelineError as exc:

@@ -1,0 +1,81 @@
+"""``audit-pipeline retention [--dry-run]``: apply the ``retention:`` policy once, or list what it would delete.
+
+Exit codes: 0 done (days kept because they are not safely exported are reported, not
+failures); 1 a deletion or a check failed (rerun it: every step is idempotent); 2 a
+configuration error, such as a malformed policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+
+from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.errors import ConfigError
+from audit_pipeline.retention.plan import Figures, RetentionPlan
+from audit_pipeline.retention.run import RetentionResult, run_retention
+from audit_pipeline.settings import load_settings
+
+
+def summary(figures: Figures, verb: str) -> str:
+    objects = ", ".join(f"{n} {fmt}" for fmt, n in figures.export_objects.items())
+    return (
+        f"{verb}: {figures.database_rows:,} rows of {figures.database_days} day(s) from the database "
+        f"(kept {figures.database_rows_kept:,} rows of {figures.database_days_kept} day(s) past the policy); "
+        f"export objects: {objects}; Elasticsearch: {figures.indices} index(es), {figures.index_documents:,} documents"
+    )
+
+
+def _echo_plan(plan: RetentionPlan) -> None:
+    cutoffs = plan.cutoffs
+    if plan.database:
+        click.echo(f"database rows (policy {plan.policy.database}, days before {cutoffs['database']}):")
+        for entry in plan.database:
+            click.echo(f"  {entry.day}  {entry.action.upper():<6} {entry.rows:>10,} rows  {entry.reason}")
+    if plan.objects or plan.objects_kept:
+        click.echo("export objects (past their format's policy):")
+        for obj in plan.objects:
+            click.echo(f"  {obj.day}  DELETE {obj.key}")
+        for day, reason in sorted(plan.objects_kept.items()):
+            click.echo(f"  {day}  KEEP   {reason}")
+    if plan.indices:
+        click.echo(f"Elasticsearch indices (policy {plan.policy.elasticsearch}, days before {cutoffs['elasticsearch']}):")
+        for index in plan.indices:
+            click.echo(f"  {index.day}  DELETE {index.name} ({index.docs:,} documents)")
+
+
+def _parse_today(value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--today must be a day as YYYY-MM-DD, got {value!r}") from None
+
+
+@main.command("retention")
+@click.option("--dry-run", is_flag=True, help="List exactly what would be deleted (days, rows, objects, indices) and change nothing.")
+@click.option("--today", default=None, metavar="DAY", help="Compute ages from this UTC day instead of today (YYYY-MM-DD).")
+@click.pass_context
+@friendly_errors
+def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> None:
+    """Delete database rows, exports and Elasticsearch indices older than the retention policy.
+
+    Rows are deleted only for days whose exports exist, are complete and verify, and that
+    every enabled sink has delivered; other days are kept and listed with the reason.
+    """
+    settings = load_settings(config_path(ctx))
+
+    def warn(message: str) -> None:
+        click.echo(f"WARNING: {message}", err=True)
+
+    result: RetentionResult = run_retention(settings, today=_parse_today(today), dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn)
+    if result.legal_hold:
+        click.echo("legal hold: nothing deleted")
+        return
+    if result.plan is None:
+        click.echo("nothing to do: every retention policy is unlimited")
+        return
+    _echo_plan(result.plan)
+    click.echo(summary(result.figures(), "would delete" if dry_run else "deleted"))

@@ -1,0 +1,91 @@
+"""Retention as a Dagster job on a daily schedule; each run records what it deleted and kept as metadata.
+
+The schedule passes the tick's UTC date as ``today``, so a retried or re-executed run of
+the same tick computes the same cutoffs and deletes nothing more.  The job runs in its own
+pool; every step is idempotent, so a run that failed half-way is simply re-executed.
+"""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from audit_pipeline.defs.exports import EXPORT_ASSETS, SOURCE_TABLE
+from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
+from audit_pipeline.retention.run import RetentionResult, run_retention
+
+RETENTION_POOL = "audit_retention"
+
+
+class RetentionConfig(dg.Config):
+    today: str | None = Field(default=None, description="UTC day the ages are counted from (YYYY-MM-DD); default: the run's start date.")
+    dry_run: bool = Field(default=False, description="Only plan: record what would be deleted, change nothing.")
+
+
+def _metadata(result: RetentionResult) -> dict[str, Any]:
+    figures = result.figures().as_dict()
+    meta: dict[str, Any] = {**figures, "dry_run": result.dry_run, "legal_hold": result.legal_hold}
+    plan = result.plan
+    if plan is not None:
+        meta["today"] = plan.today.isoformat()
+        meta["policy"] = plan.policy.describe()
+        meta["database_days"] = dg.MetadataValue.json(
+            [
+                {"day": d.day.isoformat(), "rows": d.rows, "action": d.action, "rows_deleted": result.rows_deleted.get(d.day), "reason": d.reason}
+                for d in plan.database
+            ]
+        )
+        done = plan.objects if result.dry_run else result.objects_deleted
+        meta["export_objects"] = dg.MetadataValue.json([o.key for o in done])
+        indices = plan.indices if result.dry_run else result.indices_deleted
+        meta["indices"] = dg.MetadataValue.json([{"index": i.name, "documents": i.docs} for i in indices])
+    meta["warnings"] = dg.MetadataValue.json(result.warnings)
+    return meta
+
+
+@dg.op(pool=RETENTION_POOL, description="Delete rows, export objects and Elasticsearch indices older than the retention policy, never an unexported day.")
+def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, audit: AuditPipelineResource) -> dg.Output[dict]:  # type: ignore[type-arg]
+    try:
+        today = dt.date.fromisoformat(config.today) if config.today else None
+    except ValueError:
+        raise dg.Failure(description=f"config today must be a day as YYYY-MM-DD, got {config.today!r}") from None
+    try:
+        result = run_retention(audit.settings(), today=today, dry_run=config.dry_run, log=context.log.info, warn=context.log.warning)
+    except AuditPipelineError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
+    metadata = _metadata(result)
+    figures = result.figures()
+    if result.plan is not None and not result.dry_run:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=SOURCE_TABLE,
+                metadata={k: metadata[k] for k in ("database_days_deleted", "database_rows_deleted", "database_days_kept", "database_rows_kept", "today")},
+            )
+        )
+        for fmt, key in EXPORT_ASSETS.items():
+            if figures.export_objects.get(fmt):
+                context.log_event(dg.AssetObservation(asset_key=key, metadata={"objects_deleted_by_retention": figures.export_objects[fmt]}))
+    return dg.Output(figures.as_dict(), metadata=metadata)
+
+
+@dg.job(description="Apply the retention: policy once (database, exports, Elasticsearch).", tags={"dagster/max_retries": 1})
+def retention_job() -> None:
+    apply_retention()
+
+
+@dg.schedule(
+    job=retention_job,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    name="retention_schedule",
+    description="Every day at 03:00 UTC, after the night's export, apply the retention policy as of that date.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def retention_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    today = context.scheduled_execution_time.astimezone(dt.UTC).date().isoformat()
+    return dg.RunRequest(run_key=f"retention:{today}", run_config={"ops": {"apply_retention": {"config": {"today": today}}}}, tags={"retention/today": today})
+
+
+defs = dg.Definitions(jobs=[retention_job], schedules=[retention_schedule])

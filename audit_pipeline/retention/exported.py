@@ -1,0 +1,113 @@
+"""Is a day safely exported?  The question asked before any of its rows may be deleted.
+
+Safely exported means: the day's exports exist, hold as many events as the database has
+for the day (read back from the objects, not taken from the writer's word), and, with
+integrity on, verify against the signed manifest (SHA-256 and the entry chain recomputed
+from every object still there; objects retention already retired are accepted as such).
+A day whose only verification problem is its link to a neighbouring day (a gap in the
+chain, a backfill out of order) still counts: its own events are intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from audit_pipeline.export import day_prefix
+from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.manifest import Manifest, manifest_key, sha256_hex
+from audit_pipeline.integrity.signing import Keyring
+from audit_pipeline.integrity.verify import Verifier
+from audit_pipeline.readback import check_completeness
+from audit_pipeline.retention.exports import ID_SOURCES, ExportObject
+from audit_pipeline.retention.record import RetentionRecord
+from audit_pipeline.storage import ObjectStore
+from audit_pipeline.writers import FORMATS
+
+
+@dataclass
+class ExportEvidence:
+    """The outcome for one day: safe (with the object to read ids from) or why not."""
+
+    safe: bool
+    reason: str
+    exported_rows: int | None = None
+    id_object: ExportObject | None = None
+    manifest_sha256: str | None = None
+    csv_options: dict[str, object] = field(default_factory=dict)
+
+
+class ExportChecker:
+    def __init__(self, store: ObjectStore, integrity: IntegritySettings, formula_protection: bool, cutoffs: dict[str, dt.date | None]) -> None:
+        self.store = store
+        self.integrity = integrity
+        self.formula_protection = formula_protection
+        #: Per format, the oldest day whose export must still be there.
+        self.cutoffs = cutoffs
+        self._verifier = Verifier(store, Keyring.build(integrity)) if integrity.enabled else None
+
+    def check(self, day: dt.date, database_rows: int, record: RetentionRecord | None) -> ExportEvidence:
+        if record is not None and record.status == "deleted":
+            return ExportEvidence(
+                False,
+                f"retention already deleted its {record.rows_deleted:,} exported rows; these {database_rows:,} rows were added afterwards and are "
+                f"in no export: export the day again (audit-pipeline export-day {day} --force) before they can be deleted",
+            )
+        # After an interrupted deletion the database holds fewer rows than were exported and checked.
+        expected = record.rows_at_start if record is not None else database_rows
+        if self._verifier is not None:
+            return self._verified(day, expected)
+        return self._read_back(day, expected)
+
+    def _verified(self, day: dt.date, expected: int) -> ExportEvidence:
+        assert self._verifier is not None
+        report = self._verifier.verify_day(day)
+        if report.problems and not report.only_link_problems:
+            first = report.problems[0]
+            if first.kind == "gap" and not any(self.store.list(day_prefix(fmt, day)) for fmt in FORMATS):
+                return ExportEvidence(False, f"not exported: no manifest and no objects (materialize partition {day})")
+            more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+            return ExportEvidence(False, f"its exports do not verify: {first.message}{more}; run `audit-pipeline verify --from {day} --to {day}`")
+        raw = self.store.read_bytes(manifest_key(day)) if self.store.exists(manifest_key(day)) else None
+        if raw is None:
+            return ExportEvidence(False, f"its exports are retired and only a retirement record is left: nothing to check {expected:,} rows against")
+        manifest = Manifest.from_bytes(raw)
+        present = [o for o in manifest.objects if self.store.exists(o.key)]
+        if not present:
+            return ExportEvidence(False, "every export of the day was already deleted by retention: nothing to check the rows against")
+        if manifest.rows != expected:
+            return ExportEvidence(
+                False,
+                f"the database has {expected:,} rows for the day but its verified exports hold {manifest.rows:,}: "
+                f"export the day again (materialize partition {day}) before its rows can be deleted",
+                manifest.rows,
+            )
+        by_format = {o.format: o for o in present}
+        source = next(by_format[f] for f in ID_SOURCES if f in by_format)
+        note = "exports verified" + (f" (chain link: {report.problems[0].message})" if report.problems else "")
+        return ExportEvidence(True, note, manifest.rows, ExportObject(source.format, day, source.key), sha256_hex(raw), manifest.csv.model_dump())
+
+    def _read_back(self, day: dt.date, expected: int) -> ExportEvidence:
+        present: dict[str, list[str]] = {fmt: self.store.list(day_prefix(fmt, day)) for fmt in FORMATS}
+        if not any(present.values()):
+            return ExportEvidence(False, f"not exported: no objects under {', '.join(day_prefix(f, day) for f in FORMATS)} (materialize partition {day})")
+        for fmt in FORMATS:
+            cutoff = self.cutoffs.get(fmt)
+            if not present[fmt] and (cutoff is None or day >= cutoff):
+                return ExportEvidence(False, f"its {fmt} export is missing ({day_prefix(fmt, day)}/): materialize partition {day} again")
+        for fmt in FORMATS:
+            if present[fmt]:
+                outcome = check_completeness(self.store, fmt, day, expected)
+                if not outcome.passed:
+                    return ExportEvidence(False, f"its exports are incomplete: {outcome.description}")
+        source_format = next(f for f in ID_SOURCES if present[f])
+        if len(present[source_format]) != 1:
+            return ExportEvidence(False, f"{day_prefix(source_format, day)}/ holds {len(present[source_format])} objects, not one: export the day again")
+        return ExportEvidence(
+            True,
+            "exports read back complete (integrity is off: not verified)",
+            expected,
+            ExportObject(source_format, day, present[source_format][0]),
+            None,
+            {"formula_protection": self.formula_protection},
+        )

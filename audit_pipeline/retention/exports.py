@@ -1,0 +1,109 @@
+"""Exported objects: which are past their format's policy, deleting them so that verify still passes.
+
+Only keys of the daily layout (``{fmt}/date=YYYY-MM-DD/...``) are considered.  Manifests are
+kept (they are tiny and later days link to them); before a day's objects go, the integrity
+retirement record (``manifests/retired/date=...json``) is written naming every object of
+the day retention has deleted so far, so ``audit-pipeline verify`` reports the day as
+RETIRED rather than "object missing".  A crash between the record and the deletions
+leaves objects that still verify; the next run deletes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+import pyarrow.parquet as pq
+
+from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.integrity.canonical import StoredObjectReader
+from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_key
+from audit_pipeline.integrity.retirement import read_retirement, record_retirement
+from audit_pipeline.integrity.signing import Signer
+from audit_pipeline.storage import ObjectStore
+from audit_pipeline.writers import FORMATS
+
+_DAY_KEY = re.compile(r"^(csv|ndjson|parquet)/date=(\d{4}-\d{2}-\d{2})/[^/]+$")
+#: The order in which an intact object is chosen to read a day's ids from: cheapest first.
+ID_SOURCES = ("parquet", "ndjson", "csv")
+
+
+@dataclass(frozen=True)
+class ExportObject:
+    format: str
+    day: dt.date
+    key: str
+
+
+def daily_objects(store: ObjectStore, fmt: str) -> list[ExportObject]:
+    """Every object of the daily layout for ``fmt``, oldest day first."""
+    found = []
+    for key in store.list(fmt):
+        match = _DAY_KEY.match(key)
+        if match and match.group(1) == fmt:
+            try:
+                found.append(ExportObject(fmt, dt.date.fromisoformat(match.group(2)), key))
+            except ValueError:
+                continue  # date=2024-02-30: not a day, so not ours to delete
+    return sorted(found, key=lambda o: (o.day, o.key))
+
+
+def due_objects(store: ObjectStore, cutoffs: dict[str, dt.date | None]) -> list[ExportObject]:
+    """Objects of days before their format's cutoff."""
+    due: list[ExportObject] = []
+    for fmt in FORMATS:
+        cutoff = cutoffs.get(fmt)
+        if cutoff is not None:
+            due.extend(o for o in daily_objects(store, fmt) if o.day < cutoff)
+    return sorted(due, key=lambda o: (o.day, FORMATS.index(o.format), o.key))
+
+
+def manifest_problem(store: ObjectStore, day: dt.date) -> str | None:
+    """Why the day's retirement cannot be recorded (an unreadable manifest), if it cannot."""
+    key = manifest_key(day)
+    if not store.exists(key):
+        return None
+    try:
+        Manifest.from_bytes(store.read_bytes(key))
+    except ManifestError as exc:
+        return f"{key} is unreadable ({exc}); run `audit-pipeline verify --from {day} --to {day}` and repair it first"
+    return None
+
+
+def retire_objects(store: ObjectStore, day: dt.date, keys: list[str], reason: str, integrity: IntegritySettings, signer: Signer | None) -> None:
+    """Record the retirement (when the day has a manifest), then delete the objects."""
+    if integrity.enabled and store.exists(manifest_key(day)):
+        manifest = Manifest.from_bytes(store.read_bytes(manifest_key(day)))
+        listed = {o.key for o in manifest.objects}
+        previous = read_retirement(store, day)
+        retired = set(previous.deleted if previous else ()) | set(keys)
+        if previous is not None:
+            reason = previous.reason if set(keys) <= set(previous.deleted) else f"{previous.reason}; {reason}"
+        record_retirement(store, day, sorted(retired & listed), reason, signer)
+    for key in keys:
+        store.delete(key)
+
+
+def exported_ids(store: ObjectStore, obj: ExportObject, batch_rows: int, csv_options: dict[str, object]) -> Iterator[list[str]]:
+    """The event ids of an exported object, in batches of ``batch_rows``, streamed."""
+    if obj.format == "parquet":
+        with store.open(obj.key) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows, columns=["id"]):
+                yield [str(v) for v in batch.column(0).to_pylist()]
+        return
+    reader = StoredObjectReader(store, obj.key, obj.format, csv_options)
+    ids: list[str] = []
+    for line in reader.lines():
+        try:
+            ids.append(str(orjson.loads(line)["id"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise AuditPipelineError(f"{store.uri(obj.key)}: a line is not an exported event; nothing more of {obj.day} is deleted") from None
+        if len(ids) >= batch_rows:
+            yield ids
+            ids = []
+    if ids:
+        yield ids

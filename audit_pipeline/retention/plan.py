@@ -1,0 +1,181 @@
+"""What retention would delete today, and why each day past the policy is deleted or kept.
+
+The plan is the dry run: it reads (the database's rows per day, the export store, sink
+positions, the index listing) and changes nothing.  A real run executes the same plan, so
+the figures it reports are the plan's figures unless something changed in between.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.retention.backlog import SinkHold, sink_holds
+from audit_pipeline.retention.database import RetentionDatabase
+from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
+from audit_pipeline.retention.exported import ExportChecker, ExportEvidence
+from audit_pipeline.retention.exports import ExportObject, due_objects, manifest_problem
+from audit_pipeline.retention.policy import RetentionPolicy
+from audit_pipeline.retention.record import read_record
+from audit_pipeline.settings import Settings
+from audit_pipeline.storage import ObjectStore
+from audit_pipeline.writers import FORMATS
+
+
+@dataclass
+class DatabaseDay:
+    day: dt.date
+    rows: int
+    action: Literal["delete", "keep"]
+    reason: str
+    evidence: ExportEvidence | None = None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The numbers a dry run promises and a real run reports; they agree."""
+
+    database_days: int
+    database_rows: int
+    database_days_kept: int
+    database_rows_kept: int
+    export_objects: dict[str, int]
+    indices: int
+    index_documents: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database_days_deleted": self.database_days,
+            "database_rows_deleted": self.database_rows,
+            "database_days_kept": self.database_days_kept,
+            "database_rows_kept": self.database_rows_kept,
+            **{f"{fmt}_objects_deleted": self.export_objects.get(fmt, 0) for fmt in FORMATS},
+            "indices_deleted": self.indices,
+            "index_documents_deleted": self.index_documents,
+        }
+
+
+@dataclass
+class RetentionPlan:
+    today: dt.date
+    policy: RetentionPolicy
+    #: Oldest day kept, per store (None: unlimited).
+    cutoffs: dict[str, dt.date | None]
+    database: list[DatabaseDay] = field(default_factory=list)
+    objects: list[ExportObject] = field(default_factory=list)
+    #: Days whose objects are due but kept, and why.
+    objects_kept: dict[dt.date, str] = field(default_factory=dict)
+    indices: list[DailyIndex] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def days_to_delete(self) -> list[DatabaseDay]:
+        return [d for d in self.database if d.action == "delete"]
+
+    @property
+    def days_kept(self) -> list[DatabaseDay]:
+        return [d for d in self.database if d.action == "keep"]
+
+    def figures(self) -> Figures:
+        deleting, kept = self.days_to_delete, self.days_kept
+        return Figures(
+            len(deleting),
+            sum(d.rows for d in deleting),
+            len(kept),
+            sum(d.rows for d in kept),
+            {fmt: sum(1 for o in self.objects if o.format == fmt) for fmt in FORMATS},
+            len(self.indices),
+            sum(i.docs for i in self.indices),
+        )
+
+
+def cutoffs_for(policy: RetentionPolicy, today: dt.date) -> dict[str, dt.date | None]:
+    return {
+        "database": policy.database.cutoff(today),
+        "elasticsearch": policy.elasticsearch.cutoff(today),
+        **{fmt: policy.exports[fmt].cutoff(today) for fmt in FORMATS},
+    }
+
+
+def build_plan(
+    settings: Settings,
+    policy: RetentionPolicy,
+    store: ObjectStore,
+    today: dt.date,
+    *,
+    deleting: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> RetentionPlan:
+    """Everything past the policy on ``today``, each database day decided (legal hold is the caller's)."""
+    plan = RetentionPlan(today, policy, cutoffs_for(policy, today))
+    database_cutoff = plan.cutoffs["database"]
+    if database_cutoff is not None and policy.database_url is not None:
+        _plan_database(plan, settings, store, database_cutoff, deleting, log)
+    export_cutoffs = {fmt: plan.cutoffs[fmt] for fmt in FORMATS}
+    if any(c is not None for c in export_cutoffs.values()):
+        _plan_exports(plan, settings, store, export_cutoffs)
+    index_cutoff = plan.cutoffs["elasticsearch"]
+    if index_cutoff is not None:
+        indices = IndexRetention(elasticsearch_sink(settings))
+        try:
+            plan.indices = [i for i in indices.daily_indices() if i.day < index_cutoff]
+        finally:
+            indices.close()
+    return plan
+
+
+def _plan_database(plan: RetentionPlan, settings: Settings, store: ObjectStore, cutoff: dt.date, deleting: bool, log: Callable[[str], None]) -> None:
+    assert plan.policy.database_url is not None
+    with RetentionDatabase(plan.policy.database_url, settings.source.table) as database:
+        database.check(deleting)
+        days = database.rows_per_day(cutoff)
+    if not days:
+        return
+    log(f"{len(days)} day(s) before {cutoff} still hold rows; checking their exports")
+    holds = sink_holds(settings)
+    export_cutoffs = {fmt: plan.cutoffs[fmt] for fmt in FORMATS}
+    checker = ExportChecker(store, integrity_settings(settings), settings.export.csv_formula_protection, export_cutoffs)
+    held: dict[str, list[DatabaseDay]] = {}
+    for day, rows in days:
+        blocking = [h for h in holds if h.holds(day)]
+        if blocking:
+            names = ", ".join(f"{h.sink} (position {h.position})" for h in blocking)
+            entry = DatabaseDay(day, rows, "keep", f"not yet delivered by sink {names}")
+            for hold in blocking:
+                held.setdefault(hold.sink, []).append(entry)
+        else:
+            evidence = checker.check(day, rows, read_record(store, day))
+            entry = DatabaseDay(day, rows, "delete" if evidence.safe else "keep", evidence.reason, evidence)
+        plan.database.append(entry)
+    for hold in holds:
+        _warn_held(plan, hold, held.get(hold.sink, []))
+    unexported = [d for d in plan.days_kept if d.evidence is not None]
+    if unexported:
+        plan.warnings.append(
+            f"{len(unexported)} day(s) past retention.database ({plan.policy.database}) are kept because they are not safely exported "
+            f"({unexported[0].day}: {unexported[0].reason})"
+        )
+
+
+def _warn_held(plan: RetentionPlan, hold: SinkHold, days: list[DatabaseDay]) -> None:
+    if not days:
+        return
+    plan.warnings.append(
+        f"sink {hold.sink} has not delivered {sum(d.rows for d in days):,} rows of {len(days)} day(s) past retention.database "
+        f"({days[0].day} to {days[-1].day}; its position is {hold.position}): they are kept until it catches up. "
+        f"Check the sink (audit-pipeline forward {hold.sink} --once), or disable it (sinks.{hold.sink.split(':')[0]}.enabled: false) if it is gone for good"
+    )
+
+
+def _plan_exports(plan: RetentionPlan, settings: Settings, store: ObjectStore, cutoffs: dict[str, dt.date | None]) -> None:
+    due = due_objects(store, cutoffs)
+    if integrity_settings(settings).enabled:
+        for day in sorted({o.day for o in due}):
+            problem = manifest_problem(store, day)
+            if problem is not None:
+                plan.objects_kept[day] = problem
+                plan.warnings.append(f"exports of {day} are past their policy but kept: {problem}")
+    plan.objects = [o for o in due if o.day not in plan.objects_kept]
