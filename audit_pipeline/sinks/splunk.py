@@ -15,7 +15,8 @@ server's ``max_content_length`` (HTTP 413) is split; an invalid event (5, 6, 12,
 
 A plain 200 only means HEC parsed the request. With ``use_ack: true`` every request carries an
 ``X-Splunk-Request-Channel`` and its events count as delivered only once
-``/services/collector/ack`` reports the ``ackId`` indexed; if that does not happen within
+``/services/collector/ack`` reports the ``ackId`` indexed (the requests of a batch are sent
+first, then their acks polled together); if that does not happen within
 ``ack_timeout_seconds`` the events are retried. Delivery is at-least-once either way (HEC has
 no idempotency key; each event's ``id`` lets Splunk users drop duplicates).
 """
@@ -57,7 +58,7 @@ class SplunkSettings(BaseModel):
     source: str = "hellojohn-audit"
     host: str = Field(default_factory=socket.gethostname)
     use_ack: bool = False
-    ack_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    ack_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     #: Requests are split below this size; Splunk's ``max_content_length`` must be at least this.
     max_request_bytes: int = Field(default=1_000_000, ge=10_000)
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
@@ -95,6 +96,7 @@ class SplunkSink(Sink):
         verify: bool | str = config.tls_ca_file or config.tls_verify
         self._client = http.client(config.timeout_seconds, verify=verify)
         self._token = config.hec_token.get_secret_value()
+        self._awaiting: dict[int, Sequence[int]] = {}  # ackId -> the events of that request, during a send
         self._headers = {"Authorization": f"Splunk {self._token}", "Content-Type": "application/json"}
         if config.use_ack:
             self._headers["X-Splunk-Request-Channel"] = str(uuid.uuid4())
@@ -117,9 +119,12 @@ class SplunkSink(Sink):
     def send(self, events: EventBatch) -> DeliveryReport:
         report = DeliveryReport([Outcome.RETRY] * len(events))
         envelopes = self._envelopes(events)
+        self._awaiting = {}
         for chunk in _chunks(envelopes, self.config.max_request_bytes):
             if not self._post(chunk, envelopes, report):
                 break
+        if self._awaiting:
+            self._await_acks(report)
         return http.explain_unsent(report)
 
     def _post(self, chunk: Sequence[int], envelopes: list[bytes], report: DeliveryReport) -> bool:
@@ -134,7 +139,11 @@ class SplunkSink(Sink):
         code = answer.get("code")
         if status == 200 and code in (0, None):
             if self.config.use_ack:
-                return self._await_ack(answer.get("ackId"), chunk, report)
+                ack_id = answer.get("ackId")
+                if not isinstance(ack_id, int):
+                    raise SinkFailure("Splunk HEC returned no ackId although sinks.splunk.use_ack is true; enable indexer acknowledgement on the token")
+                self._awaiting[ack_id] = chunk  # delivered once Splunk confirms it indexed them
+                return True
             http.mark(report, chunk, Outcome.DELIVERED)
             return True
         if status in (401, 403) or code in _TOKEN_CODES or code in (21, 22):
@@ -187,39 +196,42 @@ class SplunkSink(Sink):
         half = len(chunk) // 2
         return self._post(chunk[:half], envelopes, report) and self._post(chunk[half:], envelopes, report)
 
-    def _await_ack(self, ack_id: Any, chunk: Sequence[int], report: DeliveryReport) -> bool:
-        if not isinstance(ack_id, int):
-            raise SinkFailure("Splunk HEC returned no ackId although sinks.splunk.use_ack is true; enable indexer acknowledgement on the token")
+    def _await_acks(self, report: DeliveryReport) -> None:
+        """Poll ``/services/collector/ack`` for every request of this batch at once, until all are
+        indexed or ``ack_timeout_seconds`` pass; unconfirmed requests are retried."""
         deadline = time.monotonic() + self.config.ack_timeout_seconds
         delay = 0.2
         while True:
-            if self._acknowledged(ack_id):
-                http.mark(report, chunk, Outcome.DELIVERED)
-                return True
+            for ack_id in self._acknowledged(list(self._awaiting)):
+                http.mark(report, self._awaiting.pop(ack_id), Outcome.DELIVERED)
+            if not self._awaiting:
+                return
             if time.monotonic() + delay > deadline:
-                http.mark(
-                    report,
-                    chunk,
-                    Outcome.RETRY,
-                    f"Splunk did not confirm indexing of ackId {ack_id} within {self.config.ack_timeout_seconds:g} s"
-                    " (sinks.splunk.ack_timeout_seconds); resending, which may index the events twice",
-                )
-                return False
+                for ack_id, chunk in self._awaiting.items():
+                    http.mark(
+                        report,
+                        chunk,
+                        Outcome.RETRY,
+                        f"Splunk did not confirm indexing of ackId {ack_id} within {self.config.ack_timeout_seconds:g} s"
+                        " (sinks.splunk.ack_timeout_seconds); resending, which may index the events twice",
+                    )
+                return
             self._sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
 
-    def _acknowledged(self, ack_id: int) -> bool:
+    def _acknowledged(self, ack_ids: list[int]) -> list[int]:
+        """The ack ids Splunk reports indexed (each is reported true only once)."""
         try:
-            response = self._client.post(self.config.hec_url + ACK_PATH, content=json.dumps({"acks": [ack_id]}), headers=self._headers)
+            response = self._client.post(self.config.hec_url + ACK_PATH, content=json.dumps({"acks": ack_ids}), headers=self._headers)
         except httpx.HTTPError:
-            return False  # polled again until the deadline
+            return []  # polled again until the deadline
         answer = _answer(response)
         if answer.get("code") == 14:
             raise SinkFailure("Splunk HEC has indexer acknowledgement disabled for this token (code 14); set sinks.splunk.use_ack: false")
         if response.status_code in (401, 403):
             raise SinkFailure(f"Splunk HEC refused the token when polling acknowledgements (HTTP {response.status_code}); check sinks.splunk.hec_token")
         acks = answer.get("acks")
-        return isinstance(acks, dict) and acks.get(str(ack_id)) is True
+        return [i for i in ack_ids if isinstance(acks, dict) and acks.get(str(i)) is True]
 
 
 def _chunks(envelopes: list[bytes], limit: int) -> Iterator[list[int]]:

@@ -146,7 +146,7 @@ class WebhookSink(Sink):
     def __init__(self, config: WebhookSettings, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.name = f"webhook:{config.name}"
-        self.max_batch_events = config.batch_size if config.batch else 100
+        self.max_batch_events = config.batch_size if config.batch else 20
         self.max_batch_bytes = 4_000_000
         self._clock = clock
         self._keys = [_key(s, "secret") for s in config.secrets()]

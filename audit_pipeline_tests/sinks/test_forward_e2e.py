@@ -134,6 +134,19 @@ def test_splunk_gets_every_event_through_faults(pipeline):
     assert_no_secret(result.output)
 
 
+def test_splunk_with_indexer_acknowledgement(pipeline):
+    config = yaml.safe_load(pipeline.config.read_text())
+    config["sinks"]["splunk"].update(use_ack=True, ack_timeout_seconds=1)
+    pipeline.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    pipeline.splunk.use_ack, pipeline.splunk.ack_after_polls = True, 2
+    pipeline.splunk.fail(Fault(status=200, body=b'{"text":"Success","code":0,"ackId":999}'))  # an ack that never comes true
+    result = pipeline.forward("splunk")
+    assert result.exit_code == 0, result.output
+    indexed = [e["event"]["id"] for e in pipeline.splunk.events]
+    assert indexed == pipeline.ids  # the unconfirmed request was resent; the stand-in never stored it
+    assert any(r.path == "/services/collector/ack" for r in pipeline.splunk.requests)
+
+
 def test_webhook_gets_every_event_through_faults_signed(pipeline):
     pipeline.siem.fail(Fault(status=503), Fault(status=429, headers={"Retry-After": "1"}), Fault(delay=1.5), Fault(disconnect=True))
     result = pipeline.forward(f"webhook:{SIEM}")
