@@ -24,6 +24,8 @@ from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, forma
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
 
 FORMATS: tuple[str, ...] = ("csv", "ndjson", "parquet")
+#: Rows encoded per kernel call: small enough to bound transient memory, large enough to amortise calls.
+ENCODE_SLICE_ROWS = 16_384
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "ndjson": "application/x-ndjson",
@@ -144,14 +146,17 @@ class DayWriters:
         self._pending_rows += batch.num_rows
         if self._pending_rows >= self.row_group_rows:
             self._flush_row_group()
-        created_at = format_created_at(batch.column(COLUMNS.index("created_at")))
-        # CSV on a worker thread while NDJSON encodes here: the Arrow kernels release the GIL.
-        csv_job = self._csv_pool.submit(encode_csv, batch, self.csv_formula_protection, created_at)
-        ndjson = encode_ndjson(batch, created_at)
-        self._ndjson.write(ndjson)
-        for observer in self.ndjson_observers:
-            observer(ndjson)
-        self._csv.write(csv_job.result())
+        # Encode in slices: the transient copies of each kernel stay small whatever the source batch size.
+        for start in range(0, batch.num_rows, ENCODE_SLICE_ROWS):
+            part = batch.slice(start, ENCODE_SLICE_ROWS)
+            created_at = format_created_at(part.column(COLUMNS.index("created_at")))
+            # CSV on a worker thread while NDJSON encodes here: the Arrow kernels release the GIL.
+            csv_job = self._csv_pool.submit(encode_csv, part, self.csv_formula_protection, created_at)
+            ndjson = encode_ndjson(part, created_at)
+            self._ndjson.write(ndjson)
+            for observer in self.ndjson_observers:
+                observer(ndjson)
+            self._csv.write(csv_job.result())
 
     def _flush_row_group(self) -> None:
         if not self._pending:
