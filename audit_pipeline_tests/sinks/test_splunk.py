@@ -47,7 +47,7 @@ def test_events_arrive_as_concatenated_envelopes_with_exact_time(hec):
     assert hec.wire_errors == []
     for n, envelope in enumerate(hec.events):
         assert envelope["time"] == epoch(events[n]["created_at"])
-        assert str(envelope["time"]).split(".")[1].__len__() == 6
+        assert len(str(envelope["time"]).split(".")[1]) == 6  # always six fractional digits
         assert (envelope["host"], envelope["source"], envelope["sourcetype"], envelope["index"]) == ("exporter-1", "hellojohn-audit", "_json", "hellojohn")
         assert envelope["event"] == json.loads(batch.line(n), parse_float=Decimal)
     assert hec.events[3]["time"] == Decimal("-0.000001")
