@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.config import IntegritySettings
 from audit_pipeline.integrity.manifest import Manifest, manifest_key, sha256_hex
+from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.readback import check_completeness
@@ -50,7 +51,7 @@ class ExportChecker:
         if record is not None and record.status == "deleted":
             return ExportEvidence(
                 False,
-                f"retention already deleted its {record.rows_deleted:,} exported rows; these {database_rows:,} rows were added afterwards and are "
+                f"retention already deleted its {record.exported_rows:,} exported rows; these {database_rows:,} rows were added afterwards and are "
                 f"in no export: export the day again (audit-pipeline export-day {day} --force) before they can be deleted",
             )
         # After an interrupted deletion the database holds fewer rows than were exported and checked.
@@ -61,16 +62,19 @@ class ExportChecker:
 
     def _verified(self, day: dt.date, expected: int) -> ExportEvidence:
         assert self._verifier is not None
+        key = manifest_key(day)
+        raw = self.store.read_bytes(key) if self.store.exists(key) else None
+        if raw is None:
+            if read_retirement(self.store, day) is not None:
+                return ExportEvidence(False, f"its exports are retired and only a retirement record is left: nothing to check {expected:,} rows against")
+            if any(self.store.list(day_prefix(fmt, day)) for fmt in FORMATS):
+                return ExportEvidence(False, f"its objects have no manifest ({key}): export the day again (materialize partition {day}) to seal it")
+            return ExportEvidence(False, f"not exported: no manifest and no objects (materialize partition {day})")
         report = self._verifier.verify_day(day)
         if report.problems and not report.only_link_problems:
             first = report.problems[0]
-            if first.kind == "gap" and not any(self.store.list(day_prefix(fmt, day)) for fmt in FORMATS):
-                return ExportEvidence(False, f"not exported: no manifest and no objects (materialize partition {day})")
             more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
             return ExportEvidence(False, f"its exports do not verify: {first.message}{more}; run `audit-pipeline verify --from {day} --to {day}`")
-        raw = self.store.read_bytes(manifest_key(day)) if self.store.exists(manifest_key(day)) else None
-        if raw is None:
-            return ExportEvidence(False, f"its exports are retired and only a retirement record is left: nothing to check {expected:,} rows against")
         manifest = Manifest.from_bytes(raw)
         present = [o for o in manifest.objects if self.store.exists(o.key)]
         if not present:

@@ -30,7 +30,7 @@ def record_key(day: dt.date) -> str:
 @dataclass(frozen=True)
 class RetentionRecord:
     day: dt.date
-    #: ``deleting`` while rows go, ``deleted`` once none of the exported ones are left.
+    #: ``deleting`` while rows go (or after a crash), ``deleted`` once none of the exported rows is left.
     status: Literal["deleting", "deleted"]
     #: Rows of the day in the database when the deletion began, equal to the exported rows.
     rows_at_start: int
@@ -41,7 +41,6 @@ class RetentionRecord:
     manifest_sha256: str | None
     policy: str
     started_at: str
-    rows_deleted: int = 0
     finished_at: str | None = None
 
     def to_bytes(self) -> bytes:

@@ -135,7 +135,7 @@ def _delete_day(database: RetentionDatabase, store: ObjectStore, entry: Database
     )
     write_record(store, record)
     deleted = database.delete_ids(entry.day, exported_ids(store, evidence.id_object, batch_rows, evidence.csv_options))
-    write_record(store, replace(record, status="deleted", rows_deleted=record.rows_deleted + deleted, finished_at=stamp()))
+    write_record(store, replace(record, status="deleted", finished_at=stamp()))
     return deleted
 
 
