@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -207,6 +208,34 @@ def test_a_failing_sink_does_not_delay_a_healthy_one(pipeline):
     assert stalled.returncode == 0, output
     assert [log["id"] for log in pipeline.datadog.logs] == pipeline.ids
     assert_no_secret(output)
+
+
+def test_a_forwarder_killed_mid_pass_loses_nothing_and_resends_at_most_one_batch(pipeline):
+    config = yaml.safe_load(pipeline.config.read_text())
+    config["forwarding"]["lease_seconds"] = 2  # the dead forwarder's lease runs out quickly
+    pipeline.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    pipeline.siem.fail(*[Fault(delay=0.03) for _ in range(100)])  # a slow receiver at first
+    killed = subprocess.Popen(
+        [str(Path(sys.executable).with_name("audit-pipeline")), "--config", str(pipeline.config), "forward", f"webhook:{SIEM}", "--once"],
+        env={**os.environ, **SECRETS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while len(pipeline.siem.deliveries) < 50:
+            assert killed.poll() is None, "the forwarder finished before it could be killed"
+            time.sleep(0.01)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    assert len(pipeline.siem.deliveries) < len(pipeline.events)
+    result = pipeline.forward(f"webhook:{SIEM}")  # waits for the dead forwarder's lease to expire
+    assert result.exit_code == 0, result.output
+    assert [e["id"] for e in pipeline.siem.events] == pipeline.ids  # every event, once per webhook-id
+    resent = len(pipeline.siem.deliveries) - len(pipeline.events)
+    assert 0 <= resent <= 20  # at most the batch in flight (20 events for one-by-one webhooks)
 
 
 def test_refused_credentials_stop_only_that_sink_naming_the_setting(pipeline):
