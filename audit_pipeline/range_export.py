@@ -30,7 +30,7 @@ from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
-from audit_pipeline.writers import open_parquet_writer
+from audit_pipeline.writers import ENCODE_SLICE_ROWS, open_parquet_writer
 
 #: ``json`` is the HelloJohn export API's name for the same NDJSON stream.
 FORMATS = {"csv": "csv", "ndjson": "ndjson", "json": "ndjson", "parquet": "parquet"}
@@ -86,16 +86,23 @@ def write_range(
     batches = _batches(source, time_range, event_filter, result, progress)
     if fmt == "csv":
         out.write(CSV_HEADER)
-        for batch in batches:
-            out.write(encode_csv(batch, csv_formula_protection))
+        for part in _slices(batches):
+            out.write(encode_csv(part, csv_formula_protection))
     elif fmt == "ndjson":
-        for batch in batches:
-            out.write(encode_ndjson(batch))
+        for part in _slices(batches):
+            out.write(encode_ndjson(part))
     elif fmt == "parquet":
         _write_parquet(batches, out, parquet_row_group_rows)
     else:
         raise ConfigError(f"unknown export format {fmt!r}")
     return result
+
+
+def _slices(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Encode a slice at a time, as the daily writers do: transient copies stay small."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, ENCODE_SLICE_ROWS):
+            yield batch.slice(start, ENCODE_SLICE_ROWS)
 
 
 def _write_parquet(batches: Iterator[pa.RecordBatch], out: BinaryIO, row_group_rows: int) -> None:
