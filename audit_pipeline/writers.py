@@ -158,17 +158,21 @@ class DayWriters:
                 observer(ndjson)
             self._csv.write(csv_job.result())
 
-    def _flush_row_group(self) -> None:
-        if not self._pending:
-            return
-        table = pa.Table.from_batches(self._pending, schema=ARROW_SCHEMA)
-        self._pending, self._pending_rows = [], 0
-        if self._parquet_job is not None:
-            self._parquet_job.result()  # at most one row group in flight: bounded memory
-        self._parquet_job = self._pool.submit(self._parquet.write_table, table, row_group_size=len(table))
+    def _flush_row_group(self, final: bool = False) -> None:
+        """Write full row groups of exactly ``row_group_rows`` (the rest waits, unless ``final``):
+        boundaries then depend only on the rows, not on how the source batched them."""
+        while self._pending_rows >= self.row_group_rows or (final and self._pending_rows):
+            table = pa.Table.from_batches(self._pending, schema=ARROW_SCHEMA)
+            size = min(self.row_group_rows, len(table))
+            group, rest = table.slice(0, size), table.slice(size)
+            self._pending = rest.to_batches()
+            self._pending_rows = len(rest)
+            if self._parquet_job is not None:
+                self._parquet_job.result()  # at most one row group in flight: bounded memory
+            self._parquet_job = self._pool.submit(self._parquet.write_table, group, row_group_size=size)
 
     def close(self) -> dict[str, WrittenFile]:
-        self._flush_row_group()
+        self._flush_row_group(final=True)
         if self._parquet_job is not None:
             self._parquet_job.result()
         self._pool.shutdown()
