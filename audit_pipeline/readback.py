@@ -7,6 +7,7 @@ would find, not what the writer believed it wrote.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,13 @@ class ObjectReport:
 
 
 def read_csv_report(store: ObjectStore, key: str) -> ObjectReport:
-    with store.open(key) as raw, open_text_reader(raw, key) as handle:
+    with store.open(key) as raw, open_text_reader(raw, key) as plain:
+        handle = io.BufferedReader(plain)  # type: ignore[type-var]  # for peek()
         header = handle.readline()
         if header != CSV_HEADER:
             return ObjectReport(key, 0, False, f"header is {header[:200]!r}, expected {CSV_HEADER!r}")
+        if not handle.peek(1):  # the header alone: a day without events (pyarrow rejects an empty CSV body)
+            return ObjectReport(key, 0, True)
         reader = pacsv.open_csv(
             handle,
             read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=8 << 20),
