@@ -120,10 +120,10 @@ def export_day(
     copy) unless ``force``; the check is repeated right before publishing, so a deletion
     that begins during the export is caught too (retention records the day first).
     """
-    from audit_pipeline.retention.record import refuse_emptier_reexport
+    from audit_pipeline.retention.record import note_reexport, refuse_emptier_reexport
 
     store.check_writable()
-    refuse_emptier_reexport(store, day, force=force)
+    retired = refuse_emptier_reexport(store, day, force=force)
     source.check()
     result = DayExport(day=day, rows=0, min_created_at=None, max_created_at=None, first_id=None, last_id=None, event_filter=event_filter)
     with store.staging() as directory:
@@ -163,4 +163,5 @@ def export_day(
                     store.delete(stale)
         for key, data, content_type in extra:
             store.put_bytes(key, data, content_type)
+    note_reexport(store, retired, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     return result

@@ -147,7 +147,8 @@ def _plan_database(plan: RetentionPlan, settings: Settings, store: ObjectStore, 
             for hold in blocking:
                 held.setdefault(hold.sink, []).append(entry)
         else:
-            evidence = checker.check(day, rows, read_record(store, day))
+            record = read_record(store, day)
+            evidence = checker.check(day, rows, record if record is not None and record.status != "re-exported" else None)
             entry = DatabaseDay(day, rows, "delete" if evidence.safe else "keep", evidence.reason, evidence)
         plan.database.append(entry)
     for hold in holds:

@@ -5,14 +5,15 @@ day, and rewrites it with the final count afterwards.  From the moment it exists
 export of that day would read fewer rows than were exported, and would replace good
 exports with an emptier copy; :func:`refuse_emptier_reexport` stops that, unless forced
 (rows restored from a backup, say).  A forced re-export whose events differ is recorded in
-the day's manifest as a rechain with the reason below.
+the day's manifest as a rechain with the reason below, and marks the record ``re-exported``:
+the day's exports and rows agree again, so retention may check and delete it anew.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from audit_pipeline.errors import AuditPipelineError
@@ -30,8 +31,9 @@ def record_key(day: dt.date) -> str:
 @dataclass(frozen=True)
 class RetentionRecord:
     day: dt.date
-    #: ``deleting`` while rows go (or after a crash), ``deleted`` once none of the exported rows is left.
-    status: Literal["deleting", "deleted"]
+    #: ``deleting`` while rows go (or after a crash), ``deleted`` once none of the exported rows is left,
+    #: ``re-exported`` once a forced export published the day again (its rows were restored).
+    status: Literal["deleting", "deleted", "re-exported"]
     #: Rows of the day in the database when the deletion began, equal to the exported rows.
     rows_at_start: int
     exported_rows: int
@@ -80,7 +82,7 @@ class RetiredDayError(AuditPipelineError):
 def refuse_emptier_reexport(store: ObjectStore, day: dt.date, *, force: bool = False) -> RetentionRecord | None:
     """Raise unless ``day`` may be exported again; returns the record (if any) so a forced export can cite it."""
     record = read_record(store, day)
-    if record is None or force:
+    if record is None or force or record.status == "re-exported":
         return record
     raise RetiredDayError(
         f"{day}: retention deleted this day's rows from the database ({record.status}, {record.rows_at_start:,} rows exported and checked first, "
@@ -93,3 +95,9 @@ def refuse_emptier_reexport(store: ObjectStore, day: dt.date, *, force: bool = F
 def forced_reexport_reason(record: RetentionRecord) -> str:
     """What the manifest history says when a forced re-export changes a retired day's events."""
     return f"forced re-export after retention deleted the day's rows from the database (started {record.started_at}, {record.rows_at_start} rows)"
+
+
+def note_reexport(store: ObjectStore, record: RetentionRecord | None, at: str) -> None:
+    """After a forced export published the day again: its exports match the database again."""
+    if record is not None and record.status != "re-exported":
+        write_record(store, replace(record, status="re-exported", finished_at=at))

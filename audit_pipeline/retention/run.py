@@ -123,15 +123,20 @@ def _delete_day(database: RetentionDatabase, store: ObjectStore, entry: Database
     evidence = entry.evidence
     assert evidence is not None and evidence.id_object is not None and evidence.exported_rows is not None
     # The record goes first: from now on a backfill of this day is refused (see record.py).
-    record = read_record(store, entry.day) or RetentionRecord(
-        day=entry.day,
-        status="deleting",
-        rows_at_start=entry.rows,
-        exported_rows=evidence.exported_rows,
-        exported_object=evidence.id_object.key,
-        manifest_sha256=evidence.manifest_sha256,
-        policy=policy,
-        started_at=stamp(),
+    existing = read_record(store, entry.day)
+    record = (
+        existing
+        if existing is not None and existing.status == "deleting"
+        else RetentionRecord(
+            day=entry.day,
+            status="deleting",
+            rows_at_start=entry.rows,
+            exported_rows=evidence.exported_rows,
+            exported_object=evidence.id_object.key,
+            manifest_sha256=evidence.manifest_sha256,
+            policy=policy,
+            started_at=stamp(),
+        )
     )
     write_record(store, record)
     deleted = database.delete_ids(entry.day, exported_ids(store, evidence.id_object, batch_rows, evidence.csv_options))
