@@ -59,7 +59,7 @@ class DeadLetterStore:
             raise ValueError("one reason per dead-lettered event")
         ids = events.ids
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-        first = events.created_at[0]
+        first = events.batch.column(COLUMNS.index("created_at"))[0].as_py()
         micros = (first - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
         key = f"{self.prefix(sink)}date={first.date().isoformat()}/{micros:017d}-{digest}.ndjson"
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -41,6 +41,7 @@ from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, new_holder
+from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 
@@ -358,7 +359,7 @@ class Forwarder:
                 self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
             read = 0
             batches = self.source.iter_batches(TimeRange(start, horizon), after=position, limit=self.settings.read_events)
-            for events in _prefetch(batches):
+            for events in _prefetch(batches, self._max_events):
                 read += len(events)
                 for part in _split(events, self._max_events, self._max_bytes):
                     self._deliver(part, result)
@@ -401,7 +402,7 @@ class Forwarder:
             key = self.dead_letters.write(self.sink.name, batch.take(indices), [rejected[i] for i in indices])
             result.dead_letter_keys.append(key)
             self.log(f"{self.sink.name}: {len(indices)} event(s) rejected, kept in {self.dead_letters.store.uri(key)}: {rejected[indices[0]]}")
-        last = Position(batch.created_at[-1], batch.ids[-1])
+        last = _last_position(batch)
         self.positions.advance(
             self.sink.name, self.holder, last, delivered=delivered + skipped, dead_lettered=len(rejected), lease_seconds=self.settings.lease_seconds
         )
@@ -575,6 +576,12 @@ class _Heartbeat:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _last_position(events: EventBatch) -> Position:
+    """The batch's last ``(created_at, id)``, without converting the whole columns to Python."""
+    arrow = events.batch
+    return Position(arrow.column(COLUMNS.index("created_at"))[-1].as_py(), arrow.column(COLUMNS.index("id"))[-1].as_py())
+
+
 def _split(events: EventBatch, max_events: int, max_bytes: int) -> Iterator[EventBatch]:
     """Consecutive parts of at most ``max_events`` events and ``max_bytes`` NDJSON bytes (at least one event)."""
     n = len(events)
@@ -595,10 +602,12 @@ def _split(events: EventBatch, max_events: int, max_bytes: int) -> Iterator[Even
 _DONE = object()
 
 
-def _prefetch(batches: Iterator[object], depth: int = 2) -> Iterator[EventBatch]:
-    """Read and encode the next source batch in a thread while the current one is being sent.
+def _prefetch(batches: Iterator[object], chunk_rows: int, depth: int = 3) -> Iterator[EventBatch]:
+    """Read the source and encode the next chunks (``chunk_rows`` events each) in a thread while
+    the current one is being sent.
 
-    At most ``depth`` batches wait in the queue, so memory stays bounded.
+    At most ``depth`` chunks wait in the queue, besides the source batch being cut up, so memory
+    stays bounded whatever the backlog.
     """
     slots: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -606,16 +615,18 @@ def _prefetch(batches: Iterator[object], depth: int = 2) -> Iterator[EventBatch]
     def produce() -> None:
         try:
             for batch in batches:
-                events = EventBatch(batch)  # type: ignore[arg-type]
-                events.ndjson()
-                while not stop.is_set():
-                    try:
-                        slots.put(events, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+                rows = batch.num_rows  # type: ignore[attr-defined]
+                for start in range(0, rows, chunk_rows):
+                    events = EventBatch(batch.slice(start, chunk_rows))  # type: ignore[attr-defined]
+                    events.ndjson()
+                    while not stop.is_set():
+                        try:
+                            slots.put(events, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
             while not stop.is_set():
                 try:
                     slots.put(_DONE, timeout=0.2)

@@ -210,6 +210,12 @@ class ElasticsearchSink(Sink):
             elif s.username and s.password is not None:
                 options["basic_auth"] = (s.username, s.password.get_secret_value())
             try:
+                from elasticsearch.serializer import OrjsonSerializer  # orjson is a dependency here: faster bulk responses
+
+                options["serializer"] = OrjsonSerializer()
+            except ImportError:
+                pass
+            try:
                 self._client = Elasticsearch(s.url if isinstance(s.url, list) else [s.url], **options)
             except ValueError as exc:
                 raise ConfigError(f"{self.where}: {exc}") from None

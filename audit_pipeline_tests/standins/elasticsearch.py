@@ -63,22 +63,62 @@ def _error(kind: str, reason: str, status: int, **extra: Any) -> dict[str, Any]:
     return {"error": {"root_cause": [cause], **cause}, "status": status}
 
 
-def filter_path(value: Any, paths: list[list[str]]) -> Any:
-    """Elasticsearch's ``filter_path``: keep what the dotted paths (``*`` wildcards) select."""
-    if any(not p for p in paths):
+_WHOLE = object()
+
+
+def _path_tree(paths: list[list[str]]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for i, segment in enumerate(path):
+            if i == len(path) - 1:
+                node[segment] = _WHOLE
+            elif node.get(segment) is not _WHOLE:
+                node = node.setdefault(segment, {})
+    return tree
+
+
+def _merge(trees: list[Any]) -> Any:
+    if any(t is _WHOLE for t in trees):
+        return _WHOLE
+    if len(trees) == 1:
+        return trees[0]
+    merged: dict[str, Any] = {}
+    for tree in trees:
+        for key, sub in tree.items():
+            merged[key] = _merge([merged[key], sub]) if key in merged else sub
+    return merged
+
+
+def _filter(value: Any, tree: Any, cache: dict[tuple[int, str], Any]) -> Any:
+    if tree is _WHOLE:
         return value
     if isinstance(value, list):
-        return [filter_path(v, paths) for v in value]
+        return [_filter(v, tree, cache) for v in value]
     if not isinstance(value, dict):
         return None
     out = {}
     for key, child in value.items():
-        rest = [p[1:] for p in paths if fnmatch.fnmatchcase(key, p[0])]
-        if rest:
-            kept = filter_path(child, rest)
+        slot = (id(tree), key)
+        sub = cache.get(slot, cache)
+        if sub is cache:  # not computed yet for this node and key
+            subs = [tree[key]] if key in tree else []
+            subs.extend(s for segment, s in tree.items() if "*" in segment and (segment == "*" or fnmatch.fnmatchcase(key, segment)))
+            sub = cache[slot] = _merge(subs) if subs else None
+        if sub is not None:
+            kept = _filter(child, sub, cache)
             if kept is not None and kept != {}:
                 out[key] = kept
     return out
+
+
+def filter_path(value: Any, paths: list[list[str]]) -> Any:
+    """Elasticsearch's ``filter_path``: keep what the dotted paths (``*`` wildcards) select."""
+    tree = _path_tree(paths)
+    return _filter(value, tree, {})
+
+
+_SHARDS = {"total": 1, "successful": 1, "failed": 0}
 
 
 class ElasticsearchStandIn:
@@ -419,7 +459,7 @@ class ElasticsearchStandIn:
             }
         doc_id = doc_id or uuid.uuid4().hex
         base = {"_index": index, "_id": doc_id}
-        remaining = self._throttled.get(doc_id, 0)
+        remaining = self._throttled.get(doc_id, 0) if self._throttled else 0
         if remaining > 0:
             self._throttled[doc_id] = remaining - 1
             return {
@@ -430,14 +470,15 @@ class ElasticsearchStandIn:
                     "reason": "rejected execution of coordinating operation [shard_detail=[" + index + "][0][P], shard_coordinating_and_primary_bytes=0]",
                 },
             }
-        if doc_id in self._rejected:
+        if self._rejected and doc_id in self._rejected:
             return {**base, "status": 400, "error": {"type": "document_parsing_exception", "reason": f"[1:1] {self._rejected[doc_id]}"}}
         target = self.indices.get(index)
         if target is None:
             if not self.auto_create_index:
                 return {**base, "status": 404, "error": {"type": "index_not_found_exception", "reason": f"no such index [{index}]", "index": index}}
             template = self._template_for(index)
-            target = {"mappings": (template or {}).get("template", {}).get("mappings", {}), "docs": {}}
+            mappings = (template or {}).get("template", {}).get("mappings", {})
+            target = {"mappings": mappings, "docs": {}, "plan": _plan(mappings)}
             self.indices[index] = target
         if op == "create" and doc_id in target["docs"]:
             self.conflicts += 1
@@ -451,7 +492,7 @@ class ElasticsearchStandIn:
                     "shard": "0",
                 },
             }
-        problem = self._validate(target["mappings"], source)
+        problem = _validate(target["plan"], source)
         if problem:
             return {**base, "status": 400, "error": {"type": problem[0], "reason": problem[1], "index": index}}
         updated = doc_id in target["docs"]
@@ -459,40 +500,53 @@ class ElasticsearchStandIn:
         if op == "create":
             self.creates[(index, doc_id)] += 1
         return {
-            **base,
+            "_index": index,
+            "_id": doc_id,
             "_version": 1,
             "result": "updated" if updated else "created",
-            "_shards": {"total": 1, "successful": 1, "failed": 0},
+            "_shards": _SHARDS,
             "status": 200 if updated else 201,
         }
 
-    def _validate(self, mappings: dict[str, Any], source: bytes) -> tuple[str, str] | None:
-        try:
-            document = orjson.loads(source)
-        except orjson.JSONDecodeError:
-            return "document_parsing_exception", "[1:1] failed to parse: the source is not a JSON object"
-        if not isinstance(document, dict):
-            return "document_parsing_exception", "[1:1] failed to parse: the source is not a JSON object"
-        properties = mappings.get("properties", {})
-        for name, value in document.items():
-            spec = properties.get(name)
-            if spec is None:
-                if mappings.get("dynamic") == "strict":
-                    return "strict_dynamic_mapping_exception", f"[1:1] mapping set to strict, dynamic introduction of [{name}] within [_doc] is not allowed"
-                continue
-            if value is None:
-                continue
-            kind = spec.get("type")
-            if kind in ("date", "date_nanos") and not (isinstance(value, str) and _DATE.match(value)):
-                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [{kind}] in document"
-            if kind == "ip" and not spec.get("ignore_malformed"):
-                try:
-                    ipaddress.ip_address(value)
-                except ValueError:
-                    return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [ip] in document. Preview of field's value: '{value}'"
-            if kind == "keyword" and isinstance(value, dict | list):
-                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [keyword] in document"
+
+def _plan(mappings: dict[str, Any]) -> tuple[bool, dict[str, tuple[str, bool]]]:
+    """What to check per field: (strict dynamic mapping, {field: (type, ignore_malformed)})."""
+    checks = {name: (spec.get("type", "object"), bool(spec.get("ignore_malformed"))) for name, spec in mappings.get("properties", {}).items()}
+    return mappings.get("dynamic") == "strict", checks
+
+
+def _validate(plan: tuple[bool, dict[str, tuple[str, bool]]], source: bytes) -> tuple[str, str] | None:
+    """The mapping errors Elasticsearch would raise for this document, if any."""
+    try:
+        document = orjson.loads(source)
+    except orjson.JSONDecodeError:
+        return "document_parsing_exception", "[1:1] failed to parse: the source is not a JSON object"
+    if not isinstance(document, dict):
+        return "document_parsing_exception", "[1:1] failed to parse: the source is not a JSON object"
+    strict, checks = plan
+    if not checks and not strict:
         return None
+    for name, value in document.items():
+        check = checks.get(name)
+        if check is None:
+            if strict:
+                return "strict_dynamic_mapping_exception", f"[1:1] mapping set to strict, dynamic introduction of [{name}] within [_doc] is not allowed"
+            continue
+        if value is None:
+            continue
+        kind, ignore_malformed = check
+        if kind == "keyword":
+            if isinstance(value, dict | list):
+                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [keyword] in document"
+        elif kind in ("date", "date_nanos"):
+            if not (isinstance(value, str) and _DATE.match(value)):
+                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [{kind}] in document"
+        elif kind == "ip" and not ignore_malformed:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [ip] in document. Preview of field's value: '{value}'"
+    return None
 
 
 def main() -> None:
