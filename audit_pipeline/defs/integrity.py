@@ -20,6 +20,26 @@ from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 
 
+def integrity_result(audit: AuditPipelineResource, fmt: str, day: dt.date) -> dg.AssetCheckResult:
+    """The check's verdict for one format of one day (what the UI shows for the partition)."""
+    config = integrity_settings(audit.settings())
+    if not config.enabled:
+        return dg.AssetCheckResult(passed=True, description="integrity.enabled is false: no manifests are written", metadata={"status": "disabled"})
+    report = Verifier(audit.object_store(), Keyring.build(config), formats=(fmt,)).verify_day(day)
+    return dg.AssetCheckResult(
+        passed=report.ok,
+        severity=dg.AssetCheckSeverity.WARN if report.only_link_problems else dg.AssetCheckSeverity.ERROR,
+        description="; ".join(p.message for p in report.problems) or "; ".join(report.notes) or None,
+        metadata={
+            "status": report.status,
+            "manifest": manifest_key(day),
+            "events": report.rows if report.rows is not None else -1,
+            "problems": dg.MetadataValue.json([{"kind": p.kind, "message": p.message} for p in report.problems]),
+            "notes": dg.MetadataValue.json(report.notes),
+        },
+    )
+
+
 def _build_check(fmt: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=key,
@@ -31,23 +51,7 @@ def _build_check(fmt: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
         partitions_def=daily_partitions,
     )
     def integrity(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
-        day = dt.date.fromisoformat(context.partition_key)
-        config = integrity_settings(audit.settings())
-        if not config.enabled:
-            return dg.AssetCheckResult(passed=True, description="integrity.enabled is false: no manifests are written", metadata={"status": "disabled"})
-        report = Verifier(audit.object_store(), Keyring.build(config), formats=(fmt,)).verify_day(day)
-        return dg.AssetCheckResult(
-            passed=report.ok,
-            severity=dg.AssetCheckSeverity.WARN if report.only_link_problems else dg.AssetCheckSeverity.ERROR,
-            description="; ".join(p.message for p in report.problems) or "; ".join(report.notes) or None,
-            metadata={
-                "status": report.status,
-                "manifest": manifest_key(day),
-                "events": report.rows if report.rows is not None else -1,
-                "problems": dg.MetadataValue.json([{"kind": p.kind, "message": p.message} for p in report.problems]),
-                "notes": dg.MetadataValue.json(report.notes),
-            },
-        )
+        return integrity_result(audit, fmt, dt.date.fromisoformat(context.partition_key))
 
     return integrity
 

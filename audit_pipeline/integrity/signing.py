@@ -66,6 +66,14 @@ class Ed25519Signer(Signer):
         self.public_key = private_key.public_key()
         self.key_id = ed25519_key_id(self.public_key)
 
+    @classmethod
+    def generate(cls) -> Ed25519Signer:
+        """A new random key (tests and benchmarks; production keys come from ``openssl genpkey``)."""
+        return cls(Ed25519PrivateKey.generate())
+
+    def private_pem(self) -> bytes:
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
     def _sign(self, payload: bytes) -> bytes:
         return self._key.sign(payload)
 

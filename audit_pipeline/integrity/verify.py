@@ -21,7 +21,7 @@ from typing import Literal
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
 from audit_pipeline.integrity.chain import GENESIS, EntryChain
-from audit_pipeline.integrity.linking import ONE_DAY, read_optional
+from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.manifest import (
     MANIFEST_PREFIX,
     Manifest,
@@ -31,7 +31,7 @@ from audit_pipeline.integrity.manifest import (
     manifest_key,
     sha256_hex,
 )
-from audit_pipeline.integrity.retirement import Retirement, read_retirement, retirement_key
+from audit_pipeline.integrity.retirement import Retirement, retirement_key
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
@@ -106,14 +106,34 @@ class Verifier:
         self.keyring = keyring
         self.formats = tuple(formats)
         keys = store.list(MANIFEST_PREFIX)
+        #: One listing per prefix instead of a request per key: verify reads only what exists.
+        self._manifest_keys = set(keys)
+        self._format_keys: dict[str, list[str]] = {}
         self.manifest_days = sorted(d for d in (day_of_manifest_key(k) for k in keys) if d is not None)
         self.retired_days = sorted(dt.date.fromisoformat(m.group(1)) for m in (_RETIRED_KEY.match(k) for k in keys) if m)
+
+    # -- what the store holds -------------------------------------------------------------------
+    def _objects(self, fmt: str) -> list[str]:
+        if fmt not in self._format_keys:
+            self._format_keys[fmt] = self.store.list(fmt)
+        return self._format_keys[fmt]
+
+    def _day_objects(self, fmt: str, day: dt.date) -> list[str]:
+        prefix = day_prefix(fmt, day) + "/"
+        return [k for k in self._objects(fmt) if k.startswith(prefix)]
+
+    def _read(self, key: str) -> bytes | None:
+        return self.store.read_bytes(key) if key in self._manifest_keys else None
+
+    def _retired(self, day: dt.date) -> Retirement | None:
+        raw = self._read(retirement_key(day))
+        return Retirement.from_bytes(raw) if raw is not None else None
 
     # -- ranges ---------------------------------------------------------------------------------
     def data_days(self) -> list[dt.date]:
         days: set[dt.date] = set()
         for fmt in FORMATS:
-            for key in self.store.list(fmt):
+            for key in self._objects(fmt):
                 match = _DATA_DAY.search("/" + key)
                 if match:
                     days.add(dt.date.fromisoformat(match.group(1)))
@@ -132,7 +152,7 @@ class Verifier:
     def verify_day(self, day: dt.date) -> DayReport:
         report = DayReport(day)
         key = manifest_key(day)
-        raw = read_optional(self.store, key)
+        raw = self._read(key)
         retirement = self._retirement(day, report)
         if raw is None:
             if retirement is not None:
@@ -140,7 +160,7 @@ class Verifier:
                 report.rows = retirement.rows
                 report.notes.append(f"retired on {retirement.at} ({retirement.reason}); manifest removed")
                 return report
-            present = [k for fmt in FORMATS for k in self.store.list(day_prefix(fmt, day))]
+            present = [k for fmt in FORMATS for k in self._day_objects(fmt, day)]
             extra = f"; objects without a manifest: {', '.join(present)}" if present else ""
             report.add("gap", f"manifest missing: {key} (a gap in the chain){extra}")
             return report
@@ -166,7 +186,7 @@ class Verifier:
 
     def _retirement(self, day: dt.date, report: DayReport) -> Retirement | None:
         try:
-            retirement = read_retirement(self.store, day)
+            retirement = self._retired(day)
         except ManifestError as exc:
             report.add("manifest", f"{retirement_key(day)} is not a valid retirement record ({exc})")
             return None
@@ -179,7 +199,7 @@ class Verifier:
     def _check_link(self, manifest: Manifest, report: DayReport) -> None:
         day, before = manifest.day, manifest.day - ONE_DAY
         previous_key = manifest_key(before)
-        previous_raw = read_optional(self.store, previous_key)
+        previous_raw = self._read(previous_key)
         earlier = any(d < day for d in (*self.manifest_days, *self.retired_days))
         if previous_raw is not None:
             try:
@@ -190,7 +210,7 @@ class Verifier:
             expected_sha, expected_seed = sha256_hex(previous_raw), previous.chain.last_hash
         else:
             try:
-                retired = read_retirement(self.store, before)
+                retired = self._retired(before)
             except ManifestError:
                 retired = None
             if retired is not None:
@@ -234,7 +254,7 @@ class Verifier:
                 continue
             if entry.rows != manifest.rows:
                 report.add("manifest", f"manifest altered: it says {manifest.rows} events but {entry.rows} for {entry.key}")
-            if not self.store.exists(entry.key):
+            if entry.key not in self._objects(fmt):
                 if entry.key in deleted:
                     report.retired = True
                     report.notes.append(f"{entry.key} deleted by retention ({retirement.reason if retirement else ''})")
@@ -243,7 +263,7 @@ class Verifier:
                 continue
             checked.append(self._check_object(manifest, entry, report))
         for fmt in self.formats:
-            for key in self.store.list(day_prefix(fmt, manifest.day)):
+            for key in self._day_objects(fmt, manifest.day):
                 if key not in listed:
                     report.add("object", f"unexpected object, not in the manifest: {key}")
         intact = [c for c in checked if c.sha_ok and c.chain_matches(manifest)]

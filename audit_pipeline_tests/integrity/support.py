@@ -1,0 +1,84 @@
+"""Helpers for the integrity tests: sealed exports of a few days, keys, and small tampering tools."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+from audit_pipeline.export import DayExport, export_day
+from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.sealing import DaySealer
+from audit_pipeline.integrity.signing import Ed25519Signer, Keyring, Signer
+from audit_pipeline.integrity.verify import DayReport, Verifier
+from audit_pipeline.settings import ExportSettings
+from audit_pipeline.sources.base import AuditSource
+from audit_pipeline.sources.postgres import PostgresSource
+from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline.storage import ObjectStore
+
+FIRST_DAY = dt.date(2024, 3, 1)
+DAYS = tuple(FIRST_DAY + dt.timedelta(days=i) for i in range(3))
+ROWS = {DAYS[0]: 700, DAYS[1]: 900, DAYS[2]: 500}
+
+
+def insert_days(pg, rows: dict[dt.date, int] = ROWS) -> None:
+    for day, count in rows.items():
+        pg.insert(generate_events(day, count))
+
+
+def new_signer() -> Ed25519Signer:
+    return Ed25519Signer.generate()
+
+
+def write_private_key(signer: Ed25519Signer, path: Path) -> Path:
+    path.write_bytes(signer.private_pem())
+    return path
+
+
+def write_public_key(signer: Ed25519Signer, path: Path) -> Path:
+    path.write_bytes(signer.published_keys()[0][1])
+    return path
+
+
+def seal(
+    source: AuditSource,
+    store: ObjectStore,
+    day: dt.date,
+    *,
+    signer: Signer | None = None,
+    options: ExportSettings | None = None,
+    rechain_reason: str | None = None,
+    checkpoint_rows: int = 100,
+) -> tuple[DayExport, DaySealer, str]:
+    """One sealed export, as the Dagster asset runs it."""
+    options = options or ExportSettings()
+    sealer = DaySealer(
+        store,
+        day,
+        IntegritySettings(checkpoint_rows=checkpoint_rows),
+        signer,
+        formula_protection=options.csv_formula_protection,
+        rechain_reason=rechain_reason,
+    )
+    export = export_day(source, store, day, options, **sealer.export_hooks())
+    return export, sealer, sealer.after_publish()
+
+
+def seal_days(pg, store: ObjectStore, days=DAYS, signer: Signer | None = None, **kwargs) -> None:
+    with PostgresSource(pg.readonly_url, batch_rows=1_000) as source:
+        for day in days:
+            seal(source, store, day, signer=signer, **kwargs)
+
+
+def verify(store: ObjectStore, keyring: Keyring | None = None, **kwargs) -> dict[dt.date, DayReport]:
+    return {r.day: r for r in Verifier(store, keyring or Keyring(), **kwargs).verify_range()}
+
+
+def messages(report: DayReport) -> str:
+    return "\n".join(p.message for p in report.problems)
+
+
+def copy_tree(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target

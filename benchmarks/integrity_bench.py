@@ -1,0 +1,141 @@
+"""Integrity benchmark: the cost of the entry chain and manifest inside the daily export.
+
+Generates N synthetic events (default 200,000, one UTC day) once, then times, in the same run
+and alternating, ``export_day`` without integrity (the baseline) and with the sealing hooks
+(one SHA-256 per event over the NDJSON lines, the CSV apostrophe scan, the manifest and its
+Ed25519 signature).  By default the events come from memory, so the ratio shows the chain
+against the export's own work; ``--postgres`` loads them into PostgreSQL (as
+``export_bench.py`` does) and exports from there, the real setting.  Also times the chain
+alone over the day's NDJSON bytes, and ``verify`` of the day.
+
+    python -m benchmarks.integrity_bench [--rows 200000] [--repeat 3] [--postgres [URL]]   (from the repository root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from audit_pipeline.encoding import encode_ndjson
+from audit_pipeline.export import export_day
+from audit_pipeline.integrity.chain import EntryChain, line_offsets
+from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.sealing import DaySealer
+from audit_pipeline.integrity.signing import Ed25519Signer, Keyring
+from audit_pipeline.integrity.verify import Verifier
+from audit_pipeline.jsontext import jsonb_text
+from audit_pipeline.schema import ARROW_SCHEMA
+from audit_pipeline.settings import ExportSettings
+from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline.storage import ObjectStore
+
+DAY = dt.date(2024, 1, 15)
+BATCH_ROWS = 65_536
+
+
+class MemorySource(AuditSource):
+    """Pre-generated batches of one day: the export's cost without a database."""
+
+    description = "memory"
+
+    def __init__(self, batches: list[pa.RecordBatch]) -> None:
+        self.batches = batches
+
+    def check(self) -> None:
+        return None
+
+    def count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int:
+        return sum(b.num_rows for b in self.batches)
+
+    def iter_batches(
+        self, time_range: TimeRange, *, after: Position | None = None, limit: int | None = None, event_filter: EventFilter | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        yield from self.batches
+
+
+def make_batches(rows: int) -> list[pa.RecordBatch]:
+    events = [{**e, "metadata": jsonb_text(e["metadata"])} for e in generate_events(DAY, rows)]
+    table = pa.Table.from_pylist(events, schema=ARROW_SCHEMA)
+    return table.to_batches(max_chunksize=BATCH_ROWS)
+
+
+def time_export(source: AuditSource, sealed: bool, signer: Ed25519Signer) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all threads) of one export into a fresh folder."""
+    with tempfile.TemporaryDirectory(prefix="integrity-bench-") as tmp:
+        store = ObjectStore(str(Path(tmp) / "exports"))
+        start, cpu = time.perf_counter(), time.process_time()
+        if sealed:
+            sealer = DaySealer(store, DAY, IntegritySettings(), signer, formula_protection=True)
+            export_day(source, store, DAY, ExportSettings(), **sealer.export_hooks())
+            sealer.after_publish()
+        else:
+            export_day(source, store, DAY, ExportSettings())
+        return time.perf_counter() - start, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--postgres", nargs="?", const="", default=None, metavar="URL", help="export from PostgreSQL (default: scratch database audit_bench)")
+    args = parser.parse_args()
+
+    print(f"generating {args.rows:,} events of {DAY} ...", flush=True)
+    memory = MemorySource(make_batches(args.rows))
+    source: AuditSource = memory
+    if args.postgres is not None:
+        from audit_pipeline.sources.postgres import PostgresSource
+        from benchmarks.export_bench import _database, load
+
+        url = _database(args.postgres or None)
+        load(url, args.rows)
+        source = PostgresSource(url)
+    signer = Ed25519Signer.generate()
+    time_export(source, True, signer)  # warm-up: imports, allocator, page cache
+
+    plain: list[tuple[float, float]] = []
+    sealed: list[tuple[float, float]] = []
+    for _ in range(args.repeat):
+        plain.append(time_export(source, False, signer))
+        sealed.append(time_export(source, True, signer))
+    base, with_chain = statistics.median(p[0] for p in plain), statistics.median(s[0] for s in sealed)
+    base_cpu, with_chain_cpu = statistics.median(p[1] for p in plain), statistics.median(s[1] for s in sealed)
+
+    chunks = [encode_ndjson(b) for b in memory.batches]
+    size = sum(len(c) for c in chunks)
+    start, cpu = time.perf_counter(), time.process_time()
+    chain = EntryChain()
+    for chunk in chunks:
+        chain.update(chunk, line_offsets(chunk))
+    alone, alone_cpu = time.perf_counter() - start, time.process_time() - cpu
+
+    with tempfile.TemporaryDirectory(prefix="integrity-bench-") as tmp:
+        store = ObjectStore(str(Path(tmp) / "exports"))
+        sealer = DaySealer(store, DAY, IntegritySettings(), signer, formula_protection=True)
+        export_day(source, store, DAY, ExportSettings(), **sealer.export_hooks())
+        sealer.after_publish()
+        start, cpu = time.perf_counter(), time.process_time()
+        (report,) = Verifier(store, Keyring.for_signer(signer)).verify_range()
+        verify_seconds, verify_cpu = time.perf_counter() - start, time.process_time() - cpu
+        assert report.ok, report.problems
+
+    print(f"\n{args.rows:,} events from {source.description}, median of {args.repeat} alternating runs ({size / 1e6:.0f} MB of NDJSON in memory)")
+    print(f"{'':<40}{'seconds':>9}{'events/s':>12}{'CPU s':>9}")
+    print(f"{'export_day, no integrity (baseline)':<40}{base:>9.2f}{args.rows / base:>12,.0f}{base_cpu:>9.2f}")
+    print(f"{'export_day + chain + signed manifest':<40}{with_chain:>9.2f}{args.rows / with_chain:>12,.0f}{with_chain_cpu:>9.2f}")
+    print(f"{'chain alone over the NDJSON lines':<40}{alone:>9.2f}{args.rows / alone:>12,.0f}{alone_cpu:>9.2f}")
+    print(f"{'verify the day (3 formats re-derived)':<40}{verify_seconds:>9.2f}{args.rows / verify_seconds:>12,.0f}{verify_cpu:>9.2f}")
+    print(f"\nwith integrity / without: {with_chain / base:.2f}x wall time, {with_chain_cpu / base_cpu:.2f}x CPU time")
+    print(f"chain alone: {alone_cpu / args.rows * 1e9:,.0f} ns of CPU per event, {alone_cpu / args.rows * 2_000_000:.1f} s for 2,000,000 events")
+
+
+if __name__ == "__main__":
+    main()
