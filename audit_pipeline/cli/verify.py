@@ -127,7 +127,7 @@ def relink_command(ctx: click.Context, first: str) -> None:
     if not last or last[-1] < start:
         click.echo(f"no manifests from {start} on in {store.uri('')}")
         return
-    lines = link_forward(store, start, signer, Keyring.for_signer(signer), cause=f"audit-pipeline relink --from {start}", until=last[-1])
+    lines = link_forward(store, start, signer, Keyring.for_signer(signer), until=last[-1])
     for line in lines:
         click.echo(line)
     click.echo(f"{len(lines)} manifest(s) re-linked" if lines else f"every day from {start} on is already linked")

@@ -37,6 +37,8 @@ from audit_pipeline.storage import ObjectStore
 RECOMPUTE_ORDER = ("ndjson", "parquet", "csv")
 
 ONE_DAY = dt.timedelta(days=1)
+#: How often a day is redone because other runs keep replacing the day before it.
+MAX_RETRIES = 10
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,17 @@ class LinkTarget:
 
     seed: bytes
     previous: PreviousDay | None
+    #: The reason of the previous day's rechain, when that is the last change to its manifest.
+    rechained: str | None = None
+
+
+def link_change(day: dt.date, old_previous: PreviousDay | None, target: LinkTarget) -> tuple[Literal["linked", "relinked"], str]:
+    """History action and reason for re-linking ``day``; they depend only on the manifests, so that
+    two runs repairing the same day write the same bytes."""
+    if old_previous is None:
+        return "linked", f"{day - ONE_DAY} was published after this day was sealed"
+    extra = f" (rechained: {target.rechained})" if target.rechained else ""
+    return "relinked", f"the manifest of {day - ONE_DAY} changed{extra}"
 
 
 def read_optional(store: ObjectStore, key: str) -> bytes | None:
@@ -64,7 +77,9 @@ def link_target(store: ObjectStore, day: dt.date, keyring: Keyring) -> LinkTarge
         check = keyring.check(previous, store)
         if not check.ok:
             raise IntegrityError(f"refusing to continue the chain of {day} from {key}: {check.message}. Run `audit-pipeline verify --from {before}`")
-        return LinkTarget(bytes.fromhex(previous.chain.last_hash), PreviousDay(day=before, manifest_sha256=sha256_hex(raw)))
+        last = previous.history[-1] if previous.history else None
+        rechained = last.reason if last is not None and last.action == "rechained" else None
+        return LinkTarget(bytes.fromhex(previous.chain.last_hash), PreviousDay(day=before, manifest_sha256=sha256_hex(raw)), rechained)
     try:
         retired = read_retirement(store, before)
     except ManifestError as exc:
@@ -105,13 +120,13 @@ def recompute_chain(store: ObjectStore, manifest: Manifest, seed: bytes) -> Entr
     )
 
 
-def relinked(store: ObjectStore, manifest: Manifest, raw: bytes, target: LinkTarget, signer: Signer | None, reason: str) -> Manifest:
+def relinked(store: ObjectStore, manifest: Manifest, raw: bytes, target: LinkTarget, signer: Signer | None) -> Manifest:
     """``manifest`` continued from ``target``: chain recomputed only when the seed changed."""
     update: dict[str, object] = {"previous": target.previous, "signature": None}
     if manifest.chain.seed != target.seed.hex():
         chain = recompute_chain(store, manifest, target.seed)
         update["chain"] = manifest.chain.model_copy(update={"seed": target.seed.hex(), "last_hash": chain.last_hash, "checkpoints": tuple(chain.checkpoints)})
-    action: Literal["linked", "relinked"] = "linked" if manifest.previous is None else "relinked"
+    action, reason = link_change(manifest.day, manifest.previous, target)
     entry = HistoryEntry(action=action, reason=reason, replaced_manifest_sha256=sha256_hex(raw))
     update["history"] = (*manifest.history, entry)
     result = Manifest.model_validate(manifest.model_copy(update=update).model_dump())
@@ -120,16 +135,17 @@ def relinked(store: ObjectStore, manifest: Manifest, raw: bytes, target: LinkTar
     return result
 
 
-def link_forward(store: ObjectStore, first: dt.date, signer: Signer | None, keyring: Keyring, cause: str, until: dt.date | None = None) -> list[str]:
+def link_forward(store: ObjectStore, first: dt.date, signer: Signer | None, keyring: Keyring, until: dt.date | None = None) -> list[str]:
     """Re-link ``first`` (if its previous day appeared meanwhile) and every following day that no longer links.
 
-    ``cause`` says why ``first``'s manifest changed; it goes into the history of the days
-    re-linked.  Stops at the first following day that already links correctly, or at a
-    gap.  With ``until``, every day up to it is checked instead (gaps are skipped).  Returns
-    one line per day it rewrote.
+    Stops at the first following day that already links correctly, or at a gap.  With
+    ``until``, every day up to it is checked instead (gaps are skipped).  After rewriting a
+    day it checks the previous day again: if another run replaced it meanwhile, the day is
+    redone, so that concurrent repairs end linked.  Returns one line per day it rewrote.
     """
     done: list[str] = []
     day = first
+    retries = 0
     while True:
         key = manifest_key(day)
         raw = read_optional(store, key)
@@ -145,14 +161,13 @@ def link_forward(store: ObjectStore, first: dt.date, signer: Signer | None, keyr
         target = link_target(store, day, keyring)
         linked = manifest.chain.seed == target.seed.hex() and manifest.previous == target.previous
         if not linked and target.previous is not None:
-            if day == first:
-                reason = f"{day - ONE_DAY} was published after {day} was exported"
-            elif day == first + ONE_DAY:
-                reason = f"the manifest of {first} changed: {cause}"
-            else:
-                reason = f"{day - ONE_DAY} was re-linked after: {cause}"
-            new = relinked(store, manifest, raw, target, signer, reason)
+            new = relinked(store, manifest, raw, target, signer)
             store.put_bytes(key, new.to_bytes(), CONTENT_TYPE)
+            if link_target(store, day, keyring) != target:  # the previous day changed while this one was re-linked
+                retries += 1
+                if retries > MAX_RETRIES:
+                    raise IntegrityError(f"the manifest of {day - ONE_DAY} keeps changing; run `audit-pipeline relink --from {day}` once the exports are done")
+                continue
             done.append(f"{day}: {new.history[-1].action} to {day - ONE_DAY}")
         elif day > first and (until is None or day >= until):
             return done

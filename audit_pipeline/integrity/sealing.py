@@ -35,7 +35,7 @@ from audit_pipeline.integrity.canonical import literal_apostrophe_cells, ndjson_
 from audit_pipeline.integrity.chain import EntryChain, line_offsets
 from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
 from audit_pipeline.integrity.errors import IntegrityError
-from audit_pipeline.integrity.linking import ONE_DAY, LinkTarget, link_forward, link_target, read_optional
+from audit_pipeline.integrity.linking import LinkTarget, link_change, link_forward, link_target, read_optional
 from audit_pipeline.integrity.manifest import (
     CONTENT_TYPE,
     ChainInfo,
@@ -190,13 +190,9 @@ class DaySealer:
             if candidate.to_bytes() == existing_raw:
                 self.outcome = "unchanged"
                 return old, False
+            action: str
             if old.chain.seed != built.chain.seed or old.previous != built.previous:
-                action = "linked" if old.previous is None else "relinked"
-                reason = (
-                    f"{self.day - ONE_DAY} was published after this day was exported"
-                    if old.previous is None
-                    else f"the manifest of {self.day - ONE_DAY} changed"
-                )
+                action, reason = link_change(self.day, old.previous, self.target)
             elif old.objects != built.objects or old.csv != built.csv or old.event_filter != built.event_filter:
                 action, reason = "re-encoded", "the same events were exported again with different export settings"
             else:
@@ -232,17 +228,12 @@ class DaySealer:
             return f"{self.day}: no manifest (integrity.enabled is false)"
         if self.manifest is None:
             return f"{self.day}: not sealed"
-        causes = {
-            "sealed": f"{self.day} was exported after the days that follow it",
-            "rechained": f"{self.day} was rechained: {self.rechain_reason}",
-        }
-        cause = causes.get(self.outcome, f"{self.day} was {self.outcome}")
         summary = (
             f"{self.day}: manifest {self.outcome} ({manifest_key(self.day)}, {self.manifest.rows} events, "
             f"last hash {self.manifest.chain.last_hash[:16]}…, {'signed ' + self.signer.algorithm if self.signer else 'unsigned'})"
         )
         try:
-            linked = link_forward(self.store, self.day, self.signer, self.keyring, cause)
+            linked = link_forward(self.store, self.day, self.signer, self.keyring)
         except IntegrityError as exc:
             if warn is not None:
                 warn(f"could not link the days after {self.day}: {exc}")

@@ -134,6 +134,15 @@ def test_parquet_rederives_the_exact_ndjson_lines():
     assert b"".join(bytes(c) for c in parquet_chunks(buffer)) == bytes(encode_ndjson(batch))
 
 
+def test_a_day_without_events_has_no_lines_in_any_format():
+    assert list(csv_chunks(io.BytesIO(CSV_HEADER), True, {})) == []
+    assert list(ndjson_chunks(io.BytesIO(b""))) == []
+    buffer = io.BytesIO()
+    open_parquet_writer(buffer).close()
+    buffer.seek(0)
+    assert list(parquet_chunks(buffer)) == []
+
+
 def test_unreadable_objects_name_the_event():
     batch = _batch(TRICKY[:3])
     csv_bytes = CSV_HEADER + bytes(encode_csv(batch)).replace(b"2024-01-15T00:00:02.123456Z", b"yesterday")

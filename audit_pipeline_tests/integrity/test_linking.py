@@ -16,7 +16,7 @@ from audit_pipeline.cli import main
 from audit_pipeline.export import export_day
 from audit_pipeline.integrity.config import IntegritySettings
 from audit_pipeline.integrity.errors import IntegrityError
-from audit_pipeline.integrity.manifest import Manifest, manifest_key, sha256_hex
+from audit_pipeline.integrity.manifest import HistoryEntry, Manifest, manifest_key, sha256_hex
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
@@ -66,7 +66,8 @@ def test_days_exported_in_reverse_order_end_up_linked(pg, tmp_path):
     for day in DAYS:
         assert _manifest(root, day).chain == _manifest(in_order, day).chain
     assert [h.action for h in _manifest(root, D3).history] == ["linked", "relinked"]
-    assert _manifest(root, D2).history[0].reason == f"the manifest of {D1} changed: {D1} was exported after the days that follow it"
+    assert _manifest(root, D2).history[0].reason == f"{D1} was published after this day was sealed"
+    assert _manifest(root, D3).history[1].reason == f"the manifest of {D2} changed"
 
 
 def test_previous_day_published_while_a_day_was_exporting(pg, tmp_path):
@@ -137,6 +138,17 @@ def test_concurrent_backfill_in_random_order(pg, tmp_path):
     _assert_chain_intact(store_root, days)
 
 
+def test_a_day_without_events_passes_the_chain_through(pg, tmp_path):
+    insert_days(pg, {D1: 40, D3: 30})
+    root = tmp_path / "x"
+    with PostgresSource(pg.readonly_url) as source:
+        for day in DAYS:
+            seal(source, ObjectStore(str(root)), day)
+    empty = _manifest(root, D2)
+    assert (empty.rows, empty.first, empty.chain.last_hash) == (0, None, empty.chain.seed)
+    _assert_chain_intact(root)
+
+
 def test_unchanged_reexport_leaves_every_byte_in_place(pg, tmp_path):
     insert_days(pg, SMALL)
     root = tmp_path / "x"
@@ -183,7 +195,7 @@ def test_changed_events_are_refused_until_rechained(pg, tmp_path, workdir, monke
     assert (entry.action, entry.reason, entry.rows_before) == ("rechained", "late rows from the replica", SMALL[D2])
     assert entry.replaced_manifest_sha256 == sha256_hex(before[manifest_key(D2)])
     assert rechained.rows == SMALL[D2] + 3
-    assert _manifest(root, D3).history[-1].reason == f"the manifest of {D2} changed: {D2} was rechained: late rows from the replica"
+    assert _manifest(root, D3).history[-1].reason == f"the manifest of {D2} changed (rechained: late rows from the replica)"
     _assert_chain_intact(root)
     verified = CliRunner().invoke(main, ["verify"])
     assert verified.exit_code == 0, verified.output
@@ -263,3 +275,32 @@ def test_relink_refuses_a_day_whose_objects_were_tampered_with(pg, tmp_path):
         sealer.after_publish(warn=warnings.append)
     assert len(warnings) == 1 and f"cannot re-link {D2}: no object of the day still matches its manifest" in warnings[0]
     assert _manifest(root, D2).previous is None  # left as it was, for verify to report
+
+
+def test_a_day_replaced_while_the_next_is_relinked_is_followed(pg, tmp_path):
+    """Another run replaces D2 right after this run re-linked D3 to it: D3 is redone, so the chain ends linked."""
+    insert_days(pg, SMALL)
+    root = tmp_path / "x"
+    store = ObjectStore(str(root))
+    signer = new_signer()
+    with PostgresSource(pg.readonly_url) as source:
+        seal(source, store, D2, signer=signer)
+        seal(source, store, D3, signer=signer)
+        put_bytes = store.put_bytes
+        interfered: list[str] = []
+
+        def put_then_replace_d2(key, data, content_type):
+            put_bytes(key, data, content_type)
+            if key == manifest_key(D3) and not interfered:
+                raw = (root / manifest_key(D2)).read_bytes()
+                current = Manifest.from_bytes(raw)
+                entry = HistoryEntry(action="re-signed", reason="another run", replaced_manifest_sha256=sha256_hex(raw))
+                replaced = current.model_copy(update={"history": (*current.history, entry), "signature": None})
+                put_bytes(manifest_key(D2), replaced.model_copy(update={"signature": signer.sign(replaced)}).to_bytes(), "application/json")
+                interfered.append(key)
+
+        store.put_bytes = put_then_replace_d2  # type: ignore[method-assign]
+        seal(source, store, D1, signer=signer)
+    assert interfered
+    assert [h.action for h in _manifest(root, D3).history] == ["relinked", "relinked"]
+    _assert_chain_intact(root)
