@@ -114,3 +114,23 @@ def test_only_keys_of_the_daily_layout_are_due(tmp_path: Path) -> None:
         store.put_bytes(key, b"x", "application/octet-stream")
     due = due_objects(store, {"csv": D(2024, 3, 2), "ndjson": D(2024, 3, 2), "parquet": None})
     assert [o.key for o in due] == ["csv/date=2024-03-01/audit_logs.csv"]
+
+
+@pytest.mark.parametrize("kept", ["ndjson", "csv"])
+def test_rows_are_matched_by_id_from_whichever_format_is_left(pg: PgDatabase, tmp_path: Path, kept: str) -> None:
+    """With Parquet retired, the ids come from NDJSON or CSV (formula protection undone: an id may start with '=')."""
+    fill_days(pg, DAYS[0], DAYS[1])
+    pg.insert(
+        [
+            {"id": "=alog_formula", "created_at": dt.datetime(2024, 3, 1, 12, tzinfo=dt.UTC)},
+            {"id": "+alog_plus", "created_at": dt.datetime(2024, 3, 2, 1, tzinfo=dt.UTC)},
+        ]
+    )
+    exports = {fmt: ("unlimited" if fmt == kept else "60d") for fmt in ("csv", "ndjson", "parquet")}
+    settings = settings_for(tmp_path, pg, {"database": "70d", "exports": exports})
+    export_days(settings, DAYS[:2])
+    first = run_retention(settings, today=dt.date(2024, 5, 5))  # exports past 60d go; rows (70d) not yet
+    assert first.figures().database_rows == 0 and sum(first.figures().export_objects.values()) == 4
+    second = run_retention(settings, today=TODAY)
+    assert second.figures().database_rows == 8 and rows_per_day(pg) == {}
+    assert second.plan is not None and {d.evidence.id_object.format for d in second.plan.days_to_delete} == {kept}
