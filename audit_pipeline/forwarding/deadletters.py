@@ -71,7 +71,8 @@ class DeadLetterStore:
         return key
 
     def keys(self, sink: str) -> list[str]:
-        return [k for k in self.store.list(self.prefix(sink).rstrip("/")) if k.endswith(".ndjson")]
+        prefix = self.prefix(sink)
+        return [k for k in self.store.list(prefix.rstrip("/")) if k.startswith(prefix) and k.endswith(".ndjson")]
 
     def read(self, key: str) -> DeadLetterObject:
         data = self.store.read_bytes(key)

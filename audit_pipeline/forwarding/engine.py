@@ -72,8 +72,8 @@ class Horizon:
     now: dt.datetime
     #: Start of the oldest open writing transaction, when visible and watched.
     oldest_open_write: dt.datetime | None
-    #: False when the role cannot see other sessions, so only the settle lag protects.
-    sees_other_transactions: bool
+    #: False when the role cannot see other sessions, so only the settle lag protects; None when the source cannot tell.
+    sees_other_transactions: bool | None
 
 
 def source_now(source: AuditSource) -> dt.datetime:
@@ -88,11 +88,11 @@ def compute_horizon(source: AuditSource, settings: ForwardingSettings) -> Horizo
     now = source_now(source)
     value = now - settle
     oldest = None
-    sees = False
+    sees: bool | None = None
     if settings.watch_open_transactions:
         oldest = source.oldest_open_write_start()
         check = getattr(source, "can_see_other_transactions", None)
-        sees = bool(check()) if callable(check) else False
+        sees = bool(check()) if callable(check) else None
         if oldest is not None:
             oldest = oldest.astimezone(UTC)
             value = min(value, oldest - settle)
@@ -240,6 +240,8 @@ class Forwarder:
         self._prepared = False
         self._leased = False
         self._heartbeat: _Heartbeat | None = None
+        #: Set to end the current pass at the next batch boundary (SIGTERM while following).
+        self.interrupt = threading.Event()
         self._rng = random.Random()
         self._max_events = max(1, min(settings.batch_events, sink.max_batch_events))
         self._max_bytes = max(1, sink.max_batch_bytes)
@@ -320,7 +322,7 @@ class Forwarder:
         if horizon is None:
             info = compute_horizon(self.source, self.settings)
             horizon = info.value
-            if self.settings.watch_open_transactions and not info.sees_other_transactions and not getattr(self, "_warned_visibility", False):
+            if self.settings.watch_open_transactions and info.sees_other_transactions is False and not getattr(self, "_warned_visibility", False):
                 self._warned_visibility = True
                 self.log(
                     f"{self.sink.name}: this database role cannot see other sessions' transactions (grant pg_read_all_stats); "
@@ -362,6 +364,8 @@ class Forwarder:
             for events in _prefetch(batches, self._max_events):
                 read += len(events)
                 for part in _split(events, self._max_events, self._max_bytes):
+                    if self.interrupt.is_set():
+                        return  # asked to stop: the position is at a batch boundary
                     self._deliver(part, result)
                     position = result.position
                     sent_for_rate += len(part)
@@ -526,6 +530,7 @@ class Forwarder:
     def follow(self, stop: threading.Event | None = None, passes: int | None = None) -> Iterator[PassResult]:
         """Run passes every ``poll_seconds`` (the caller holds the lease), yielding each result."""
         stop = stop or threading.Event()
+        self.interrupt = stop
         done = 0
         while not stop.is_set():
             try:

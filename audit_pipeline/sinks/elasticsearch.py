@@ -146,13 +146,36 @@ def _json_strings(column: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(quote, escaped.cast(pa.large_string()), quote, pa.scalar("", pa.large_string()))
 
 
+_DAILY_CODES = re.compile(r"%[Ymdyj%]")
+_MICROS_PER_DAY = 86_400_000_000
+
+
+def index_names(created_at: pa.Array, pattern: str) -> pa.Array:
+    """The index of each event: ``pattern`` applied to its UTC ``created_at``.
+
+    A pattern with day-level codes only (%Y %m %d %y %j) is formatted once per distinct day,
+    not once per event (events arrive sorted, so a batch spans a day or two).
+    """
+    if _DAILY_CODES.sub("", pattern).count("%"):
+        return pc.strftime(created_at, format=pattern).cast(pa.large_string())
+    import datetime as dt
+
+    import numpy as np
+
+    micros = created_at.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    days = np.floor_divide(micros, _MICROS_PER_DAY)
+    distinct, positions = np.unique(days, return_inverse=True)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    names = pa.array([(epoch + dt.timedelta(days=int(d))).strftime(pattern) for d in distinct], pa.large_string())
+    return names.take(pa.array(positions.astype(np.int64)))
+
+
 def bulk_body(events: EventBatch, index_pattern: str) -> bytes:
     """``{"create":{"_index":...,"_id":...}}`` then the event's exported line, for every event."""
     n = len(events)
     chunk, offsets = events.ndjson()
     lines = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets.astype("int64")), pa.py_buffer(chunk)])
-    created = events.batch.column(COLUMNS.index("created_at"))
-    indices = pc.strftime(created, format=index_pattern).cast(pa.large_string())
+    indices = index_names(events.batch.column(COLUMNS.index("created_at")), index_pattern)
     ids = _json_strings(events.batch.column(COLUMNS.index("id")))
     pieces = ['{"create":{"_index":"', indices, '","_id":', ids, "}}\n", lines, ""]
     joined = pc.binary_join_element_wise(*[pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in pieces])

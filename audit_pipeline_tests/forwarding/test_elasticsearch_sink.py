@@ -170,3 +170,19 @@ def test_bad_settings_are_errors_naming_the_key(section, message) -> None:
         ElasticsearchSink.from_config(section)
     assert message in str(caught.value)
     assert "pw" not in str(caught.value).replace("password", "")
+
+
+@pytest.mark.parametrize("pattern", ["hellojohn-audit-%Y.%m.%d", "audit-%y%j", "audit-%Y-%m", "audit-%Y.%m.%d-%H"])
+def test_index_names_match_strftime_of_each_utc_timestamp(pattern) -> None:
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from audit_pipeline.sinks.elasticsearch import index_names
+
+    rng = random.Random(3)
+    values = sorted(rng.randrange(-86_400_000_000, 4_000_000_000_000_000) for _ in range(2_000))
+    values += [86_400_000_000 * 19_737 - 1, 86_400_000_000 * 19_737]  # the last and first microsecond of two days
+    column = pa.array(values, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    assert index_names(column, pattern).to_pylist() == pc.strftime(column, format=pattern).to_pylist()
