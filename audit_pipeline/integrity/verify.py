@@ -162,7 +162,7 @@ class Verifier:
                 return report
             present = [k for fmt in FORMATS for k in self._day_objects(fmt, day)]
             extra = f"; objects without a manifest: {', '.join(present)}" if present else ""
-            report.add("gap", f"manifest missing: {key} (a gap in the chain){extra}")
+            report.add("manifest", f"manifest missing: {key} (a gap in the chain){extra}")
             return report
         try:
             manifest = Manifest.from_bytes(raw)
@@ -200,7 +200,8 @@ class Verifier:
         day, before = manifest.day, manifest.day - ONE_DAY
         previous_key = manifest_key(before)
         previous_raw = self._read(previous_key)
-        earlier = any(d < day for d in (*self.manifest_days, *self.retired_days))
+        # Anything of an earlier day still in the store (even objects alone) means this day does not start the chain.
+        earlier = any(d < day for d in (*self.manifest_days, *self.retired_days)) or any(self._day_objects(fmt, before) for fmt in FORMATS)
         if previous_raw is not None:
             try:
                 previous = Manifest.from_bytes(previous_raw)

@@ -74,6 +74,11 @@ def test_materialized_partitions_are_sealed_and_checked(configured):
     assert checks["ndjson"].passed and checks["parquet"].passed
     # Re-materializing the day restores the published objects (the events did not change).
     assert all(e.passed for e in _checks(_run(D2)).values())
+    # A removed manifest is an error for its own partition, and a (softer) broken link for the next one.
+    (exports / manifest_key(D1)).unlink()
+    own, following = integrity_result(AuditPipelineResource(), "ndjson", D1), integrity_result(AuditPipelineResource(), "ndjson", D2)
+    assert not own.passed and own.severity == dg.AssetCheckSeverity.ERROR and "manifest missing" in (own.description or "")
+    assert not following.passed and following.severity == dg.AssetCheckSeverity.WARN
 
 
 def test_changed_day_fails_the_run_and_names_the_rechain(configured):
