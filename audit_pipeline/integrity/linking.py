@@ -27,6 +27,7 @@ from audit_pipeline.integrity.manifest import (
     ManifestError,
     PreviousDay,
     manifest_key,
+    read_optional,
     sha256_hex,
 )
 from audit_pipeline.integrity.retirement import read_retirement, retirement_key
@@ -58,10 +59,6 @@ def link_change(day: dt.date, old_previous: PreviousDay | None, target: LinkTarg
         return "linked", f"{day - ONE_DAY} was published after this day was sealed"
     extra = f" (rechained: {target.rechained})" if target.rechained else ""
     return "relinked", f"the manifest of {day - ONE_DAY} changed{extra}"
-
-
-def read_optional(store: ObjectStore, key: str) -> bytes | None:
-    return store.read_bytes(key) if store.exists(key) else None
 
 
 def link_target(store: ObjectStore, day: dt.date, keyring: Keyring) -> LinkTarget:

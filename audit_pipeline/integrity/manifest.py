@@ -18,6 +18,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+from audit_pipeline.storage import ObjectStore
+
 MANIFEST_FORMAT: Final = "audit_pipeline.manifest/1"
 CHAIN_ALGORITHM: Final = "sha256(previous-hash || ndjson-line-with-newline)"
 MANIFEST_PREFIX = "manifests"
@@ -44,6 +46,16 @@ def day_of_manifest_key(key: str) -> dt.date | None:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_optional(store: ObjectStore, key: str) -> bytes | None:
+    """A small object's bytes, or None when it does not exist: one request instead of exists + read."""
+    try:
+        return bytes(store.fs.cat_file(store.path(key)))
+    except FileNotFoundError:
+        return None
+    except Exception:  # let the store say what is wrong, naming the setting
+        return store.read_bytes(key)
 
 
 def canonical_json(value: Any) -> bytes:

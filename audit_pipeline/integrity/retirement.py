@@ -23,6 +23,7 @@ from audit_pipeline.integrity.manifest import (
     SignedDocument,
     manifest_key,
     parse_document,
+    read_optional,
     sha256_hex,
 )
 from audit_pipeline.integrity.signing import Signer
@@ -52,10 +53,8 @@ class Retirement(SignedDocument):
 
 
 def read_retirement(store: ObjectStore, day: dt.date) -> Retirement | None:
-    key = retirement_key(day)
-    if not store.exists(key):
-        return None
-    return Retirement.from_bytes(store.read_bytes(key))
+    raw = read_optional(store, retirement_key(day))
+    return Retirement.from_bytes(raw) if raw is not None else None
 
 
 def record_retirement(
@@ -63,9 +62,9 @@ def record_retirement(
 ) -> Retirement:
     """Write the retirement record of ``day``; call it *before* deleting the objects it names."""
     key = manifest_key(day)
-    if not store.exists(key):
+    raw = read_optional(store, key)
+    if raw is None:
         raise AuditPipelineError(f"{day} has no manifest ({key}); export it (or keep its objects) before retiring it")
-    raw = store.read_bytes(key)
     try:
         manifest = Manifest.from_bytes(raw)
     except ManifestError as exc:
