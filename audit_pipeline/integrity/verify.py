@@ -136,7 +136,10 @@ class Verifier:
             for key in self._objects(fmt):
                 match = _DATA_DAY.search("/" + key)
                 if match:
-                    days.add(dt.date.fromisoformat(match.group(1)))
+                    try:
+                        days.add(dt.date.fromisoformat(match.group(1)))
+                    except ValueError:  # not a calendar day (e.g. date=2024-02-30): not one of our exports
+                        continue
         return sorted(days)
 
     def verify_range(self, first: dt.date | None = None, last: dt.date | None = None) -> list[DayReport]:
