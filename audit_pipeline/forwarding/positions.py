@@ -8,7 +8,7 @@ has acknowledged.
 
 Only one forwarder may deliver to a sink at a time.  It holds a *lease*: a row naming the
 holder and an expiry, taken with one conditional UPDATE (atomic on SQLite and PostgreSQL)
-and renewed with every batch.  Every position change is *fenced* by the lease in the same
+and renewed by the holder's heartbeat.  Every position change is *fenced* by the lease in the same
 transaction: a forwarder that lost its lease (paused past the expiry, or its row was taken
 over) cannot move the position, and stops.  Lease times come from the database clock on
 PostgreSQL and from the local clock on SQLite (one machine).
