@@ -39,7 +39,7 @@ class SourceSettings(_Section):
     database_url: SecretStr | None = None
     table: str = "audit_logs"
     #: Rows per batch read from the source; bounds memory.
-    batch_rows: int = Field(default=65_536, ge=1_000, le=1_000_000)
+    batch_rows: int = Field(default=16_384, ge=1_000, le=1_000_000)
     base_url: str | None = None
     secret_key: SecretStr | None = None
 

@@ -41,14 +41,14 @@ def _micros(value: dt.datetime) -> int:
 
 
 class DemoSource(AuditSource):
-    def __init__(self, path: Path, batch_rows: int = 65_536) -> None:
+    def __init__(self, path: Path, batch_rows: int = 16_384) -> None:
         self.path = path
         self.batch_rows = batch_rows
         self.description = f"demo database {path}"
         self.engine = sa.create_engine(f"sqlite:///{path}")
 
     @classmethod
-    def default(cls, batch_rows: int = 65_536) -> DemoSource:
+    def default(cls, batch_rows: int = 16_384) -> DemoSource:
         path = Path(DEFAULT_STATE_DIR) / "demo.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         source = cls(path.resolve(), batch_rows)
