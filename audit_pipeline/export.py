@@ -13,17 +13,13 @@ anywhere leaves the previous good version of every object in place.
 from __future__ import annotations
 
 import datetime as dt
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
 
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
 from audit_pipeline.storage import ObjectStore
+from audit_pipeline.streaming import read_ahead
 from audit_pipeline.writers import FORMATS, DayWriters, WrittenFile
 
 
@@ -61,41 +57,6 @@ class DayExport:
 
     def for_format(self, fmt: str) -> list[PublishedObject]:
         return [o for o in self.objects if o.format == fmt]
-
-
-def _prefetch(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[pa.RecordBatch]:
-    """Read the source on its own thread so the database fetch overlaps with encoding."""
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def pump() -> None:
-        try:
-            for batch in batches:
-                if stop.is_set():
-                    return
-                slots.put(batch)
-            slots.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
-            slots.put(exc)
-
-    worker = threading.Thread(target=pump, name="source-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
 
 
 #: Called after every file is written and before anything is published; may add objects to publish.
@@ -136,7 +97,7 @@ def export_day(
         if ndjson_observer is not None:
             writers.ndjson_observers.append(ndjson_observer)
         try:
-            for batch in _prefetch(source.iter_batches(TimeRange.for_day(day), event_filter=event_filter)):
+            for batch in read_ahead(source.iter_batches(TimeRange.for_day(day), event_filter=event_filter)):
                 if result.first_id is None:
                     result.first_id = batch.column(0)[0].as_py()
                     result.min_created_at = batch.column(12)[0].as_py()

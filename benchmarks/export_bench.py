@@ -24,36 +24,15 @@ from pathlib import Path
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
+from benchmarks.synthetic_sql import DDL, generate_sql
+
 DAY = dt.date(2024, 1, 15)
 SELECT = (
     "SELECT id, type, actor_id, actor_email, actor_type, resource_id, resource_type, tenant_id, organization_id,"
     " ip_address, country, result, created_at, metadata FROM audit_logs"
     " WHERE created_at >= '2024-01-15T00:00:00Z' AND created_at < '2024-01-16T00:00:00Z' ORDER BY created_at, id"
 )
-DDL = (Path(__file__).resolve().parents[1] / "audit_pipeline_tests" / "fixtures" / "audit_logs.sql").read_text()
-
-GENERATE = """
-INSERT INTO audit_logs
-SELECT 'alog_' || lpad(g::text, 10, '0') || substr(md5(g::text), 1, 16),
-       (ARRAY['user.login','user.logout','user.login_failed','user.password_changed','org.member_added',
-              'session.revoked','api_key.created','token.refreshed'])[1 + g % 8],
-       CASE WHEN g % 13 = 0 THEN NULL ELSE 'usr_' || substr(md5((g % 50000)::text), 1, 24) END,
-       CASE WHEN g % 13 = 0 THEN NULL ELSE (ARRAY['james','mary','wei','priya','zoë','josé'])[1 + g % 6] || '.'
-            || (ARRAY['smith','garcia','nguyen','patel'])[1 + g % 4] || (g % 50000)::text || '@example.com' END,
-       (ARRAY['user','admin','api_key','system'])[1 + g % 4],
-       'ses_' || substr(md5((g * 7)::text), 1, 24),
-       (ARRAY['session','user','organization','api_key'])[1 + g % 4],
-       'ten_' || lpad((g % 40)::text, 4, '0'),
-       CASE WHEN g % 5 = 0 THEN NULL ELSE 'org_' || lpad((g % 900)::text, 5, '0') END,
-       CASE WHEN g % 20 = 0 THEN NULL WHEN g % 4 = 0 THEN ('2001:db8::' || to_hex(g % 65535))::inet
-            ELSE ((g % 223 + 1)::text || '.' || (g % 251)::text || '.' || (g % 241)::text || '.' || (g % 239 + 1)::text)::inet END,
-       (ARRAY['US','DE','FR','GB','IN','BR','JP'])[1 + g % 7],
-       CASE WHEN g % 17 = 0 THEN 'failure' ELSE 'success' END,
-       timestamptz '2024-01-15 00:00:00+00' + make_interval(secs => (g::float8 / %(n)s) * 86399.999),
-       jsonb_build_object('user_agent', 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15',
-                          'request_id', md5(g::text), 'attempt', g % 7, 'geo', jsonb_build_object('lat', 52.52, 'lon', 13.405))
-FROM generate_series(1, %(n)s) AS g
-"""
 
 
 def _database(url: str | None) -> str:
@@ -75,7 +54,7 @@ def load(url: str, rows: int) -> None:
                 return
             conn.execute("DROP TABLE audit_logs")
         conn.execute(DDL)
-        conn.execute(GENERATE.replace("%(n)s", str(int(rows))))
+        conn.execute(generate_sql(rows, geo=True))
         conn.execute("ANALYZE audit_logs")
 
 

@@ -32,53 +32,17 @@ from pathlib import Path
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
+from audit_pipeline.schema import COLUMNS
+from benchmarks.synthetic_sql import DDL, generate_sql
+
 ROOT = Path(__file__).resolve().parents[1]
-DDL = (ROOT / "audit_pipeline_tests" / "fixtures" / "audit_logs.sql").read_text()
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAYS = 5
-
-GENERATE = """
-INSERT INTO audit_logs
-SELECT 'alog_' || lpad(g::text, 10, '0') || substr(md5(g::text), 1, 16),
-       (ARRAY['user.login','user.logout','user.login_failed','user.password_changed','org.member_added',
-              'session.revoked','api_key.created','token.refreshed'])[1 + g % 8],
-       CASE WHEN g % 13 = 0 THEN NULL ELSE 'usr_' || substr(md5((g % 50000)::text), 1, 24) END,
-       CASE WHEN g % 13 = 0 THEN NULL ELSE (ARRAY['james','mary','wei','priya','zoë','josé'])[1 + g % 6] || '.'
-            || (ARRAY['smith','garcia','nguyen','patel'])[1 + g % 4] || (g % 50000)::text || '@example.com' END,
-       (ARRAY['user','admin','api_key','system'])[1 + g % 4],
-       'ses_' || substr(md5((g * 7)::text), 1, 24),
-       (ARRAY['session','user','organization','api_key'])[1 + g % 4],
-       'ten_' || lpad((g % 40)::text, 4, '0'),
-       CASE WHEN g % 5 = 0 THEN NULL ELSE 'org_' || lpad((g % 900)::text, 5, '0') END,
-       CASE WHEN g % 20 = 0 THEN NULL WHEN g % 4 = 0 THEN ('2001:db8::' || to_hex(g % 65535))::inet
-            ELSE ((g % 223 + 1)::text || '.' || (g % 251)::text || '.' || (g % 241)::text || '.' || (g % 239 + 1)::text)::inet END,
-       (ARRAY['US','DE','FR','GB','IN','BR','JP'])[1 + g % 7],
-       CASE WHEN g % 17 = 0 THEN 'failure' ELSE 'success' END,
-       timestamptz '2024-01-15 00:00:00+00' + make_interval(secs => floor(g / 10)::float8 * 10 * {days} * 86399.0 / {n}),
-       jsonb_build_object('user_agent', 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Safari/605.1.15',
-                          'request_id', md5(g::text), 'attempt', g % 7)
-FROM generate_series(1, {n}) AS g
-"""
 
 NAIVE_SELECT = (
     "SELECT id, type, actor_id, actor_email, actor_type, resource_id, resource_type, tenant_id, organization_id,"
     " host(ip_address), country, result, created_at, metadata FROM audit_logs WHERE created_at > %s ORDER BY created_at LIMIT %s"
-)
-COLUMNS = (
-    "id",
-    "type",
-    "actor_id",
-    "actor_email",
-    "actor_type",
-    "resource_id",
-    "resource_type",
-    "tenant_id",
-    "organization_id",
-    "ip_address",
-    "country",
-    "result",
-    "created_at",
-    "metadata",
 )
 
 
@@ -206,7 +170,7 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS audit_logs")
             conn.execute(DDL)
-            conn.execute(GENERATE.format(n=int(args.rows), days=DAYS))
+            conn.execute(generate_sql(args.rows, days=DAYS, same_timestamp=10))
             conn.execute("ANALYZE audit_logs")
             ties = conn.execute("SELECT count(*) FROM (SELECT created_at FROM audit_logs GROUP BY created_at HAVING count(*) > 1) t").fetchone()
         print(f"loaded {args.rows:,} events over {DAYS} days ({ties[0] if ties else 0:,} timestamps shared) in {time.perf_counter() - started:.1f}s")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import queue
 import random
 import threading
 import time
@@ -44,6 +43,7 @@ from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkSt
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sources.base import AuditSource, Position, TimeRange
+from audit_pipeline.streaming import read_ahead
 
 UTC = dt.UTC
 #: The lower bound of ``start: earliest``: before any audit event.
@@ -604,69 +604,23 @@ def _split(events: EventBatch, max_events: int, max_bytes: int) -> Iterator[Even
         start = stop
 
 
-_DONE = object()
+def _encoded_chunks(batches: Iterator[object], chunk_rows: int) -> Iterator[EventBatch]:
+    """Cut source batches into chunks of ``chunk_rows`` events, NDJSON-encoded as they are cut."""
+    for batch in batches:
+        rows = batch.num_rows  # type: ignore[attr-defined]
+        for start in range(0, rows, chunk_rows):
+            events = EventBatch(batch.slice(start, chunk_rows))  # type: ignore[attr-defined]
+            events.ndjson()
+            yield events
 
 
 def _prefetch(batches: Iterator[object], chunk_rows: int, depth: int = 3) -> Iterator[EventBatch]:
-    """Read the source and encode the next chunks (``chunk_rows`` events each) in a thread while
-    the current one is being sent.
+    """Read the source and encode the next chunks in a thread while the current one is being sent.
 
-    At most ``depth`` chunks wait in the queue, besides the source batch being cut up, so memory
-    stays bounded whatever the backlog.
+    At most ``depth`` chunks wait, besides the source batch being cut up, so memory stays
+    bounded whatever the backlog.
     """
-    slots: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                rows = batch.num_rows  # type: ignore[attr-defined]
-                for start in range(0, rows, chunk_rows):
-                    events = EventBatch(batch.slice(start, chunk_rows))  # type: ignore[attr-defined]
-                    events.ndjson()
-                    while not stop.is_set():
-                        try:
-                            slots.put(events, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-            while not stop.is_set():
-                try:
-                    slots.put(_DONE, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-        except BaseException as exc:  # handed to the consumer
-            while not stop.is_set():
-                try:
-                    slots.put(exc, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-        finally:
-            close = getattr(batches, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
-
-    thread = threading.Thread(target=produce, name="forwarding-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                slots.get_nowait()
-        thread.join(timeout=30)
+    return read_ahead(_encoded_chunks(batches, chunk_rows), depth, name="forwarding-reader")
 
 
 def _first_line(exc: BaseException) -> str:
