@@ -129,7 +129,10 @@ class ObjectStore:
             if self.is_local:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 temporary = f"{target}.tmp-{uuid.uuid4().hex}"
-                shutil.copyfile(local_path, temporary) if not _same_device(local_path, target) else os.link(local_path, temporary)
+                if _same_device(local_path, target):
+                    os.link(local_path, temporary)  # staged beside the target: no copy
+                else:
+                    shutil.copyfile(local_path, temporary)
                 os.replace(temporary, target)
             else:
                 extra: dict[str, Any] = {"ContentType": content_type}
