@@ -138,3 +138,44 @@ def test_definitions_validate_through_the_workspace(workspace):
     done = subprocess.run([DAGSTER, "definitions", "validate", "-w", workspace], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Validation successful for code location audit_pipeline" in done.stdout + done.stderr
+
+
+def test_the_docker_files_agree_with_the_production_profile():
+    """Names that must match across deploy/: the compose network, volume, services and what the runs receive."""
+    deploy = REPO / "deploy"
+    instance = yaml.safe_load((deploy / "dagster.yaml").read_text())
+    compose = yaml.safe_load((deploy / "docker-compose.yaml").read_text())
+    workspace = yaml.safe_load((deploy / "workspace.yaml").read_text())
+    launcher = instance["run_launcher"]["config"]
+
+    assert compose["networks"]["default"]["name"] == launcher["network"]
+    [volume] = launcher["container_kwargs"]["volumes"]
+    assert volume.split(":")[0] == compose["volumes"]["compute_logs"]["name"]
+    [server] = workspace["load_from"]
+    assert server["grpc_server"]["host"] in compose["services"]
+    assert str(server["grpc_server"]["port"]) in (deploy / "Dockerfile").read_text()
+    # every variable the instance reads, and every one a run receives, is set on the daemon
+    daemon_env = set(compose["services"]["daemon"]["environment"])
+    storage_vars = {v["env"] for v in instance["storage"]["postgres"]["postgres_db"].values() if isinstance(v, dict)}
+    assert storage_vars <= daemon_env
+    assert {v for v in launcher["env_vars"] if not v.startswith("AWS_")} <= daemon_env
+    assert f"dagster instance concurrency set {EXPORT_POOL}" in " ".join(compose["services"]["daemon"]["command"])
+    assert compose["services"]["code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == compose["services"]["code"]["image"]
+
+
+def test_the_deployment_pipeline_config_reads_everything_from_the_environment():
+    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.settings import load_settings
+
+    path = REPO / "deploy" / "audit_pipeline.yaml"
+    env = {
+        "AUDIT_DATABASE_URL": "postgresql://exporter:pw-x@db:5432/hellojohn",
+        "AUDIT_EXPORT_URL": "s3://acme-audit/hellojohn",
+        "AUDIT_STATE_URL": "postgresql://dagster:pw-y@dagster-db:5432/audit_state",
+    }
+    settings = load_settings(path, env=env)
+    assert settings.export.url == "s3://acme-audit/hellojohn"
+    assert settings.resolved_state_url() == env["AUDIT_STATE_URL"]
+    assert settings.source.database_url is not None and settings.source.database_url.get_secret_value() == env["AUDIT_DATABASE_URL"]
+    with pytest.raises(ConfigError, match="AUDIT_STATE_URL"):
+        load_settings(path, env={k: v for k, v in env.items() if k != "AUDIT_STATE_URL"})
