@@ -99,7 +99,8 @@ def set_pool_limit(home: Path, pool: str, limit: int) -> None:
 def drive(context: WorkspaceProcessContext, home: Path, workers: ProcessPoolExecutor, backfill_ids: list[str]) -> int:
     """Play the backfill and run-queue daemons and hand started runs to the workers until the backfills end.
 
-    Returns the most runs that were ever in progress at once, counted as the queue counts them.
+    Returns the most runs that were ever in progress at once, counted as the queue counts them;
+    fails as soon as two runs of the same day are in progress together.
     """
     instance = context.instance
     launcher = instance.run_launcher
@@ -114,7 +115,9 @@ def drive(context: WorkspaceProcessContext, home: Path, workers: ProcessPoolExec
                 return most
         list(coordinator.run_iteration(context))
         running |= {workers.submit(execute_in_worker, str(home), run_id) for run_id in launcher.take()}
-        most = max(most, instance.get_runs_count(dg.RunsFilter(statuses=IN_PROGRESS)))
+        in_progress = [run.tags.get("dagster/partition") for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS))]
+        assert len(set(in_progress)) == len(in_progress), f"one day exported twice at once: {sorted(in_progress)}"
+        most = max(most, len(in_progress))
         if running:
             done, running = wait(running, timeout=60, return_when=FIRST_COMPLETED)
             for future in done:
@@ -208,7 +211,12 @@ def test_a_year_backfills_within_the_pool_limit_and_reruns_idempotently(producti
         again = launch_backfill(context, window, "re-run")
         drive(context, production_home, workers, [again])
         assert instance.get_backfill(again).status == BulkActionStatus.COMPLETED_SUCCESS
+        # The same three days twice at once (two operators): the pool would start all six runs, the
+        # per-day limit holds the second run of each day back until the first has finished.
+        twice = [launch_backfill(context, window[:3], "once"), launch_backfill(context, window[:3], "twice")]
+        drive(context, production_home, workers, twice)
+        assert [instance.get_backfill(b).status for b in twice] == [BulkActionStatus.COMPLETED_SUCCESS] * 2
         assert tree_digest(exports) == before
         assert failed_checks(instance, YEAR) == []
         rerun = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=EXPORT_ASSETS["ndjson"], asset_partitions=[window[0].isoformat()]), limit=10)
-        assert len(rerun.records) == 2
+        assert len(rerun.records) == 4
