@@ -162,6 +162,7 @@ def recheck_integrity(instance: dg.DagsterInstance, failed: list[tuple[str, str,
         assert subset.execute_in_process(partition_key=day, instance=instance).success
 
 
+@pytest.mark.timeout(2400)  # 365 runs: minutes, beyond the suite's default per-test limit
 def test_a_year_backfills_within_the_pool_limit_and_reruns_idempotently(production_home, year_of_events, workers, workdir):
     exports = year_of_events
     with dg.DagsterInstance.from_config(str(production_home)) as instance, _workspace(pooled_storage(instance), workdir) as context:
