@@ -44,6 +44,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
+from audit_pipeline.schema import COLUMNS
+
 DEFAULT_KEY = "sk_test_standin_0123456789"
 MAX_LIMIT = 200
 
@@ -53,20 +55,7 @@ _SELECT = (
     " to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), metadata::text"
     ' FROM audit_logs WHERE {where} ORDER BY created_at, id COLLATE "C" LIMIT %s'
 )
-_FLAT = (
-    "id",
-    "type",
-    "actor_id",
-    "actor_email",
-    "actor_type",
-    "resource_id",
-    "resource_type",
-    "tenant_id",
-    "organization_id",
-    "ip_address",
-    "country",
-    "result",
-)
+_FLAT = COLUMNS[: COLUMNS.index("created_at")]  # the plain text fields, in column order
 
 
 @dataclass
