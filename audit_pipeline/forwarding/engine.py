@@ -39,7 +39,7 @@ import numpy as np
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
-from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, new_holder
+from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, events_by_day, new_holder
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sources.base import AuditSource, Position, TimeRange
@@ -408,7 +408,13 @@ class Forwarder:
             self.log(f"{self.sink.name}: {len(indices)} event(s) rejected, kept in {self.dead_letters.store.uri(key)}: {rejected[indices[0]]}")
         last = _last_position(batch)
         self.positions.advance(
-            self.sink.name, self.holder, last, delivered=delivered + skipped, dead_lettered=len(rejected), lease_seconds=self.settings.lease_seconds
+            self.sink.name,
+            self.holder,
+            last,
+            delivered=delivered + skipped,
+            dead_lettered=len(rejected),
+            lease_seconds=self.settings.lease_seconds,
+            per_day=events_by_day(batch.batch, rejected),
         )
         result.position = last
         result.delivered += delivered
@@ -473,7 +479,7 @@ class Forwarder:
             for obj in self.dead_letters.iter_objects(self.sink.name):
                 delivered, rejected = self._settle(obj.events, list(range(len(obj.events))))
                 self.dead_letters.rewrite(self.sink.name, obj, sorted(rejected), rejected)
-                self.positions.replayed(self.sink.name, delivered)
+                self.positions.replayed(self.sink.name, delivered, events_by_day(obj.events.batch, rejected))
                 result.delivered += delivered
                 result.still_rejected += len(rejected)
                 result.objects += 1

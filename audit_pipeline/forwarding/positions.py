@@ -12,6 +12,13 @@ and renewed by the holder's heartbeat.  Every position change is *fenced* by the
 transaction: a forwarder that lost its lease (paused past the expiry, or its row was taken
 over) cannot move the position, and stops.  Lease times come from the database clock on
 PostgreSQL and from the local clock on SQLite (one machine).
+
+Besides the position, each sink has a per-UTC-day count of the events it has delivered
+(``audit_pipeline_delivered_by_day``), added in the *same* transaction that moves the
+position.  Retention compares it with the day's rows before deleting them: a position only
+says how far a sink got, not that every event behind it arrived (a row that commits
+behind the position is never sent).  ``audit_pipeline_delivery_counting`` records where
+counting began for each sink, so that days before it are told apart from undelivered ones.
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
@@ -46,6 +56,24 @@ positions_table = sa.Table(
     # Dead-lettered events not yet replayed successfully.
     sa.Column("dead_letters_pending", sa.BigInteger, nullable=False, default=0),
     sa.Column("updated_at", sa.Float, nullable=False),
+)
+delivered_by_day_table = sa.Table(
+    "audit_pipeline_delivered_by_day",
+    metadata,
+    sa.Column("sink", sa.String(200), primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    # Events of the day (UTC) delivered to the sink, or skipped because the sink does not take their type.
+    sa.Column("events", sa.BigInteger, nullable=False),
+)
+counting_table = sa.Table(
+    "audit_pipeline_delivery_counting",
+    metadata,
+    sa.Column("sink", sa.String(200), primary_key=True),
+    # The position when per-day counting began (NULL: before the first event).
+    sa.Column("created_at_us", sa.BigInteger, nullable=True),
+    sa.Column("event_id", sa.Text, nullable=True),
+    # True: the sink started there (nothing before it is owed); False: it had delivered up to there uncounted.
+    sa.Column("from_start", sa.Boolean, nullable=False),
 )
 leases_table = sa.Table(
     "audit_pipeline_sink_leases",
@@ -81,6 +109,32 @@ class SinkState:
     dead_lettered: int
     dead_letters_pending: int
     updated_at: float
+
+
+@dataclass(frozen=True)
+class CountingStart:
+    """Where a sink's per-day delivered counts begin."""
+
+    #: None: before the first event, so every day is counted.
+    position: Position | None
+    #: True when the sink started at ``position`` (events before it are not owed to it).
+    from_start: bool
+
+
+def events_by_day(batch: pa.RecordBatch, leave_out: Iterable[int] = ()) -> dict[dt.date, int]:
+    """How many events of ``batch`` fall on each UTC day, leaving out the rows at ``leave_out``."""
+    created = batch.column(batch.schema.get_field_index("created_at"))
+    excluded = sorted(set(leave_out))
+    if excluded:
+        keep = [True] * len(created)
+        for i in excluded:
+            keep[i] = False
+        created = created.filter(pa.array(keep))
+    if not len(created):
+        return {}
+    days = pc.cast(pc.cast(created, pa.timestamp("us", "UTC")), pa.date32())
+    counts = pc.value_counts(days)
+    return {day: int(n) for day, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)}
 
 
 @dataclass(frozen=True)
@@ -223,14 +277,36 @@ class PositionStore:
                         updated_at=time.time(),
                     )
                 )
+                conn.execute(
+                    counting_table.insert().values(
+                        sink=sink,
+                        created_at_us=micros(position.created_at) if position else None,
+                        event_id=position.id if position else None,
+                        from_start=True,
+                    )
+                )
         except IntegrityError:
             pass
         state = self.get(sink)
         assert state is not None
         return state
 
-    def advance(self, sink: str, holder: str, position: Position, *, delivered: int, dead_lettered: int, lease_seconds: float) -> None:
-        """Move the position forward after a batch was acknowledged, renewing the lease, in one transaction."""
+    def advance(
+        self,
+        sink: str,
+        holder: str,
+        position: Position,
+        *,
+        delivered: int,
+        dead_lettered: int,
+        lease_seconds: float,
+        per_day: Mapping[dt.date, int] | None = None,
+    ) -> None:
+        """Move the position forward after a batch was acknowledged, renewing the lease, in one transaction.
+
+        ``per_day``: the batch's delivered (or skipped) events per UTC day, added to the sink's
+        delivered counts in the same transaction, so a count never runs ahead of or behind the position.
+        """
         with self.engine.begin() as conn:
             self._renew(conn, sink, holder, lease_seconds)
             row = conn.execute(sa.select(positions_table).where(positions_table.c.sink == sink)).first()
@@ -239,6 +315,9 @@ class PositionStore:
             current = _state(row).position
             if current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
                 raise PositionConflict(f"refusing to move sink {sink} back from {_show(current)} to {_show(position)}")
+            if per_day is not None:
+                self._start_counting(conn, sink, current)
+                self._count(conn, sink, per_day)
             conn.execute(
                 positions_table.update()
                 .where(positions_table.c.sink == sink)
@@ -252,9 +331,11 @@ class PositionStore:
                 )
             )
 
-    def replayed(self, sink: str, count: int) -> None:
-        """Dead letters delivered by a replay no longer count as pending."""
+    def replayed(self, sink: str, count: int, per_day: Mapping[dt.date, int] | None = None) -> None:
+        """Dead letters delivered by a replay no longer count as pending (and count as delivered on their days)."""
         with self.engine.begin() as conn:
+            if per_day is not None:
+                self._count(conn, sink, per_day)
             conn.execute(
                 positions_table.update()
                 .where(positions_table.c.sink == sink)
@@ -266,6 +347,45 @@ class PositionStore:
                     updated_at=time.time(),
                 )
             )
+
+    # -- delivered counts ----------------------------------------------------------------------
+    def _start_counting(self, conn: sa.Connection, sink: str, current: Position | None) -> None:
+        """A sink initialised before per-day counts were kept starts counting at its current position."""
+        if conn.execute(sa.select(counting_table.c.sink).where(counting_table.c.sink == sink)).first() is None:
+            conn.execute(
+                counting_table.insert().values(
+                    sink=sink,
+                    created_at_us=micros(current.created_at) if current else None,
+                    event_id=current.id if current else None,
+                    from_start=current is None,
+                )
+            )
+
+    @staticmethod
+    def _count(conn: sa.Connection, sink: str, per_day: Mapping[dt.date, int]) -> None:
+        table = delivered_by_day_table
+        for day, events in sorted(per_day.items()):
+            if not events:
+                continue
+            where = (table.c.sink == sink) & (table.c.day == day)
+            if conn.execute(table.update().where(where).values(events=table.c.events + events)).rowcount == 0:
+                conn.execute(table.insert().values(sink=sink, day=day, events=events))
+
+    def delivered_count(self, sink: str, day: dt.date) -> int:
+        """Events of ``day`` (UTC) the sink has delivered, as committed with its position (0 when none)."""
+        table = delivered_by_day_table
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(table.c.events).where(table.c.sink == sink, table.c.day == day)).scalar()
+        return int(value or 0)
+
+    def counting_since(self, sink: str) -> CountingStart | None:
+        """Where the sink's delivered counts begin; None when it has neither started nor delivered anything."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(counting_table).where(counting_table.c.sink == sink)).first()
+        if row is None:
+            return None
+        position = Position(from_micros(int(row.created_at_us)), row.event_id or "") if row.created_at_us is not None else None
+        return CountingStart(position, bool(row.from_start))
 
 
 def _state(row: sa.Row) -> SinkState:  # type: ignore[type-arg]

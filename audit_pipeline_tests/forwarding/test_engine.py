@@ -27,6 +27,20 @@ def _source_order(pg: PgDatabase) -> list[str]:
     return [r[0] for r in pg.fetch('SELECT id FROM audit_logs ORDER BY created_at, id COLLATE "C"')]
 
 
+def _crash_on_second_advance(monkeypatch, forwarder) -> None:
+    """The process dies after the sink acknowledged the second batch, before its commit."""
+    real_advance = forwarder.positions.advance
+    calls = {"n": 0}
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_advance(*args, **kwargs)
+
+    monkeypatch.setattr(forwarder.positions, "advance", crash_on_second)
+
+
 def test_events_sharing_a_timestamp_are_each_delivered_once_across_small_batches(pg: PgDatabase, tmp_path) -> None:
     events = _events(600)
     tie = dt.datetime(2024, 1, 15, 12, 0, tzinfo=UTC)
@@ -196,21 +210,14 @@ def test_a_crash_between_send_and_commit_resends_that_batch_only(pg: PgDatabase,
     pg.insert(events)
     sink = RecordingSink(max_batch_events=10)
     forwarder = make_forwarder(pg.url, sink, tmp_path)
-    real_advance = forwarder.positions.advance
-    calls = {"n": 0}
-
-    def crash_on_second(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # the process dies after the sink acknowledged, before the commit
-        return real_advance(*args, **kwargs)
-
-    monkeypatch.setattr(forwarder.positions, "advance", crash_on_second)
+    _crash_on_second_advance(monkeypatch, forwarder)
     with pytest.raises(KeyboardInterrupt), forwarder.leased():
         forwarder.run_pass()
+    assert forwarder.positions.delivered_count("recorder", DAY) == 10  # the uncommitted batch is not counted
     restarted = make_forwarder(pg.url, sink, tmp_path)
     with restarted.leased():
         assert restarted.run_pass().complete
+    assert restarted.positions.delivered_count("recorder", DAY) == 30  # sent twice, counted once
     assert {e["id"] for e in events} == set(sink.delivered)
     assert [sink.delivered[e["id"]] for e in events] == [1] * 10 + [2] * 10 + [1] * 10
 
@@ -309,3 +316,21 @@ def test_reads_are_bounded_by_read_events(pg: PgDatabase, tmp_path, monkeypatch)
         assert forwarder.run_pass().delivered == 500
     assert limits and all(limit is not None and limit <= 120 for limit in limits)
     assert max(sink.batches) <= 100
+
+
+def test_delivered_counts_per_day_leave_out_dead_letters_until_replayed(pg: PgDatabase, tmp_path) -> None:
+    second = DAY + dt.timedelta(days=1)
+    events = _events(30) + _events(20, second, seed=8)
+    pg.insert(events)
+    bad = {events[3]["id"], events[40]["id"]}
+    rejecting = {"on": True}
+    sink = RecordingSink(max_batch_events=7, policy=lambda i, _a: Outcome.REJECTED if i in bad and rejecting["on"] else Outcome.DELIVERED)
+    forwarder = make_forwarder(pg.url, sink, tmp_path)
+    with forwarder.leased():
+        assert forwarder.run_pass().complete
+    positions = forwarder.positions
+    assert (positions.delivered_count("recorder", DAY), positions.delivered_count("recorder", second)) == (29, 19)
+    rejecting["on"] = False
+    with forwarder.leased():
+        assert forwarder.replay_dead_letters().delivered == 2
+    assert (positions.delivered_count("recorder", DAY), positions.delivered_count("recorder", second)) == (30, 20)

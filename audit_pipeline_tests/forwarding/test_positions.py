@@ -7,10 +7,11 @@ import threading
 import time
 import uuid
 
+import pyarrow as pa
 import pytest
 
 from audit_pipeline.errors import ConfigError
-from audit_pipeline.forwarding.positions import LeaseLost, PositionConflict, PositionStore
+from audit_pipeline.forwarding.positions import CountingStart, LeaseLost, PositionConflict, PositionStore, counting_table, events_by_day
 from audit_pipeline.sources.base import Position
 from audit_pipeline_tests.conftest import PgDatabase
 
@@ -100,3 +101,43 @@ def test_exactly_one_of_many_concurrent_forwarders_gets_the_lease(store: Positio
 def test_a_bad_state_url_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="state_url is not a valid SQLAlchemy URL"):
         PositionStore("not a url")
+
+
+def test_delivered_counts_per_day_move_with_the_position_only(store: PositionStore) -> None:
+    sink = _sink()
+    day, next_day = T0.date(), T0.date() + dt.timedelta(days=1)
+    store.initialise(sink, None)
+    assert store.counting_since(sink) == CountingStart(None, True)
+    store.acquire(sink, "me", 30)
+    store.advance(sink, "me", Position(T0, "a"), delivered=3, dead_lettered=0, lease_seconds=30, per_day={day: 3})
+    store.advance(sink, "me", Position(T0, "b"), delivered=4, dead_lettered=1, lease_seconds=30, per_day={day: 1, next_day: 3})
+    assert (store.delivered_count(sink, day), store.delivered_count(sink, next_day)) == (4, 3)
+    # A refused advance (fenced by the lease) adds nothing.
+    store.acquire(sink, "thief", 0)
+    with pytest.raises(LeaseLost):
+        store.advance(sink, "thief", Position(T0, "c"), delivered=9, dead_lettered=0, lease_seconds=30, per_day={day: 9})
+    with pytest.raises(PositionConflict):
+        store.advance(sink, "me", Position(T0, "a"), delivered=9, dead_lettered=0, lease_seconds=30, per_day={day: 9})
+    assert store.delivered_count(sink, day) == 4
+    store.replayed(sink, 1, {next_day: 1})
+    assert store.delivered_count(sink, next_day) == 4
+    assert store.delivered_count(_sink(), day) == 0
+
+
+def test_a_sink_from_before_per_day_counts_starts_counting_at_its_position(store: PositionStore) -> None:
+    sink = _sink()
+    store.initialise(sink, Position(T0, "x"))
+    with store.engine.begin() as conn:  # as a state database written by an older version
+        conn.execute(counting_table.delete().where(counting_table.c.sink == sink))
+    assert store.counting_since(sink) is None
+    store.acquire(sink, "me", 30)
+    store.advance(sink, "me", Position(T0, "y"), delivered=1, dead_lettered=0, lease_seconds=30, per_day={T0.date(): 1})
+    assert store.counting_since(sink) == CountingStart(Position(T0, "x"), False)
+
+
+def test_events_by_day_counts_utc_days_leaving_out_rejected_rows() -> None:
+    times = [dt.datetime(2024, 1, 1, 23, 59, 59, 999999, tzinfo=UTC), dt.datetime(2024, 1, 2, tzinfo=UTC), dt.datetime(2024, 1, 2, 5, tzinfo=UTC)]
+    batch = pa.RecordBatch.from_arrays([pa.array(times, pa.timestamp("us", "UTC"))], names=["created_at"])
+    assert events_by_day(batch) == {dt.date(2024, 1, 1): 1, dt.date(2024, 1, 2): 2}
+    assert events_by_day(batch, [1]) == {dt.date(2024, 1, 1): 1, dt.date(2024, 1, 2): 1}
+    assert events_by_day(batch, [0, 1, 2]) == {}
