@@ -13,6 +13,6 @@ defs = dg.Definitions.merge(
     integrity.defs,
     retention.defs,
     # One process per run: a backfill's parallelism comes from the run queue and the
-    # audit_source pool, not from a process per step (see "Operating it" in the README).
+    # audit_source pool, not from a process per step (see docs/operations.md).
     dg.Definitions(resources={"audit": AuditPipelineResource()}, executor=dg.in_process_executor),
 )

@@ -1,4 +1,4 @@
-"""The README's recomputation and signature snippets, run as printed against a real export."""
+"""The recomputation and signature snippets of docs/integrity.md, run as printed against a real export."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from cryptography.exceptions import InvalidSignature
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.integrity.support import insert_days, new_signer, seal_days, write_public_key
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "integrity.md"
 DAYS = (dt.date(2024, 1, 14), dt.date(2024, 1, 15))
 
 
 def _snippet(marker: str) -> str:
-    match = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert match, f"README.md has no python block after <!-- {marker} -->"
+    match = re.search(rf"<!-- {marker} -->\n```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), re.S)
+    assert match, f"docs/integrity.md has no python block after <!-- {marker} -->"
     return match.group(1)
 
 
@@ -37,18 +37,18 @@ def test_chain_snippet_recomputes_the_day_and_notices_a_change(export_root):
     code = _snippet("integrity-chain-snippet")
     assert 'day = "2024-01-15"' in code
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/integrity.md", "exec"), namespace)
     assert namespace["h"].hex() != namespace["manifest"]["chain"]["seed"]  # it hashed the day's 400 events
     path = export_root / "ndjson/date=2024-01-15/audit_logs.ndjson"
     path.write_bytes(path.read_bytes().replace(b'"result":"success"', b'"result":"failure"', 1))
     with pytest.raises(AssertionError, match="the events of 2024-01-15 differ from its manifest"):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/integrity.md", "exec"), {})
 
 
 def test_signature_snippet_checks_a_manifest(export_root):
     code = _snippet("integrity-signature-snippet")
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/integrity.md", "exec"), {})
     path = export_root / "manifests/date=2024-01-15.json"
     path.write_text(path.read_text().replace('"rows": 400', '"rows": 399'))
     with pytest.raises(InvalidSignature):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/integrity.md", "exec"), {})
