@@ -7,6 +7,7 @@ from audit_pipeline.cli import (
     export_range,  # noqa: F401  (registers commands)
     exports,  # noqa: F401  (registers commands)
     forward,  # noqa: F401  (registers commands)
+    query,  # noqa: F401  (registers commands)
     retention,  # noqa: F401  (registers commands)
     verify,  # noqa: F401  (registers commands)
 )

@@ -1,0 +1,111 @@
+"""Writing a streamed query result as an aligned table, CSV, NDJSON or Parquet.
+
+Each writer consumes record batches one at a time; none holds the whole result.  The table
+takes its column widths from the first batch (cells are cut at :data:`MAX_CELL` characters)
+so that it can print rows as soon as they arrive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from audit_pipeline.analysis.archive import QueryError
+
+MAX_CELL = 60
+NULL_TEXT = "NULL"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return NULL_TEXT
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value).replace("\n", "\\n").replace("\r", "\\r").replace("\t", " ")
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _numeric(field: pa.Field) -> bool:
+    return pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_decimal(field.type)
+
+
+def write_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out: BinaryIO) -> int:
+    """An aligned text table like DuckDB's own, then ``(N rows)``."""
+    widths: list[int] | None = None
+    right = [_numeric(f) for f in schema]
+    rows = 0
+
+    def line(cells: list[str]) -> bytes:
+        assert widths is not None
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
+        return ("  ".join(padded).rstrip() + "\n").encode()
+
+    for batch in batches:
+        texts = [[_cell(v) for v in batch.column(i).to_pylist()] for i in range(batch.num_columns)]
+        if widths is None:
+            widths = [max([len(name), *(len(t) for t in column)]) for name, column in zip(schema.names, texts, strict=True)]
+            out.write(line([n.ljust(w) for n, w in zip(schema.names, widths, strict=True)]))
+            out.write(line(["-" * w for w in widths]))
+        for r in range(batch.num_rows):
+            out.write(line([column[r] for column in texts]))
+        rows += batch.num_rows
+    if widths is None:
+        out.write(("  ".join(schema.names) + "\n").encode())
+    out.write(f"({rows} row{'s' if rows != 1 else ''})\n".encode())
+    return rows
+
+
+def write_csv(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out: BinaryIO) -> int:
+    rows = 0
+    try:
+        with pacsv.CSVWriter(out, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
+        raise QueryError(f"the result cannot be written as CSV ({str(exc).splitlines()[0]}); use --format ndjson or parquet") from None
+    return rows
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    raise TypeError(type(value).__name__)
+
+
+def write_ndjson(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out: BinaryIO) -> int:
+    rows = 0
+    for batch in batches:
+        out.write(b"".join(orjson.dumps(row, default=_json_default, option=orjson.OPT_APPEND_NEWLINE) for row in batch.to_pylist()))
+        rows += batch.num_rows
+    return rows
+
+
+def write_parquet(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out: BinaryIO) -> int:
+    rows = 0
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    return rows
+
+
+_WRITERS = {"table": write_table, "csv": write_csv, "ndjson": write_ndjson, "parquet": write_parquet}
+
+
+def write_result(schema: pa.Schema, batches: Iterator[pa.RecordBatch], output_format: str, out: BinaryIO) -> int:
+    """Write every batch in ``output_format``; returns the number of rows written."""
+    return _WRITERS[output_format](schema, batches, out)
