@@ -86,10 +86,20 @@ def test_local_answer_equals_the_source_table_and_reads_only_its_days(pg, local_
 
 
 def test_every_column_comes_back_exactly(pg, local_archive: ObjectStore, workdir: Path) -> None:
-    result = _query("SELECT * EXCLUDE (date) FROM audit_logs ORDER BY created_at, id", "--from", "2024-03-04", "--to", "2024-03-04", "--format", "parquet", "-o", "day.parquet")
+    result = _query(
+        "SELECT * EXCLUDE (date) FROM audit_logs ORDER BY created_at, id",
+        "--from",
+        "2024-03-04",
+        "--to",
+        "2024-03-04",
+        "--format",
+        "parquet",
+        "-o",
+        "day.parquet",
+    )
     assert result.exit_code == 0, result.output
     table = pq.read_table(workdir / "day.parquet")
-    rows = pg.fetch("SELECT id, format('%%s', ip_address), created_at, metadata::text FROM audit_logs WHERE created_at >= '2024-03-04' ORDER BY created_at, id")
+    rows = pg.fetch("SELECT id, format('%s', ip_address), created_at, metadata::text FROM audit_logs WHERE created_at >= '2024-03-04' ORDER BY created_at, id")
     assert table.num_rows == PER_DAY[3] == len(rows)
     assert table.column("id").to_pylist() == [r[0] for r in rows]
     assert table.column("ip_address").to_pylist() == [r[1] for r in rows]
@@ -99,7 +109,9 @@ def test_every_column_comes_back_exactly(pg, local_archive: ObjectStore, workdir
 
 
 def test_from_to_limits_the_view_and_ndjson_carries_the_date(local_archive: ObjectStore) -> None:
-    result = _query("SELECT date, count(*) AS events FROM audit_logs GROUP BY date ORDER BY date", "--from", "2024-03-02", "--to", "2024-03-03", "--format", "ndjson")
+    result = _query(
+        "SELECT date, count(*) AS events FROM audit_logs GROUP BY date ORDER BY date", "--from", "2024-03-02", "--to", "2024-03-03", "--format", "ndjson"
+    )
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in result.output.splitlines()] == [
         {"date": "2024-03-02", "events": PER_DAY[1]},
@@ -121,7 +133,7 @@ def test_terminal_table_is_aligned(local_archive: ObjectStore) -> None:
 def test_bad_sql_exits_2_with_duckdbs_message(local_archive: ObjectStore) -> None:
     result = _query("SELECT nosuch FROM audit_logs")
     assert result.exit_code == 2
-    assert result.output.strip().startswith("error: Binder Error: Referenced column \"nosuch\" not found")
+    assert result.output.strip().startswith('error: Binder Error: Referenced column "nosuch" not found')
     assert len(result.output.strip().splitlines()) == 1
     syntax = _query("SELEC 1")
     assert syntax.exit_code == 2 and "Parser Error: syntax error" in syntax.output
