@@ -116,7 +116,7 @@ def test_schedule_targets_the_day_that_just_closed():
 
 
 def test_documented_materialize_command(pg, tmp_path):
-    """The README's `dagster asset materialize ...` command, from the repo root, with only AUDIT_* settings."""
+    """`dagster asset materialize ...` (superseded by the documented `dg launch`, and still working) from the repo root, with only AUDIT_* settings."""
     pg.insert(generate_events(DAY, 400))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}
     env.update(AUDIT_DATABASE_URL=pg.readonly_url, AUDIT_EXPORT_URL=str(tmp_path / "out"))

@@ -1,0 +1,122 @@
+"""Dagster's `dg` command line from the repository root: `dg check defs`, the documented `dg launch`, `dg dev`.
+
+Each command runs in a copy of the project's root files (`pyproject.toml` with its `[tool.dg]`, the local
+profile `dagster.yaml`, `workspace.yaml`) beside a link to the package, so the instance storage these
+commands create relative to their folder stays out of the checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DG = Path(sys.executable).parent / "dg"
+EXPORTS_PAGE = REPO / "docs" / "exports.md"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("pyproject.toml", "dagster.yaml", "workspace.yaml"):
+        shutil.copy(REPO / name, root / name)
+    (root / "audit_pipeline").symlink_to(REPO / "audit_pipeline", target_is_directory=True)
+    return root
+
+
+def _env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env | settings
+
+
+def test_dg_check_defs_loads_the_code_location(project):
+    done = subprocess.run([str(DG), "check", "defs"], cwd=project, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "All definitions loaded successfully" in done.stdout + done.stderr
+
+
+def test_dg_check_defs_fails_on_definitions_that_do_not_load(project):
+    """The CI step must be able to fail: a code location target that does not import is reported, exit non-zero."""
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            'code_location_target_module = "audit_pipeline.definitions"', 'code_location_target_module = "audit_pipeline.no_such_module"'
+        )
+    )
+    done = subprocess.run([str(DG), "check", "defs"], cwd=project, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "no_such_module" in done.stdout + done.stderr
+
+
+def _documented_launch_command() -> list[str]:
+    lines = [line for line in EXPORTS_PAGE.read_text(encoding="utf-8").splitlines() if line.startswith("dg launch ")]
+    assert lines, "docs/exports.md no longer shows the `dg launch` command"
+    return shlex.split(lines[0])
+
+
+def test_the_documented_dg_launch_exports_a_day(pg, project, tmp_path):
+    command = _documented_launch_command()
+    day = dt.date.fromisoformat(command[command.index("--partition") + 1])
+    pg.insert(generate_events(day, 300))
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [str(DG), *command[1:]],
+        cwd=project,
+        env=_env(AUDIT_DATABASE_URL=pg.readonly_url, AUDIT_EXPORT_URL=str(out)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stdout + done.stderr
+    assert "SupersessionWarning" not in done.stdout + done.stderr
+    assert (out / f"csv/date={day}/audit_logs.csv").read_bytes().count(b"\r\n") == 301
+    assert (out / f"ndjson/date={day}/audit_logs.ndjson").read_bytes().count(b"\n") == 300
+    assert (out / f"parquet/date={day}/audit_logs.parquet").stat().st_size > 0
+
+
+def test_dg_dev_serves_the_code_location(project, tmp_path):
+    port = free_port()
+    log = tmp_path / "dg-dev.log"
+    with open(log, "wb") as out:
+        # its own process group: one signal stops the webserver, the daemon and the code server
+        process = subprocess.Popen([str(DG), "dev", "--port", str(port)], cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+    loaded: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                body = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10).json()
+                entries = body["data"]["workspaceOrError"]["locationEntries"]
+                loaded = [e["name"] for e in entries if e["loadStatus"] == "LOADED"]
+                if loaded:
+                    break
+            time.sleep(1)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # any code server left in the group
+    assert loaded == ["audit_pipeline"], log.read_text()[-4000:]
+    assert (project / ".dagster_home" / "storage").is_dir()  # the local profile's storage, in the project folder
