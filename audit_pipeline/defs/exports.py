@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from audit_pipeline.daylock import day_lock
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
@@ -110,16 +111,25 @@ def audit_logs_daily_export(
     try:
         settings = audit.settings()
         store = audit.object_store()
-        # A forced re-export of a day retention emptied is recorded in its manifest as a rechain.
-        retired = read_record(store, _day(context)) if config.force else None
-        rechain = forced_reexport_reason(retired) if retired else None
-        sealer = DaySealer.from_settings(settings, store, _day(context), rechain_reason=rechain)  # entry chain + manifest (integrity section)
-        with audit.open_source() as source:
-            export = export_day(
-                source, store, _day(context), settings.export, event_filter=daily_export_filter(settings.export), force=config.force, **sealer.export_hooks()
-            )
-            origin = source.description
-        sealed = sealer.after_publish(warn=context.log.warning)
+        # One export of the day at a time on every machine (a Celery step may be redelivered while it still runs).
+        with day_lock(settings, _day(context)) as lock:
+            # A forced re-export of a day retention emptied is recorded in its manifest as a rechain.
+            retired = read_record(store, _day(context)) if config.force else None
+            rechain = forced_reexport_reason(retired) if retired else None
+            sealer = DaySealer.from_settings(settings, store, _day(context), rechain_reason=rechain)  # entry chain + manifest (integrity section)
+            with audit.open_source() as source:
+                export = export_day(
+                    source,
+                    store,
+                    _day(context),
+                    settings.export,
+                    event_filter=daily_export_filter(settings.export),
+                    force=config.force,
+                    fail_before_publish=lock.confirm,
+                    **sealer.export_hooks(),
+                )
+                origin = source.description
+            sealed = sealer.after_publish(warn=context.log.warning)
     except AuditPipelineError as exc:
         # A message the operator can act on, instead of a stack trace in the UI.
         raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None

@@ -1,0 +1,164 @@
+"""One export of a given day at a time, across every machine of a deployment.
+
+Dagster's run queue already starts one run per partition day (the ``dagster/partition`` tag
+limit), but on the Celery profile a *step* can still run twice at once: a worker that lost its
+broker connection (a network split, a stalled host) keeps exporting while the broker hands the
+same step to another worker.  Two exports of one day would then race on its objects and its
+manifest.  The export therefore holds a lock on its day from before it reads the previous
+day's manifest until after it has linked the following days.
+
+- With ``state_url`` on PostgreSQL (every multi-machine profile) the lock is a session-level
+  advisory lock on the state database, keyed by the export root and the day.  The server
+  releases it the moment the holder's connection ends: a worker killed with SIGKILL frees the
+  day at once, and one whose host vanished frees it after the TCP keepalive probes set on
+  the lock's connection (about half a minute), so a retry never waits for an expiry time.
+- Otherwise (the SQLite state file: one machine) it is a byte-range lock (``fcntl``) on a file
+  in the temporary directory, which the kernel releases when the holder dies.
+
+Right before anything is published the holder confirms that it still holds the lock
+(:meth:`DayLock.confirm`); an export whose lock connection was lost publishes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import psycopg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from audit_pipeline.errors import ConfigError, StorageError
+from audit_pipeline.settings import Settings
+
+#: How long an export waits for another export of the same day before it fails (and is retried).
+DEFAULT_WAIT_SECONDS = 900.0
+
+# Server-side keepalives of the lock's connection: a holder whose host vanished loses the lock
+# after about idle + interval * count seconds, without any server configuration.
+_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 -c tcp_user_timeout=25000"
+
+
+class DayBusy(StorageError):
+    """Another export of the same day held its lock for longer than the wait; retried like a storage outage."""
+
+
+class DayLockLost(StorageError):
+    """The lock's connection ended before publishing: another export may own the day now, so nothing is published."""
+
+
+class DayLock(Protocol):
+    def confirm(self) -> None:
+        """Raise :class:`DayLockLost` unless the lock is still held (called right before publishing)."""
+
+
+def lock_namespace(export_url: str) -> int:
+    """A signed 32-bit number naming the export root, so that two roots sharing a state database never block each other."""
+    return int.from_bytes(hashlib.blake2b(export_url.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+def _holder_name(day: dt.date) -> str:
+    return f"audit_pipeline export {day} {socket.gethostname()} pid {os.getpid()}"[:63]
+
+
+class _AdvisoryLock:
+    def __init__(self, conn: psycopg.Connection[Any], namespace: int, day: dt.date) -> None:
+        self.conn = conn
+        self.keys = (namespace, day.toordinal())
+        self.day = day
+
+    def try_take(self) -> bool:
+        row = self.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", self.keys).fetchone()
+        return bool(row and row[0])
+
+    def holder(self) -> str:
+        row = self.conn.execute(
+            "SELECT a.application_name, a.client_addr::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.classid::bigint = (%s::bigint & 4294967295) AND l.objid::bigint = %s AND l.granted",
+            self.keys,
+        ).fetchone()
+        return f"{row[0]} ({row[1] or 'local'})" if row else "an export that has just finished"
+
+    def confirm(self) -> None:
+        try:
+            row = self.conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " AND classid::bigint = (%s::bigint & 4294967295) AND objid::bigint = %s AND granted",
+                self.keys,
+            ).fetchone()
+        except psycopg.Error:
+            row = None
+        if not row or row[0] != 1:
+            raise DayLockLost(f"the lock on {self.day} was lost (the state database connection ended); nothing was published, the export will be retried")
+
+
+class _FileLock:
+    def __init__(self, handle: Any, namespace: int, day: dt.date) -> None:
+        self.handle = handle
+        self.day = day
+
+    def try_take(self) -> bool:
+        try:
+            fcntl.lockf(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.day.toordinal())
+        except OSError:
+            return False
+        return True
+
+    def holder(self) -> str:
+        return f"another process on {socket.gethostname()}"
+
+    def confirm(self) -> None:
+        """A lock held by this process's open file cannot be lost while the process lives."""
+
+
+def _wait_for(lock: _AdvisoryLock | _FileLock, day: dt.date, wait_seconds: float) -> None:
+    attempts = Retrying(
+        stop=stop_after_delay(wait_seconds),
+        wait=wait_fixed(min(1.0, wait_seconds)),
+        retry=retry_if_result(lambda taken: not taken),
+        retry_error_callback=lambda _: False,
+    )
+    if not attempts(lock.try_take):
+        raise DayBusy(f"{day} is being exported by {lock.holder()} for more than {wait_seconds:.0f} s; this export will be retried")
+
+
+def _connect(state_url: str) -> psycopg.Connection[Any]:
+    try:
+        url = make_url(state_url).set(drivername="postgresql")
+    except ArgumentError:
+        raise ConfigError("state_url is not a valid SQLAlchemy URL (e.g. postgresql://user:pass@host:5432/audit_state)") from None
+    try:
+        return psycopg.connect(
+            url.render_as_string(hide_password=False), autocommit=True, connect_timeout=30, options=_KEEPALIVES, application_name=_holder_name(dt.date.min)
+        )
+    except psycopg.Error as exc:
+        where = f"{url.host}:{url.port or 5432}/{url.database}"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot reach the state database {where} to lock the export day: {reason} (check state_url / AUDIT_STATE_URL)") from None
+
+
+@contextlib.contextmanager
+def day_lock(settings: Settings, day: dt.date, *, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> Iterator[DayLock]:
+    """Hold the export lock of ``day`` for the block; wait up to ``wait_seconds`` for another holder."""
+    namespace = lock_namespace(settings.export.url)
+    state_url = settings.state_url or ""
+    if state_url.startswith("postgresql"):
+        with _connect(state_url) as conn:
+            conn.execute("SELECT set_config('application_name', %s, false)", (_holder_name(day),))
+            advisory = _AdvisoryLock(conn, namespace, day)
+            _wait_for(advisory, day, wait_seconds)
+            yield advisory  # the server drops the lock with the connection, whatever happens in the block
+        return
+    path = os.path.join(tempfile.gettempdir(), f"audit_pipeline-daylocks-{namespace & 0xFFFFFFFF:08x}")
+    with open(path, "a+b") as handle:
+        local = _FileLock(handle, namespace, day)
+        _wait_for(local, day, wait_seconds)
+        yield local  # closing the file releases the range
