@@ -56,14 +56,20 @@ def _parse_today(value: str | None) -> dt.date | None:
 
 @main.command("retention")
 @click.option("--dry-run", is_flag=True, help="List exactly what would be deleted (days, rows, objects, indices) and change nothing.")
-@click.option("--today", default=None, metavar="DAY", help="Compute ages from this UTC day instead of today (YYYY-MM-DD).")
+@click.option(
+    "--today",
+    default=None,
+    metavar="DAY",
+    help="Compute ages from this earlier UTC day (YYYY-MM-DD) instead of the database's date; a later day is refused (exit 2).",
+)
 @click.pass_context
 @friendly_errors
 def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> None:
     """Delete database rows, exports and Elasticsearch indices older than the retention policy.
 
-    Rows are deleted only for days whose exports exist, are complete and verify, and that
-    every enabled sink has delivered; other days are kept and listed with the reason.
+    Rows are deleted only for days whose exports exist, are complete and verify (their
+    neighbours' links included), and whose events every enabled sink holds, counted; other
+    days are kept and listed with the reason.  Ages count from the database's date.
     """
     settings = load_settings(config_path(ctx))
 

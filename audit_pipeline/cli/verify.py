@@ -43,7 +43,7 @@ def _echo_report(report: DayReport) -> None:
     "public_keys",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Trusted Ed25519 public key (PEM); repeat for rotated keys. Unsigned manifests then fail.",
+    help="Trusted Ed25519 public key (PEM); repeat for rotated keys. Unsigned manifests then fail (as they do from the first signed day on whenever a key is configured).",
 )
 @click.pass_context
 @friendly_errors
@@ -57,6 +57,8 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
         raise ConfigError(f"--to {end} is before --from {start}")
     settings = load_settings(config_path(ctx))
     keyring = Keyring.build(integrity_settings(settings), [Path(p) for p in public_keys])
+    for warning in keyring.warnings:
+        click.echo(f"warning: {warning}", err=True)
     store = ObjectStore.from_settings(settings.export)
     reports = Verifier(store, keyring).verify_range(start, end)
     if not reports:

@@ -34,8 +34,25 @@ class IntegritySettings(BaseModel):
     hmac_key_file: Path | None = None
     #: Ed25519 public keys verification trusts besides the configured key (e.g. keys used before a rotation).
     public_key_files: tuple[Path, ...] = ()
+    #: Fail unsigned manifests from the first signed day on.  Default (None): true whenever a key is
+    #: configured or the store publishes a public key.  ``false`` is logged as a warning on every run.
+    require_signature: bool | None = None
     #: The manifest records the chain hash after every this many events, so verify can narrow down a bad row.
     checkpoint_rows: int = Field(default=10_000, ge=100, le=10_000_000)
+
+    @property
+    def has_key(self) -> bool:
+        """Any signing or verification key is configured."""
+        return any((self.private_key_file, self.private_key, self.hmac_key, self.hmac_key_file, self.public_key_files))
+
+    def signatures_optional_warning(self) -> str | None:
+        """The warning every run logs while signatures were turned off on purpose."""
+        if self.require_signature is False:
+            return (
+                "integrity.require_signature is false: unsigned manifests are accepted even after signed ones, so a forgery "
+                "re-exported without signing passes verify and lets retention delete the originals; remove the setting to require signatures"
+            )
+        return None
 
 
 def integrity_settings(settings: Settings) -> IntegritySettings:

@@ -24,6 +24,9 @@ MANIFEST_FORMAT: Final = "audit_pipeline.manifest/1"
 CHAIN_ALGORITHM: Final = "sha256(previous-hash || ndjson-line-with-newline)"
 MANIFEST_PREFIX = "manifests"
 PUBLIC_KEY_KEY = f"{MANIFEST_PREFIX}/public_key.pem"
+PUBLIC_KEYS_PREFIX = f"{MANIFEST_PREFIX}/public_keys"
+HEAD_KEY = f"{MANIFEST_PREFIX}/head.json"
+HEAD_FORMAT: Final = "audit_pipeline.head/1"
 CONTENT_TYPE = "application/json"
 
 _MANIFEST_KEY = re.compile(r"^manifests/date=(\d{4}-\d{2}-\d{2})\.json$")
@@ -173,6 +176,25 @@ def _parse(model: type[Any], data: bytes) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
         raise ManifestError(f"{where}: {first['msg']}") from None
+
+
+class Head(SignedDocument):
+    """The newest sealed day, signed: deleting the newest days or replaying an older head is then visible.
+
+    ``counter`` grows by one with every update, so of two validly signed heads the newer is
+    known; ``signed_from`` is the first day whose manifest was signed, after which an
+    unsigned manifest is a downgrade.
+    """
+
+    format: Literal["audit_pipeline.head/1"] = HEAD_FORMAT
+    day: dt.date
+    manifest_sha256: Hex64
+    counter: int
+    signed_from: dt.date | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Head:
+        return _parse(cls, data)  # type: ignore[no-any-return]
 
 
 def parse_document(model: type[Any], data: bytes) -> Any:

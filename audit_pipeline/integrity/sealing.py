@@ -83,7 +83,7 @@ class DaySealer:
         self.config = config
         self.enabled = config.enabled
         self.signer = signer
-        self.keyring = Keyring.for_signer(signer)
+        self.keyring = Keyring.for_signer(signer, config)
         self.formula_protection = formula_protection
         self.rechain_reason = rechain_reason
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))

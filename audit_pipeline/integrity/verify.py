@@ -66,6 +66,16 @@ class DayReport:
         return "RETIRED" if self.retired else "OK"
 
     @property
+    def problems_besides_gaps(self) -> list[Problem]:
+        """Problems other than "the day before was never exported when this day was sealed" (a backfill hole).
+
+        Such a gap says nothing about this day's own events or about a replaced neighbour (the
+        day never linked to one), so retention may still trust the day; every other problem,
+        links included, means it may not.
+        """
+        return [p for p in self.problems if p.kind != "gap"]
+
+    @property
     def only_link_problems(self) -> bool:
         """Everything wrong is about links to other days (e.g. the previous day is not exported yet)."""
         return bool(self.problems) and all(p.kind in ("link", "gap") for p in self.problems)
@@ -128,6 +138,10 @@ class Verifier:
     def _retired(self, day: dt.date) -> Retirement | None:
         raw = self._read(retirement_key(day))
         return Retirement.from_bytes(raw) if raw is not None else None
+
+    def in_chain(self, day: dt.date) -> bool:
+        """The day has a manifest or a retirement record: it is part of the chain and its neighbours rely on it."""
+        return manifest_key(day) in self._manifest_keys or retirement_key(day) in self._manifest_keys
 
     # -- ranges ---------------------------------------------------------------------------------
     def data_days(self) -> list[dt.date]:
@@ -227,8 +241,8 @@ class Verifier:
                 else:
                     report.notes.append("start of the chain")
                 return
-            elif earlier:
-                report.add("gap", f"manifest missing for {before}: a gap in the chain before this day")
+            elif earlier:  # this day was linked to a manifest that is gone: removed, not merely never exported
+                report.add("link", f"manifest missing for {before}: a gap in the chain before this day")
                 return
             else:
                 report.notes.append(f"start of the verifiable range: linked to {before}, which is no longer in the store")
