@@ -1,8 +1,19 @@
 """Errors a user can act on: each names what is wrong and the setting to change."""
 
+from typing import Any
+
+from audit_pipeline.redaction import redact
+
 
 class AuditPipelineError(Exception):
-    """Base for failures with a message written for the operator, never a bare traceback."""
+    """Base for failures with a message written for the operator, never a bare traceback.
+
+    The message is redacted when the error is made, so no caller can show a secret by
+    printing, logging or truncating it.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(AuditPipelineError):

@@ -14,10 +14,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from audit_pipeline.config_file import read_yaml
 from audit_pipeline.errors import ConfigError
+from audit_pipeline.redaction import register_secret
 
 DEFAULT_CONFIG_PATH = "audit_pipeline.yaml"
 DEFAULT_EXPORT_URL = "audit-exports"
@@ -97,6 +98,11 @@ class Settings(_Section):
     def uses_demo_source(self) -> bool:
         return self.source.type == "demo" or (self.source.type == "postgres" and self.source.database_url is None)
 
+    @property
+    def source_kind(self) -> Literal["postgres", "demo", "hellojohn_api"]:
+        """The source actually read: ``demo`` when nothing is configured."""
+        return "demo" if self.uses_demo_source else self.source.type
+
     def resolved_state_url(self) -> str:
         if self.state_url:
             return self.state_url
@@ -127,21 +133,35 @@ def _interpolate(value: Any, where: str, env: dict[str, str]) -> Any:
             name = match.group(1)
             if name not in env:
                 raise ConfigError(f"configuration key '{where}' refers to ${{{name}}}, but the environment variable {name} is not set")
+            register_secret(env[name])  # a ${VAR} value is masked wherever it later appears
             return env[name]
 
         return _ENV_REF.sub(replace, value)
     return value
 
 
-def _format_validation_error(error: ValidationError, origin: str) -> str:
+def _problem(item: Any) -> str:
+    """One pydantic error in words a user acts on, never echoing the value of a secret."""
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; audit-pipeline config schema lists every key)"
+    if kind.startswith(("date_", "datetime_")):
+        return f"must be a day as YYYY-MM-DD, got {str(item.get('input'))[:40]!r}"
+    if kind == "missing":
+        return "is required"
+    message = str(item["msg"])
+    return message[len("Value error, ") :] if message.startswith("Value error, ") else message
+
+
+def _format_validation_error(error: ValidationError, origin: str, from_env: dict[tuple[str, str], str]) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against the README)"
-        lines.append(f"  {key}: {message}")
-    return f"invalid configuration in {origin}:\n" + "\n".join(lines)
+        loc = tuple(str(p) for p in item["loc"])
+        key = ".".join(loc) or "(top level)"
+        variable = from_env.get((loc[0], loc[1])) if len(loc) >= 2 else None
+        where = f"{variable} ({key})" if variable else f"{origin}: {key}"
+        lines.append(f"{where}: {_problem(item)}")
+    return "\n".join(lines)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -153,10 +173,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     origin = "the environment"
     if config_path.exists():
         origin = str(config_path)
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path} is not valid YAML: {exc}") from None
+        loaded = read_yaml(config_path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -164,29 +181,45 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         raw = _interpolate(loaded, "", env)
     elif explicit:
         raise ConfigError(f"configuration file {config_path} (AUDIT_CONFIG) does not exist")
+    from_env: dict[tuple[str, str], str] = {}
     for variable, (section, key) in _ENV_OVERRIDES.items():
         value = env.get(variable)
         if value not in (None, ""):
+            from_env[(section, key)] = variable
             if not isinstance(raw.get(section, {}), dict):
                 raise ConfigError(f"configuration key '{section}' in {origin} must be a mapping")
             raw.setdefault(section, {})[key] = value
     if raw.get("source", {}).get("database_url") and "type" not in raw.get("source", {}):
         raw["source"]["type"] = "postgres"
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        hint = " (environment variables " + ", ".join(_ENV_OVERRIDES) + " override the file)"
-        raise ConfigError(_format_validation_error(exc, origin) + hint) from None
+        raise ConfigError(_format_validation_error(exc, origin, from_env)) from None
+    register_model_secrets(settings)
+    return settings
+
+
+def register_model_secrets(value: Any) -> None:
+    """Register every :class:`SecretStr` inside a loaded model (or list/dict of them) for redaction."""
+    if isinstance(value, SecretStr):
+        register_secret(value)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            register_model_secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            register_model_secrets(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            register_model_secrets(item)
 
 
 def parse_section(model: type[_M], raw: Any, where: str) -> _M:
     """Validate one section of the YAML (e.g. ``sinks.elasticsearch``) with errors naming the full key."""
     try:
-        return model.model_validate(raw if raw is not None else {})
+        parsed = model.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        lines = []
-        for item in exc.errors():
-            key = ".".join([where, *(str(p) for p in item["loc"])])
-            message = "unknown key (check the spelling against the README)" if item["type"] == "extra_forbidden" else item["msg"]
-            lines.append(f"  {key}: {message}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+        lines = [f"{'.'.join([where, *(str(p) for p in item['loc'])])}: {_problem(item)}" for item in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+    register_model_secrets(parsed)
+    return parsed

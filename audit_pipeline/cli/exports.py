@@ -4,47 +4,65 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
 
 import click
+import dagster as dg
 
-from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.cli.app import config_path, friendly_errors, main, quiet_dagster, verbose
+from audit_pipeline.defs.partitions import check_partition_day
 from audit_pipeline.errors import AuditPipelineError, ConfigError
-from audit_pipeline.settings import load_settings
+from audit_pipeline.settings import Settings, load_settings
 
 
-def _run_export_job(days: list[dt.date], config: str | None, force: bool = False) -> None:
+def dagster_instance() -> dg.DagsterInstance:
+    """The instance ``dagster dev`` opens here: ``$DAGSTER_HOME``, else ``./dagster.yaml``'s folder, else a throwaway one."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    if Path("dagster.yaml").is_file():
+        return dg.DagsterInstance.from_config(str(Path.cwd()))
+    return dg.DagsterInstance.ephemeral()
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
+    data = failure.step_failure_data if failure else None
+    if data and data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    if data and data.error:
+        return (data.error.cause or data.error).message.strip()
+    return "see the run log"
+
+
+def _run_export_job(days: list[dt.date], config: str | None, force: bool = False, settings: Settings | None = None) -> None:
     """Materialize the daily export assets (and their checks) for each day, in process."""
-    import warnings
-
-    import dagster as dg
-
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    from audit_pipeline.defs.exports import audit_logs_daily_export, audit_logs_table, export_checks
+    settings = settings or load_settings(config)
+    for day in days:
+        check_partition_day(day, settings)
+    quiet_dagster()
+    from audit_pipeline.defs.exports import build_export_definitions
+    from audit_pipeline.defs.partitions import daily_partitions_from
     from audit_pipeline.defs.resources import AuditPipelineResource
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if settings.uses_demo_source:
+        click.echo("note: no source is configured, so the embedded demo database is exported (set source: or AUDIT_DATABASE_URL)", err=True)
+    exports = build_export_definitions(daily_partitions_from(settings.export.partition_start), source_type=settings.source_kind)
+    instance = dagster_instance()
+    log_level = "INFO" if verbose() else "CRITICAL"
     for day in days:
         result = dg.materialize(
-            [audit_logs_daily_export, audit_logs_table, *export_checks],
+            [exports.daily_export, exports.table, *exports.checks],
             partition_key=day.isoformat(),
             resources={"audit": AuditPipelineResource(config_path=config)},
             instance=instance,
             raise_on_error=False,
             run_config={
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
                 **({"ops": {"audit_logs_daily_export": {"config": {"force": True}}}} if force else {}),
             },
         )
         if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
-            data = failure.step_failure_data if failure else None
-            if data and data.user_failure_data and data.user_failure_data.description:
-                message = data.user_failure_data.description
-            elif data and data.error:
-                message = (data.error.cause or data.error).message.strip()
-            else:
-                message = "see the run log"
-            raise AuditPipelineError(f"export of {day} failed: {message}")
+            raise AuditPipelineError(f"export of {day} failed: {_failure_message(result)}")
         failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
         if failed_checks:
             raise AuditPipelineError(

@@ -40,7 +40,7 @@ def integrity_result(audit: AuditPipelineResource, fmt: str, day: dt.date) -> dg
     )
 
 
-def _build_check(fmt: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
+def _build_check(fmt: str, key: dg.AssetKey, daily_partitions: dg.DailyPartitionsDefinition) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=key,
         name="integrity",
@@ -56,6 +56,10 @@ def _build_check(fmt: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
     return integrity
 
 
-integrity_checks = [_build_check(fmt, key) for fmt, key in EXPORT_ASSETS.items()]
+def build_integrity_checks(daily_partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    return [_build_check(fmt, key, daily_partitions) for fmt, key in EXPORT_ASSETS.items()]
+
+
+integrity_checks = build_integrity_checks(daily_partitions)
 
 defs = dg.Definitions(asset_checks=integrity_checks)

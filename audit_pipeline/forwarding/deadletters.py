@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from audit_pipeline.errors import StorageError
 from audit_pipeline.jsontext import jsonb_text, parse_exact
+from audit_pipeline.redaction import redact
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.storage import ObjectStore
@@ -65,7 +66,8 @@ class DeadLetterStore:
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         head = b'{"sink":' + json.dumps(sink).encode() + b',"dead_lettered_at":"' + now.encode() + b'","reason":'
         lines = [
-            head + json.dumps(reason, ensure_ascii=False).encode() + b',"event":' + line + b"}\n" for reason, line in zip(reasons, events.lines(), strict=True)
+            head + json.dumps(redact(reason), ensure_ascii=False).encode() + b',"event":' + line + b"}\n"
+            for reason, line in zip(reasons, events.lines(), strict=True)
         ]
         self.store.put_bytes(key, b"".join(lines), CONTENT_TYPE)
         return key

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from audit_pipeline.encoding import encode_ndjson, ndjson_line_offsets
+from audit_pipeline.redaction import redact
 from audit_pipeline.schema import COLUMNS
 
 
@@ -116,6 +117,9 @@ class DeliveryReport:
     #: Seconds the sink asked us to wait before retrying (Retry-After), if any.
     retry_after: float | None = None
 
+    def __post_init__(self) -> None:
+        self.reasons = {i: redact(r) for i, r in self.reasons.items()}
+
     @classmethod
     def all(cls, n: int, outcome: Outcome, reason: str | None = None, retry_after: float | None = None) -> DeliveryReport:
         return cls([outcome] * n, {i: reason for i in range(n)} if reason else {}, retry_after)
@@ -126,7 +130,10 @@ class DeliveryReport:
 
 class SinkFailure(Exception):
     """The sink as a whole cannot take events (bad credentials, 401/403, webhook gone);
-    the message names the setting to fix and never contains a secret."""
+    the message names the setting to fix and never contains a secret (it is redacted here)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class Sink(abc.ABC):

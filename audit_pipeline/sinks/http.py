@@ -14,6 +14,8 @@ from collections.abc import Iterable
 import httpx
 import orjson
 
+from audit_pipeline import redaction
+from audit_pipeline.redaction import redact, register_secrets
 from audit_pipeline.sinks.base import DeliveryReport, Outcome
 
 #: Sent on every request so receivers can tell our traffic apart in their logs.
@@ -58,16 +60,10 @@ def transport_reason(exc: httpx.HTTPError, timeout_seconds: float) -> str:
 
 
 def excerpt(response: httpx.Response, secrets: Iterable[str] = (), limit: int = 200) -> str:
-    """The start of a response body for an error message, with any secret masked."""
-    text = response.text[:limit].strip()
-    return redact(text, secrets)
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """The start of a response body for an error message: every secret masked first, then cut
+    (cutting first could leave part of a secret that no longer matches the mask)."""
+    register_secrets(secrets)
+    return redaction.excerpt(response.text, limit)
 
 
 def json_string(value: str) -> bytes:
@@ -80,7 +76,7 @@ def mark(report: DeliveryReport, indices: Iterable[int], outcome: Outcome, reaso
     for i in indices:
         report.outcomes[i] = outcome
         if reason:
-            report.reasons[i] = reason
+            report.reasons[i] = redact(reason)
         else:
             report.reasons.pop(i, None)
 

@@ -119,7 +119,9 @@ def test_documented_materialize_command(pg, tmp_path):
     """`dagster asset materialize ...` (superseded by the documented `dg launch`, and still working) from the repo root, with only AUDIT_* settings."""
     pg.insert(generate_events(DAY, 400))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}
-    env.update(AUDIT_DATABASE_URL=pg.readonly_url, AUDIT_EXPORT_URL=str(tmp_path / "out"))
+    # A DAGSTER_HOME of its own: the run of this throwaway database must not land in the checkout's .dagster_home.
+    (tmp_path / "dagster_home").mkdir()
+    env.update(AUDIT_DATABASE_URL=pg.readonly_url, AUDIT_EXPORT_URL=str(tmp_path / "out"), DAGSTER_HOME=str(tmp_path / "dagster_home"))
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "asset",
