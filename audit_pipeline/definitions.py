@@ -12,6 +12,7 @@ from audit_pipeline.defs.forwarding import build_forwarding_definitions
 from audit_pipeline.defs.integrity import build_integrity_checks
 from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.defs.summary import build_summary_definitions
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.settings import Settings, load_settings
 
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         dg.Definitions(asset_checks=build_integrity_checks(partitions)),
         build_forwarding_definitions(settings),
         retention.defs,
+        build_summary_definitions(partitions),
         # One process per run by default: a backfill's parallelism comes from the run queue and the
         # audit_source pool, not from a process per step (see docs/operations.md);
         # AUDIT_DAGSTER_EXECUTOR=celery sends the steps to Celery workers (docs/scale-out.md).

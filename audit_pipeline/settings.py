@@ -93,6 +93,8 @@ class Settings(_Section):
     sinks: dict[str, Any] = Field(default_factory=dict)
     retention: dict[str, Any] = Field(default_factory=dict)
     integrity: dict[str, Any] = Field(default_factory=dict)
+    #: The daily security summary (audit_pipeline.analysis.config.SummarySettings).
+    summary: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def uses_demo_source(self) -> bool:

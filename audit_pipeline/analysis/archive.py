@@ -65,13 +65,25 @@ def new_connection() -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def archive_glob(store: ObjectStore) -> str:
-    """Where DuckDB finds every day's Parquet object (through the registered filesystem on S3)."""
-    location = store.path(f"{PARQUET_PREFIX}/date=*/*.parquet")
+def duckdb_path(store: ObjectStore, key: str) -> str:
+    """The name DuckDB opens ``key`` by: a local path, or a URL of the filesystem :func:`attach_store` registered."""
+    location = store.path(key)
     return location if store.is_local else f"{store.protocol}://{location}"
 
 
-def _sql_text(value: str) -> str:
+def archive_glob(store: ObjectStore) -> str:
+    """Where DuckDB finds every day's Parquet object."""
+    return duckdb_path(store, f"{PARQUET_PREFIX}/date=*/*.parquet")
+
+
+def attach_store(connection: duckdb.DuckDBPyConnection, store: ObjectStore) -> None:
+    """Let DuckDB read the store's objects through the store's own filesystem (S3); local files need nothing."""
+    if not store.is_local:
+        connection.register_filesystem(store.fs)
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -93,16 +105,15 @@ def open_archive(store: ObjectStore, first: dt.date | None = None, last: dt.date
         anchor = anchor_root / f"date={_ANCHOR_DAY}" / PARQUET_NAME
         anchor.parent.mkdir(parents=True)
         pq.write_table(pa.Table.from_batches([empty_batch()]), anchor)
-        if not store.is_local:
-            connection.register_filesystem(store.fs)
+        attach_store(connection, store)
         where = []
         if first is not None:
-            where.append(f"date >= DATE {_sql_text(first.isoformat())}")
+            where.append(f"date >= DATE {sql_text(first.isoformat())}")
         if last is not None:
-            where.append(f"date <= DATE {_sql_text(last.isoformat())}")
-        condition = f" WHERE {' AND '.join(where)}" if where else f" WHERE date <> DATE {_sql_text(_ANCHOR_DAY)}"
+            where.append(f"date <= DATE {sql_text(last.isoformat())}")
+        condition = f" WHERE {' AND '.join(where)}" if where else f" WHERE date <> DATE {sql_text(_ANCHOR_DAY)}"
         connection.execute(
-            f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet([{_sql_text(str(anchor))}, {_sql_text(archive_glob(store))}],"
+            f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet([{sql_text(str(anchor))}, {sql_text(archive_glob(store))}],"
             f" hive_partitioning = true, hive_types = {{'date': DATE}}){condition}"
         )
         yield connection
