@@ -170,3 +170,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# Fixtures that reach the PostgreSQL server; a test depending on any of them, directly or through
+# another fixture, is marked `pg`, so `pytest -m "not pg"` runs what needs no server.
+POSTGRES_FIXTURES = frozenset({"pg_session_db", "dagster_db"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pg)

@@ -205,6 +205,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from audit_pipeline.cli import main; main()", "export", *args]
 
 
+@pytest.mark.slow
 def test_progress_on_a_terminal_stderr_only_and_never_in_the_data(configured):
     _, workdir = configured
     leader, follower = pty.openpty()
@@ -239,6 +240,7 @@ def test_progress_line_reports_events_and_share_of_the_range(capsys):
     assert "exported 1,234 events, up to 2024-01-15T04:00:00Z (40% of the range)" in err and err.endswith("\n")
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_ends_the_export_quietly(configured):
     _, workdir = configured
     proc = subprocess.Popen(_cli("--from", "2024-01-14T00:00:00Z", "--to", "2024-01-17T00:00:00Z"), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

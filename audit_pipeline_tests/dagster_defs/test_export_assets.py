@@ -115,6 +115,7 @@ def test_schedule_targets_the_day_that_just_closed():
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
 
 
+@pytest.mark.slow
 def test_documented_materialize_command(pg, tmp_path):
     """`dagster asset materialize ...` (superseded by the documented `dg launch`, and still working) from the repo root, with only AUDIT_* settings."""
     pg.insert(generate_events(DAY, 400))

@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.conftest import PgDatabase
@@ -25,6 +27,7 @@ def _run(config: Path, *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([COMMAND, "forward", "elasticsearch", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_restart_delivers_everything_once(pg: PgDatabase, workdir: Path, es: ElasticsearchStandIn) -> None:
     events = list(generate_events(dt.date(2024, 1, 15), 3_000))
     pg.insert(events)

@@ -50,6 +50,7 @@ def test_integrity_checks_are_registered_per_export_asset():
     assert {(key, "integrity") for key in EXPORT_ASSETS.values()} <= keys
 
 
+@pytest.mark.slow
 def test_materialized_partitions_are_sealed_and_checked(configured):
     _pg, exports, signer = configured
     for day in (D1, D2):
