@@ -43,6 +43,10 @@ class SourceSettings(_Section):
     batch_rows: int = Field(default=16_384, ge=1_000, le=1_000_000)
     base_url: str | None = None
     secret_key: SecretStr | None = None
+    #: HelloJohn API: ``export`` streams a range in one request, ``list`` pages through 200 events a request.
+    api_read: Literal["export", "list"] = "export"
+    #: HelloJohn API: an export response of exactly this many events is resumed (0: no cap).
+    export_row_cap: int = Field(default=100_000, ge=0)
 
     @field_validator("table")
     @classmethod

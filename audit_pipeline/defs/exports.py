@@ -187,7 +187,10 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
             day = dt.date.fromisoformat(context.partition_key)
             with audit.open_source() as source:
                 expected = source.count(TimeRange.for_day(day), daily_export_filter(audit.settings().export))  # same filter as the export
-            return _result(check_completeness(audit.object_store(), fmt, day, expected))
+                counted = source.count_method
+            check = check_completeness(audit.object_store(), fmt, day, expected)
+            check.metadata["count_method"] = counted  # how the source counted, e.g. from the export stream just read
+            return _result(check)
 
         @dg.asset_check(
             asset=key,

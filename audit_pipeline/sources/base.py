@@ -77,6 +77,8 @@ class AuditSource(abc.ABC):
 
     #: A short label for messages and metadata, never containing credentials.
     description: str = "audit source"
+    #: How :meth:`count` counted (its last call, where that varies), for the completeness check's metadata.
+    count_method: str = "one count query on the source"
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -1,6 +1,6 @@
 """HelloJohn API events → rows of the canonical schema, exactly as PostgreSQL would print them.
 
-The list endpoint returns each event as a JSON object.  Two shapes are accepted: the
+The list endpoint and the export stream return each event as a JSON object.  Two shapes are accepted: the
 table's flat columns (``actor_id``, ``actor_email``, ...), and the nested ``actor``/``resource``
 objects of HelloJohn's "Querying Audit Logs" page; a flat key wins when both are present.
 Fields the table does not have (``user_agent`` at the top level, ``meta``...) are ignored.
@@ -44,7 +44,7 @@ _PLAIN_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[
 
 def _label(event: Any, index: int) -> str:
     event_id = event.get("id") if isinstance(event, dict) else None
-    return f"event {event_id!r}" if isinstance(event_id, str) else f"event #{index} of the page"
+    return f"event {event_id!r}" if isinstance(event_id, str) else f"event #{index} of the response"
 
 
 def micros(value: dt.datetime) -> int:
