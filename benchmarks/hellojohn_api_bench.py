@@ -96,7 +96,7 @@ def phase_ours(events: int, _: str) -> dict[str, float]:
     from audit_pipeline.sources.hellojohn_events import RowBuffer
 
     RowBuffer().take_batch()  # warm up: pyarrow's lazy imports are not per-event work
-    source = HelloJohnApiSource("https://auth.example.com", "sk_bench", transport=_transport(_pages(events)))
+    source = HelloJohnApiSource("https://auth.example.com", "sk_bench", api_read="list", transport=_transport(_pages(events)))
     before = _rss_mb()
     start = time.perf_counter()
     rows = nbytes = 0

@@ -32,10 +32,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 
 from audit_pipeline.errors import SourceError
 from audit_pipeline.isotime import format_instant
-from audit_pipeline.sources.hellojohn_events import event_row, from_micros, row_key
+from audit_pipeline.sources.hellojohn_events import InexactNumber, event_row, from_micros, row_key
 from audit_pipeline.sources.hellojohn_http import HelloJohnHttp, Transient, reject_constant
 from audit_pipeline.sources.hellojohn_order import OrderGuard, Verdict
 
@@ -43,7 +44,6 @@ EXPORT_PATH = "/v1/audit-logs/export"
 HEADERS = {"Accept": "application/ndjson", "Accept-Encoding": "gzip"}
 #: A response of a positive multiple of this many events is resumed once to rule out an unknown cap.
 ROUND = 1_000
-_CHUNK = 256 * 1024
 
 
 class _Truncated(Exception):
@@ -80,10 +80,10 @@ def _decoded(response: httpx.Response) -> Iterator[bytes]:
         raise SourceError(f"the HelloJohn export answered with Content-Encoding {encoding!r}; only gzip was asked for")
     try:
         if encoding != "gzip":
-            yield from response.iter_raw(_CHUNK)
+            yield from response.iter_raw()
             return
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        for chunk in response.iter_raw(_CHUNK):
+        for chunk in response.iter_raw():
             while chunk:
                 yield decompressor.decompress(chunk)
                 chunk = b""
@@ -98,8 +98,16 @@ def _decoded(response: httpx.Response) -> Iterator[bytes]:
         raise _Truncated(f"the gzip body is corrupt ({exc})") from None
 
 
-def _parse(line: bytes) -> Any:
+def _exact(line: bytes) -> Any:
     return json.loads(line, parse_float=Decimal, parse_constant=reject_constant)
+
+
+def _event(line: bytes, index: int) -> list[Any]:
+    """A line as a row: orjson first; the exact parser for numbers orjson cannot keep (floats, > 64 bits)."""
+    try:
+        return event_row(orjson.loads(line), index)
+    except (orjson.JSONDecodeError, InexactNumber):
+        return event_row(_exact(line), index)
 
 
 @dataclass
@@ -138,7 +146,7 @@ class ExportReader:
             except Transient as exc:  # refused before the body (429, 5xx, no connection): nothing received
                 failures += 1
                 if failures >= self.http.max_attempts:
-                    raise self._no_progress(query, f"it kept failing ({exc.reason})") from None
+                    raise self._no_progress(query, f"it kept failing ({exc.reason}, {failures} attempts)") from None
                 self.http.pause(exc, failures, "the export stream")
                 continue
             if response.ended or response.short is None:
@@ -151,7 +159,7 @@ class ExportReader:
             if not response.capped:
                 failures += 1
                 if failures >= self.http.max_attempts:
-                    raise self._no_progress(query, f"{response.short} {failures} times")
+                    raise self._no_progress(query, f"{response.short} ({failures} attempts)")
                 self.http.pause(Transient(response.short), failures, "the export stream")
                 continue
             if response.events == self.row_cap or (previous is not None and response.events == previous.events):
@@ -200,13 +208,13 @@ class ExportReader:
         if not line.strip():
             return None
         try:
-            event = _parse(line)
+            row = _event(line, response.events + 1)
         except ValueError as exc:
             if not complete:
                 return None
             raise SourceError(f"{self.origin} sent line {response.events + 1:,} that is not JSON ({str(exc)[:200]})") from None
         response.events += 1
-        return event_row(event, response.events)
+        return row
 
     def _judge(self, row: list[Any], guard: OrderGuard, response: Response) -> bool:
         verdict = guard.judge(row_key(row))

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -156,8 +157,8 @@ def test_a_failed_read_leaves_the_previous_file_untouched(configured):
     (workdir / "out.csv").write_bytes(b"previous export\n")
     pages = iter(range(1000))
 
-    def corrupt_third_page(text: str) -> str:
-        return text.replace('"type": "', '"type": 1, "x": "', 1) if next(pages) == 2 else text
+    def corrupt_third_page(text: str) -> str:  # the third page of the list, or the third line of the export stream
+        return re.sub(r'"type": ?"', '"type": 1, "x": "', text, count=1) if next(pages) == 2 else text
 
     with serve_hellojohn_api(pg.url, rewrite=corrupt_third_page) as api:
         (workdir / "api.yaml").write_text(f"source:\n  type: hellojohn_api\n  base_url: {api.base_url}\n  secret_key: {DEFAULT_KEY}\n")

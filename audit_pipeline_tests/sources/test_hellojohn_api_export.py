@@ -20,8 +20,8 @@ from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hello
 DAY = dt.date(2024, 1, 15)
 
 
-@pytest.mark.parametrize("gzip", [False, True])
-def test_day_through_the_api_is_byte_identical_to_the_day_from_postgres(pg, tmp_path: Path, gzip: bool):
+@pytest.mark.parametrize(("api_read", "gzip"), [("export", False), ("export", True), ("list", False), ("list", True)])
+def test_day_through_the_api_is_byte_identical_to_the_day_from_postgres(pg, tmp_path: Path, api_read: str, gzip: bool):
     pg.insert(generate_events(DAY, 1_500))
     pg.insert(EDGE_EVENTS)
     # Spellings the API may use for the same jsonb value: exponent, key order, escapes, duplicates.
@@ -36,8 +36,10 @@ def test_day_through_the_api_is_byte_identical_to_the_day_from_postgres(pg, tmp_
     with PostgresSource(pg.readonly_url, batch_rows=1_000) as source:
         pg_export = export_day(source, from_pg, DAY, options)
     with serve_hellojohn_api(pg.url, rate_limit_every=5, fail_at={3}, retry_after=0) as api:
-        api_source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, sleep=lambda s: None)
+        api_source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read=api_read, sleep=lambda s: None)
         api_export = export_day(api_source, from_api, DAY, options)
+    if api_read == "export":  # the day in one request (besides the source's check)
+        assert [(r.path, r.status) for r in api.requests if r.path.endswith("/export")] == [("/v1/audit-logs/export", 200)]
     assert api_export.rows == pg_export.rows == 1_500 + 10
     assert [(o.key, o.bytes, o.sha256) for o in api_export.objects] == [(o.key, o.bytes, o.sha256) for o in pg_export.objects]
     for obj in pg_export.objects:

@@ -110,6 +110,8 @@ class StandinOptions:
     export_row_cap: int = 0
     #: Export request number -> rows sent before the connection drops in the middle of the next line.
     export_cut_after: dict[int, int] = field(default_factory=dict)
+    #: Compress export responses when the request accepts gzip (False: always identity).
+    export_gzip: bool = True
 
 
 @dataclass
@@ -137,6 +139,17 @@ def _dump(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     return json.dumps(value)
+
+
+def _dump_quick(jsonb: str) -> str:
+    """:func:`_dump`'s spelling of a jsonb text, in one ``json.dumps`` when it holds no fraction (nested keys then keep their order)."""
+    value = json.loads(jsonb, parse_float=Decimal)
+    if isinstance(value, dict):
+        try:
+            return json.dumps({k: value[k] for k in sorted(value, key=lambda k: (len(k.encode()), k.encode()), reverse=True)}, separators=(",", ":"))
+        except TypeError:  # a Decimal: spelled one by one
+            pass
+    return _dump(value)
 
 
 def _encode_cursor(created_at: str, event_id: str) -> str:
@@ -307,7 +320,7 @@ class HelloJohnApiStandin:
 
     def _stream_export(self, handler: BaseHTTPRequestHandler, record: RecordedRequest, fmt: str, rows: Iterator[tuple[Any, ...]]) -> None:
         options = self.options
-        gzip = "gzip" in (handler.headers.get("Accept-Encoding") or "")
+        gzip = options.export_gzip and "gzip" in (handler.headers.get("Accept-Encoding") or "")
         handler.send_response(200)
         handler.send_header("Content-Type", "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson")
         handler.send_header("Transfer-Encoding", "chunked")
@@ -352,14 +365,10 @@ class HelloJohnApiStandin:
         handler.wfile.flush()
 
     def _export_line(self, row: tuple[Any, ...], fmt: str) -> bytes:
-        values = dict(zip(EXPORT_FIELDS, row, strict=True))
         if fmt == "csv":
-            return _csv_line([values[f] for f in EXPORT_FIELDS])
-        metadata = json.loads(values["metadata"], parse_float=Decimal)
-        parts = [
-            f"{json.dumps(name)}:{_dump(metadata) if name == 'metadata' else json.dumps(values[name], ensure_ascii=False)}" for name in EXPORT_FIELDS
-        ]
-        text = "{" + ",".join(parts) + "}"
+            return _csv_line(row)
+        fields = json.dumps(dict(zip(EXPORT_FIELDS[:-1], row[:-1], strict=True)), ensure_ascii=False, separators=(",", ":"))
+        text = fields[:-1] + ',"metadata":' + _dump_quick(row[-1]) + "}"
         if self.options.rewrite is not None:
             text = self.options.rewrite(text)
         return text.encode() + b"\n"
