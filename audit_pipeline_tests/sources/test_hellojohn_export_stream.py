@@ -56,6 +56,7 @@ def test_an_uncapped_day_is_one_request_with_the_documented_headers(table):
     assert request.headers["accept"] == "application/ndjson" and request.headers["accept-encoding"] == "gzip"
 
 
+@pytest.mark.slow
 def test_a_capped_day_is_resumed_across_instants_shared_at_the_cut_points(pg):
     """250,000 events, 1,000 sharing each instant, served at most 100,000 a response: each exactly once."""
     _tied(pg, 250_000, same_timestamp=1_000)
