@@ -65,6 +65,11 @@ ApiRead = Literal["export", "list"]
 _streamed: collections.OrderedDict[tuple[Any, ...], tuple[int, int, float]] = collections.OrderedDict()
 
 
+def forget_streamed_counts() -> None:
+    """Forget every remembered read (a server replaced by another at the same URL, as in tests)."""
+    _streamed.clear()
+
+
 def _exact_value(patterns: tuple[str, ...]) -> str | None:
     """The one literal value of a single wildcard-free include pattern, which the API can filter on."""
     if len(patterns) == 1 and not any(c in patterns[0] for c in "*?"):

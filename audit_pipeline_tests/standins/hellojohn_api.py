@@ -60,6 +60,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 
 from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sources.hellojohn_api import forget_streamed_counts
 
 DEFAULT_KEY = "sk_test_standin_0123456789"
 MAX_LIMIT = 200
@@ -454,6 +455,7 @@ def _csv_line(values: Any) -> bytes:
 @contextmanager
 def serve_hellojohn_api(database_url: str, **options: Any) -> Iterator[HelloJohnApiStandin]:
     """Run the stand-in over ``database_url`` for the duration of the block."""
+    forget_streamed_counts()  # a new server, perhaps on a port an earlier one used: no count of its days is known
     standin = HelloJohnApiStandin(database_url, StandinOptions(**options))
     standin.start()
     try:
