@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_pipeline.defs import retention
+from audit_pipeline.defs import integrity, retention
 from audit_pipeline.defs.executor import run_executor
 from audit_pipeline.defs.exports import build_export_definitions
 from audit_pipeline.defs.forwarding import build_forwarding_definitions
-from audit_pipeline.defs.integrity import build_integrity_checks
 from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.defs.summary import build_summary_definitions
@@ -27,7 +26,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     exports = build_export_definitions(partitions, source_type=settings.source_kind)
     return dg.Definitions.merge(
         exports.definitions(),
-        dg.Definitions(asset_checks=build_integrity_checks(partitions)),
+        integrity.defs,  # verify_job and its schedules; the integrity checks are in the exports' one check pass
         build_forwarding_definitions(settings),
         retention.defs,
         build_summary_definitions(partitions),

@@ -116,7 +116,7 @@ def export_day(
         for fmt in FORMATS:
             staged = written[fmt]
             key = object_key(fmt, day, staged.name)
-            store.publish_file(staged.local_path, key, staged.content_type, staged.content_encoding)
+            store.publish_file(staged.local_path, key, staged.content_type, staged.content_encoding, sha256=staged.sha256)
             result.objects.append(PublishedObject(fmt, key, store.uri(key), staged.rows, staged.bytes, staged.sha256, staged.content_type))
             # A day holds exactly one object per format: drop a variant left by other settings (gzip on/off).
             for stale in store.list(day_prefix(fmt, day)):

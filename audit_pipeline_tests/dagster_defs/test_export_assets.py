@@ -47,7 +47,7 @@ def test_definitions_load_with_exact_asset_keys():
     assert defs.resolve_job_def("daily_export_job") is not None
     check_keys = {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys}
     for key in ("audit_logs_csv", "audit_logs_ndjson", "audit_logs_parquet"):
-        assert {(key, "complete"), (key, "schema")} <= check_keys
+        assert {(key, "complete"), (key, "schema"), (key, "integrity")} <= check_keys
 
 
 def test_materialize_partition_records_metadata_and_passes_checks(configured):
@@ -71,7 +71,7 @@ def test_materialize_partition_records_metadata_and_passes_checks(configured):
         fmt = name.removeprefix("audit_logs_")
         assert (exports / f"{fmt}/date=2024-01-15").is_dir()
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 6 and all(c.passed for c in checks)
+    assert len(checks) == 9 and all(c.passed for c in checks), [c.description for c in checks if not c.passed]
     complete = next(c for c in checks if c.asset_key == EXPORT_ASSETS["csv"] and c.check_name == "complete")
     assert complete.metadata["source_rows"].value == 1_200
 
