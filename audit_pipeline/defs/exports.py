@@ -178,7 +178,7 @@ class ExportDefinitions:
     daily_export: dg.AssetsDefinition
     checks: list[dg.AssetChecksDefinition]
     job: Any
-    schedule: dg.ScheduleDefinition
+    schedule: Any  # a ScheduleDefinition, or the unresolved partitioned schedule Dagster resolves at load
 
     def definitions(self) -> dg.Definitions:
         return dg.Definitions(assets=[self.table, self.daily_export], asset_checks=self.checks, jobs=[self.job], schedules=[self.schedule])
