@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from audit_pipeline.forwarding.config import forwarding_settings
+from audit_pipeline.forwarding.configured import find_sink
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.redaction import redact
 from audit_pipeline.settings import Settings
-from audit_pipeline.sinks.registry import find_sink
 from audit_pipeline.sources import open_source
 from audit_pipeline.storage import ObjectStore
 

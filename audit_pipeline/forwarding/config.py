@@ -45,8 +45,10 @@ class ForwardingSettings(BaseModel):
     watch_open_transactions: bool = True
     #: Largest batch handed to a sink; a sink may ask for smaller ones (count and bytes).
     batch_events: int = Field(default=5_000, ge=1, le=100_000)
-    #: Rows read from the source per query; bounds memory together with the source's batch size.
-    read_events: int = Field(default=50_000, ge=1, le=1_000_000)
+    #: Rows per source query (a keyset window, streamed in Arrow batches: memory does not grow with it).
+    read_events: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    #: Seconds behind the position re-checked every pass for events committed late (``15m``, ``900``; 0 = off).
+    late_window: float = Field(default=900.0, ge=0, le=7 * 86_400)
     #: Catch-up speed limit per sink, events per second; unset = as fast as the sink takes them.
     max_events_per_second: float | None = Field(default=None, gt=0)
     #: Seconds between passes when following (``forward`` without ``--once``).
@@ -56,6 +58,11 @@ class ForwardingSettings(BaseModel):
     #: How often each Dagster sensor looks for pending events.
     sensor_interval_seconds: int = Field(default=30, ge=5, le=86_400)
     retry: RetrySettings = RetrySettings()
+
+    @field_validator("late_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value)
 
 
 #: ``start`` as written: ``earliest``, ``now`` or a UTC day ``YYYY-MM-DD``.
@@ -73,6 +80,8 @@ class SinkForwarding(BaseModel):
     max_events_per_second: float | None = Field(default=None, gt=0)
     #: Set false to keep a sink configured but not forwarded (no sensor, ``forward`` refuses).
     enabled: bool = True
+    #: Requests in flight at once; unset = the sink's default (Elasticsearch 2, others 1, which keeps order).
+    concurrency: int | None = Field(default=None, ge=1, le=32)
 
     @field_validator("start", mode="before")
     @classmethod
@@ -87,6 +96,22 @@ class SinkForwarding(BaseModel):
             except ValueError:
                 pass
         raise ValueError(f"start must be 'earliest', 'now' or a day as YYYY-MM-DD, got {value!r}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(value: Any) -> Any:
+    """``900``, ``"900s"``, ``"15m"``, ``"1h"`` as seconds; anything else is left for the model to refuse."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        try:
+            return float(number) * (unit or 1)
+        except ValueError:
+            raise ValueError(f"must be seconds or a duration such as 15m, 900s or 1h, got {value!r}") from None
+    return value
 
 
 COMMON_SINK_KEYS = frozenset(SinkForwarding.model_fields)

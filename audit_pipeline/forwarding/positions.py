@@ -38,6 +38,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.forwarding import ledger as late_ledger
+from audit_pipeline.forwarding.ledger import LedgerEntry
 from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import Position
 
@@ -177,6 +179,7 @@ class PositionStore:
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
+                late_ledger.metadata.create_all(self.engine, checkfirst=True)
                 return
             except (IntegrityError, ProgrammingError):
                 # Another process created the tables at the same moment.
@@ -184,6 +187,7 @@ class PositionStore:
             except OperationalError as exc:
                 raise AuditPipelineError(f"cannot open the state database {self.description} ({_first_line(exc)}); check {self.setting}") from None
         metadata.create_all(self.engine, checkfirst=True)
+        late_ledger.metadata.create_all(self.engine, checkfirst=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -295,17 +299,22 @@ class PositionStore:
         self,
         sink: str,
         holder: str,
-        position: Position,
+        position: Position | None,
         *,
         delivered: int,
         dead_lettered: int,
         lease_seconds: float,
         per_day: Mapping[dt.date, int] | None = None,
+        ledger: LedgerEntry | None = None,
+        ledger_window: dt.timedelta | None = None,
     ) -> None:
         """Move the position forward after a batch was acknowledged, renewing the lease, in one transaction.
 
         ``per_day``: the batch's delivered (or skipped) events per UTC day, added to the sink's
         delivered counts in the same transaction, so a count never runs ahead of or behind the position.
+        ``position`` None counts events delivered behind the position (late commits) without moving it.
+        ``ledger`` records the batch's ids for the late-commit sweep, pruning entries older than
+        ``ledger_window`` behind the position, in the same transaction.
         """
         with self.engine.begin() as conn:
             self._renew(conn, sink, holder, lease_seconds)
@@ -313,23 +322,26 @@ class PositionStore:
             if row is None:
                 raise PositionConflict(f"sink {sink} has no position to advance; it must be initialised first")
             current = _state(row).position
-            if current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
+            if position is not None and current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
                 raise PositionConflict(f"refusing to move sink {sink} back from {_show(current)} to {_show(position)}")
             if per_day is not None:
                 self._start_counting(conn, sink, current)
                 self._count(conn, sink, per_day)
-            conn.execute(
-                positions_table.update()
-                .where(positions_table.c.sink == sink)
-                .values(
-                    created_at_us=micros(position.created_at),
-                    event_id=position.id,
-                    delivered=positions_table.c.delivered + delivered,
-                    dead_lettered=positions_table.c.dead_lettered + dead_lettered,
-                    dead_letters_pending=positions_table.c.dead_letters_pending + dead_lettered,
-                    updated_at=time.time(),
-                )
-            )
+            values: dict[str, object] = {
+                "delivered": positions_table.c.delivered + delivered,
+                "dead_lettered": positions_table.c.dead_lettered + dead_lettered,
+                "dead_letters_pending": positions_table.c.dead_letters_pending + dead_lettered,
+                "updated_at": time.time(),
+            }
+            if position is not None:
+                values.update(created_at_us=micros(position.created_at), event_id=position.id)
+            else:
+                late_ledger.count_late(conn, sink, delivered + dead_lettered)
+            conn.execute(positions_table.update().where(positions_table.c.sink == sink).values(**values))
+            if ledger is not None and ledger_window is not None:
+                end = position or current
+                edge = micros(end.created_at - ledger_window) if end is not None else 0
+                late_ledger.record(conn, sink, ledger, edge)
 
     def replayed(self, sink: str, count: int, per_day: Mapping[dt.date, int] | None = None) -> None:
         """Dead letters delivered by a replay no longer count as pending (and count as delivered on their days)."""

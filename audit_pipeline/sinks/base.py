@@ -116,13 +116,18 @@ class DeliveryReport:
     reasons: dict[int, str] = field(default_factory=dict)
     #: Seconds the sink asked us to wait before retrying (Retry-After), if any.
     retry_after: float | None = None
+    #: Delivered events whose largest fields were cut to the sink's per-event limit: index → why.
+    truncated: dict[int, str] = field(default_factory=dict)
+    #: The real failure behind this send's retries (connection refused, a 503...), for the stop message.
+    failure: str | None = None
 
     def __post_init__(self) -> None:
         self.reasons = {i: redact(r) for i, r in self.reasons.items()}
 
     @classmethod
     def all(cls, n: int, outcome: Outcome, reason: str | None = None, retry_after: float | None = None) -> DeliveryReport:
-        return cls([outcome] * n, {i: reason for i in range(n)} if reason else {}, retry_after)
+        failure = reason if outcome is Outcome.RETRY else None
+        return cls([outcome] * n, {i: reason for i in range(n)} if reason else {}, retry_after, failure=failure)
 
     def indices(self, outcome: Outcome) -> list[int]:
         return [i for i, o in enumerate(self.outcomes) if o is outcome]
@@ -144,6 +149,8 @@ class Sink(abc.ABC):
     #: Largest batch the engine should hand over (count); the engine also honours ``max_batch_bytes``.
     max_batch_events: int = 1_000
     max_batch_bytes: int = 5_000_000
+    #: Requests in flight at once unless ``sinks.<name>.concurrency`` says otherwise; 1 keeps the sink's order.
+    default_concurrency: int = 1
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """One-time setup before the first send (e.g. install an index template)."""
@@ -154,7 +161,10 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def send(self, events: EventBatch) -> DeliveryReport:
-        """Deliver the events; never raise for per-event problems, report them. Raise :class:`SinkFailure` only when the sink is unusable."""
+        """Deliver the events; never raise for per-event problems, report them. Raise :class:`SinkFailure` only when the sink is unusable.
+
+        Called from several threads at once when ``concurrency`` is above 1: keep per-call state local.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -202,7 +202,9 @@ class DatadogSink(Sink):
         try:
             response = self._client.post(self._url, content=gzip.compress(body, compresslevel=3), headers=headers)
         except httpx.HTTPError as exc:
-            http.mark(report, chunk, Outcome.RETRY, f"Datadog: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            setting = "sinks.datadog.url" if self.config.url else "sinks.datadog.site"
+            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self._url), setting)
+            http.mark(report, chunk, Outcome.RETRY, f"Datadog: {reason}")
             return False
         status = response.status_code
         if 200 <= status < 300:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import parse_section
+from audit_pipeline.sinks import http
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 DEFAULT_INDEX = "hellojohn-audit-%Y.%m.%d"
@@ -199,6 +200,8 @@ def _reason(error: Any) -> str:
 
 class ElasticsearchSink(Sink):
     name = "elasticsearch"
+    #: Bulk requests are independent (``create`` with ``_id``): two in flight keep the cluster busy while the next is built.
+    default_concurrency = 2
 
     def __init__(self, settings: ElasticsearchSettings, *, where: str = "sinks.elasticsearch", client: Any = None) -> None:
         self.settings = settings
@@ -348,7 +351,8 @@ class ElasticsearchSink(Sink):
             self._raise_for(exc, "indexing events")
             return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status}", retry_after)
         except TransportError as exc:
-            return DeliveryReport.all(n, Outcome.RETRY, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            reason = http.transport_reason(exc, self.settings.request_timeout, self.description, f"{self.where}.url")
+            return DeliveryReport.all(n, Outcome.RETRY, f"Elasticsearch: {reason}")
         result = response.body if hasattr(response, "body") else response
         if not result.get("errors"):
             return DeliveryReport.all(n, Outcome.DELIVERED)

@@ -133,7 +133,8 @@ class SplunkSink(Sink):
         try:
             response = self._client.post(self.config.hec_url + EVENT_PATH, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self.config.hec_url), "sinks.splunk.hec_url")
+            http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC: {reason}")
             return False
         status, answer = response.status_code, _answer(response)
         code = answer.get("code")

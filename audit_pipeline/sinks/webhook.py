@@ -143,8 +143,9 @@ def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str
 
 
 class WebhookSink(Sink):
-    def __init__(self, config: WebhookSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: WebhookSettings, clock: Callable[[], float] = time.time, where: str = "sinks.webhooks") -> None:
         self.config = config
+        self.where = where
         self.name = f"webhook:{config.name}"
         self.max_batch_events = config.batch_size if config.batch else 20
         self.max_batch_bytes = 4_000_000
@@ -158,7 +159,7 @@ class WebhookSink(Sink):
     @classmethod
     def from_config(cls, raw: dict[str, Any], where: str = "sinks.webhooks[0]") -> WebhookSink:
         """Build one webhook from its entry in ``sinks.webhooks`` (the registry builds one per entry)."""
-        return cls(parse_section(WebhookSettings, raw, where))
+        return cls(parse_section(WebhookSettings, raw, where), where=where)
 
     def accepts(self, event_type: str) -> bool:
         name = f"audit.{event_type}"
@@ -200,7 +201,8 @@ class WebhookSink(Sink):
         try:
             response = self._client.post(self.config.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self.config.url), f"{self.where}.url (name: {self.config.name})")
+            http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {reason}")
             return False
         status = response.status_code
         if 200 <= status < 300:
