@@ -44,7 +44,7 @@ class DeliveryCounts:
     """Per enabled sink, how many of a day's events it holds; opened once per retention plan."""
 
     def __init__(self, settings: Settings, index_cutoff: dt.date | None) -> None:
-        from audit_pipeline.sinks.registry import configured_sinks
+        from audit_pipeline.forwarding.configured import configured_sinks
 
         self._configured = configured_sinks(settings)
         self.index_cutoff = index_cutoff
