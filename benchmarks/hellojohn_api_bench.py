@@ -198,6 +198,12 @@ def _api_database(url: str | None) -> str:
     return "postgresql://postgres@127.0.0.1:5432/audit_bench_api"
 
 
+def _read_c(results: dict[str, dict[str, float]], name: str, phase: str, events: int, base_url: str) -> None:
+    f = results[name] = run_child(phase, events, base_url)
+    assert f["events"] == events, (name, f)
+    print(f"{name:<42}{f['requests']:>9,.0f}{f['seconds']:>9.1f}{events / f['seconds']:>11,.0f}{f['peak_mb']:>9.0f}", flush=True)
+
+
 def part_c(sizes: list[int], database_url: str | None, skip_list_above: int) -> None:
     from audit_pipeline_tests.standins.hellojohn_api import serve_hellojohn_api
 
@@ -205,19 +211,16 @@ def part_c(sizes: list[int], database_url: str | None, skip_list_above: int) -> 
     for events in sizes:
         print(f"== C. one day of {events:,} events from the HelloJohn stand-in over HTTP (loading...)", flush=True)
         _load_day(url, events)
-        results: list[tuple[str, dict[str, float]]] = []
+        print(f"{'read':<42}{'requests':>9}{'seconds':>9}{'events/s':>11}{'peak MB':>9}", flush=True)
+        results: dict[str, dict[str, float]] = {}
         with serve_hellojohn_api(url) as api:
-            results.append(("export endpoint (api_read: export)", run_child("export", events, api.base_url)))
+            _read_c(results, "export endpoint (api_read: export)", "export", events, api.base_url)
             if events <= skip_list_above:
-                results.append(("paged list (api_read: list)", run_child("list", events, api.base_url)))
+                _read_c(results, "paged list (api_read: list)", "list", events, api.base_url)
         if events > 100_000:
             with serve_hellojohn_api(url, export_row_cap=100_000) as api:
-                results.append(("export, server capping at 100,000 rows", run_child("export", events, api.base_url)))
-        print(f"{'read':<42}{'requests':>9}{'seconds':>9}{'events/s':>11}{'peak MB':>9}")
-        for name, f in results:
-            assert f["events"] == events, (name, f)
-            print(f"{name:<42}{f['requests']:>9,.0f}{f['seconds']:>9.1f}{events / f['seconds']:>11,.0f}{f['peak_mb']:>9.0f}")
-        export, listed = results[0][1], dict(results).get("paged list (api_read: list)")
+                _read_c(results, "export, server capping at 100,000 rows", "export", events, api.base_url)
+        export, listed = results["export endpoint (api_read: export)"], results.get("paged list (api_read: list)")
         if listed:
             print(f"paged list / export: {listed['requests'] / export['requests']:,.0f}x the requests, {listed['seconds'] / export['seconds']:.1f}x the time")
         minutes = events / PAGE / READS_PER_MINUTE

@@ -169,6 +169,7 @@ class HelloJohnApiStandin:
         self.database_url = database_url
         self.options = options
         self.requests: list[RecordedRequest] = []
+        self._totals: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[psycopg.Connection[Any]] = []
@@ -393,11 +394,15 @@ class HelloJohnApiStandin:
         overlap = self.options.repeat_overlap
         if params.get("cursor"):
             created_at, event_id = _decode_cursor(params["cursor"])
-            conditions.append('(created_at > %s::timestamptz OR (created_at = %s::timestamptz AND id COLLATE "C" > %s))')
+            # A range scan of the created_at index from the cursor's instant, as a keyset cursor is served.
+            conditions.append('created_at >= %s::timestamptz AND (created_at > %s::timestamptz OR id COLLATE "C" > %s)')
             values += [created_at, created_at, event_id]
         conn = self._connection()
         rows = conn.execute(_SELECT.format(where=" AND ".join(conditions)), [*values, limit + 1]).fetchall()
-        total_row = conn.execute(f"SELECT count(*) FROM audit_logs WHERE {filters}", filter_values).fetchone()
+        total_key = (filters, tuple(filter_values))
+        if total_key not in self._totals:  # meta.total counted once per query, as a server would cache it
+            total_row = conn.execute(f"SELECT count(*) FROM audit_logs WHERE {filters}", filter_values).fetchone()
+            self._totals[total_key] = int(total_row[0]) if total_row else 0
         repeated: list[tuple[Any, ...]] = []
         if overlap and params.get("cursor"):
             created_at, event_id = _decode_cursor(params["cursor"])
@@ -411,7 +416,7 @@ class HelloJohnApiStandin:
         page = [self._event_json(r) for r in repeated + rows]
         if self.options.swap_in_page and len(page) >= 3:
             page[1], page[2] = page[2], page[1]
-        return page, int(total_row[0]) if total_row else 0, cursor
+        return page, self._totals[total_key], cursor
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
