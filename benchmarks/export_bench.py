@@ -233,7 +233,11 @@ def main() -> None:
     if args.phase:
         start = time.perf_counter()
         if args.phase == "command":
-            s3 = {"AUDIT_EXPORT_URL": os.environ["BENCH_S3_URL"], "AUDIT_S3_ENDPOINT_URL": os.environ["BENCH_S3_ENDPOINT_URL"]} if os.environ.get("BENCH_S3_URL") else {}
+            s3 = (
+                {"AUDIT_EXPORT_URL": os.environ["BENCH_S3_URL"], "AUDIT_S3_ENDPOINT_URL": os.environ["BENCH_S3_ENDPOINT_URL"]}
+                if os.environ.get("BENCH_S3_URL")
+                else {}
+            )
             extra = phase_command(args.database_url, Path(args.out), args.cli, s3)
         else:
             extra = PHASES[args.phase](args.database_url, Path(args.out))
