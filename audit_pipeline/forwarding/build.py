@@ -28,7 +28,16 @@ def open_forwarder(settings: Settings, sink_name: str, *, log: Callable[[str], N
     positions = PositionStore.from_settings(settings)
     dead_letters = DeadLetterStore(ObjectStore.from_settings(settings.export))
     # Every line the engine logs passes the redaction, whatever a sink or driver put in it.
-    forwarder = Forwarder(configured.sink, source, positions, dead_letters, fwd, options, log=(lambda message: log(redact(message))) if log else None)
+    forwarder = Forwarder(
+        configured.sink,
+        source,
+        positions,
+        dead_letters,
+        fwd,
+        options,
+        log=(lambda message: log(redact(message))) if log else None,
+        transform=privacy_filter(options.privacy),  # what this sink may see; its dead letters hold the same
+    )
     return forwarder
 
 

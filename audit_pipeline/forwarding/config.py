@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.sinks.privacy import PrivacySettings
 
 
 class RetrySettings(BaseModel):
@@ -82,6 +83,8 @@ class SinkForwarding(BaseModel):
     enabled: bool = True
     #: Requests in flight at once; unset = the sink's default (Elasticsearch 2, others 1, which keeps order).
     concurrency: int | None = Field(default=None, ge=1, le=32)
+    #: What this sink may see: fields dropped, hashed or masked (audit_pipeline.sinks.privacy).
+    privacy: PrivacySettings | None = None
 
     @field_validator("start", mode="before")
     @classmethod
