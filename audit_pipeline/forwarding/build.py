@@ -11,6 +11,7 @@ from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.redaction import redact
 from audit_pipeline.settings import Settings
+from audit_pipeline.sinks.privacy import privacy_filter
 from audit_pipeline.sources import open_source
 from audit_pipeline.storage import ObjectStore
 

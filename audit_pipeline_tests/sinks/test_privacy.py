@@ -27,9 +27,9 @@ from click.testing import CliRunner
 from audit_pipeline.cli import main
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.export import export_day
+from audit_pipeline.forwarding.configured import configured_sinks
 from audit_pipeline.settings import ExportSettings, load_settings
 from audit_pipeline.sinks.privacy import PrivacyFilter, PrivacySettings
-from audit_pipeline.sinks.registry import configured_sinks
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.sinks.events import batch_of, recent
