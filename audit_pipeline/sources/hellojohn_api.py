@@ -38,12 +38,13 @@ import httpx
 import pyarrow as pa
 from pydantic import SecretStr
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.errors import ConfigError, SourceError
 from audit_pipeline.isotime import format_instant
 from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
 from audit_pipeline.sources.hellojohn_events import RowBuffer, from_micros, micros
-from audit_pipeline.sources.hellojohn_export import ExportReader
-from audit_pipeline.sources.hellojohn_http import KEY_SETTING, URL_SETTING, HelloJohnHttp, normalize_base_url
+from audit_pipeline.sources.hellojohn_export import EXPORT_PATH, ExportReader
+from audit_pipeline.sources.hellojohn_export import HEADERS as EXPORT_HEADERS
+from audit_pipeline.sources.hellojohn_http import KEY_SETTING, URL_SETTING, HelloJohnHttp, Transient, normalize_base_url
 from audit_pipeline.sources.hellojohn_list import PAGE_SIZE, get_page, list_rows
 from audit_pipeline.sources.hellojohn_order import OrderGuard
 
@@ -164,8 +165,18 @@ class HelloJohnApiSource(AuditSource):
                 yield row
 
     def check(self) -> None:
+        """One request to the endpoint reads will use, over the last minute (refusals and a wrong URL show here)."""
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        get_page(self.http, {"from": format_instant(now - dt.timedelta(minutes=1)), "to": format_instant(now), "limit": 1})
+        params = {"from": format_instant(now - dt.timedelta(minutes=1)), "to": format_instant(now)}
+        if self.api_read == "list":
+            get_page(self.http, {**params, "limit": 1})
+            return
+        try:
+            for attempt in self.http.retrying("the export endpoint"):
+                with attempt, self.http.stream(EXPORT_PATH, {**params, "format": "json"}, EXPORT_HEADERS):
+                    pass  # the answer's status is the check; the events of that minute are not needed
+        except Transient as exc:
+            raise SourceError(f"the HelloJohn API at {self.base_url} kept failing ({exc.reason}) after {self.http.max_attempts} attempts") from None
 
     def iter_batches(
         self,

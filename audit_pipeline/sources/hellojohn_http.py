@@ -198,6 +198,8 @@ class HelloJohnHttp:
                 f"the HelloJohn secret key {what}{f' [{detail}]' if detail else ''}; check {KEY_SETTING} holds an admin secret key for {self.base_url}"
             )
         hint = f"; check {URL_SETTING} (the server's root URL, without /v1/audit-logs)" if status == 404 else ""
+        if status == 404 and path.endswith("/export"):
+            hint += ", or read through the paged list if this server has no export endpoint (source.api_read: list)"
         raise SourceError(f"the HelloJohn API at {self.base_url} answered HTTP {status} to GET {path}{f' ({detail})' if detail else ''}{hint}")
 
     def get_json(self, path: str, params: dict[str, Any]) -> Any:

@@ -109,7 +109,7 @@ def test_429_and_500_before_the_body_wait_as_the_list_reads_do(table):
 
 
 def test_a_connection_that_keeps_dropping_before_anything_new_fails_and_publishes_nothing(table, tmp_path: Path):
-    cuts = {n: 0 for n in range(3, 30)}  # request 1 is the export's check(); the day's first response is cut after 100 events, later ones at once
+    cuts = {n: 0 for n in range(3, 30)}  # request 1 is the source check's probe; the day's first response is cut after 100 events, later ones at once
     cuts[2] = 100
     with serve_hellojohn_api(table.url, export_cut_after=cuts) as api:
         sleeps: list[float] = []
@@ -117,7 +117,7 @@ def test_a_connection_that_keeps_dropping_before_anything_new_fails_and_publishe
         store = ObjectStore(str(tmp_path / "exports"))
         with pytest.raises(SourceError, match=r"resuming from 2024-01-15T\S+ made no progress, the connection failed.*\(4 attempts\); nothing was published"):
             export_day(source, store, DAY, ExportSettings())
-    assert len(api.export_requests) == 5 and len(sleeps) == 3
+    assert len(api.export_requests) == 1 + 5 and len(sleeps) == 3  # the check's probe, then the day
     assert store.list("") == []
 
 
@@ -128,7 +128,7 @@ def test_more_events_at_one_instant_than_the_cap_fail_clearly(pg, tmp_path: Path
         store = ObjectStore(str(tmp_path / "exports"))
         with pytest.raises(SourceError, match=r"made no progress, it returned the same 100 events again.*raise source.export_row_cap.*api_read: list"):
             export_day(source, store, DAY, ExportSettings())
-    assert len(api.export_requests) == 2 and store.list("") == []
+    assert len(api.export_requests) == 1 + 2 and store.list("") == []  # the check's probe, then the day
     with serve_hellojohn_api(pg.url, export_row_cap=100) as api:  # the paged list still reads such a day
         assert read_all(HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")).num_rows == 300
 
@@ -206,3 +206,13 @@ def test_time_range_ends_are_sent_and_events_past_the_end_stop_the_stream(table)
         source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
         assert_same(read_all(source, hour), read_pg(table, hour))
     assert api.export_requests[0].params["to"] == "2024-01-15T13:00:00Z"
+
+
+def test_a_server_without_the_export_endpoint_is_told_apart_at_the_check(table):
+    with serve_hellojohn_api(table.url, export_endpoint=False) as api:
+        with pytest.raises(SourceError, match=r"HTTP 404 to GET /v1/audit-logs/export.*check source.base_url.*source.api_read: list"):
+            HelloJohnApiSource(api.base_url, DEFAULT_KEY).check()
+        listed = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")
+        listed.check()
+        assert read_all(listed).num_rows == 1_509
+    assert [r.path for r in api.requests][:2] == [EXPORT, "/v1/audit-logs"]

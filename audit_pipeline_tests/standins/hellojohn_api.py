@@ -113,6 +113,8 @@ class StandinOptions:
     export_cut_after: dict[int, int] = field(default_factory=dict)
     #: Compress export responses when the request accepts gzip (False: always identity).
     export_gzip: bool = True
+    #: False: a server without the export endpoint (404, as for any unknown route).
+    export_endpoint: bool = True
 
 
 @dataclass
@@ -237,7 +239,7 @@ class HelloJohnApiStandin:
             record = RecordedRequest(number, 0, params, url.path, {k.lower(): v for k, v in handler.headers.items() if k.lower() != "authorization"})
             self.requests.append(record)
         options = self.options
-        if url.path not in ("/v1/audit-logs", "/v1/audit-logs/export"):
+        if url.path not in ("/v1/audit-logs", "/v1/audit-logs/export") or (url.path.endswith("/export") and not options.export_endpoint):
             record.status = 404
             return self._error(handler, 404, "not_found", f"no route {url.path}")
         auth = handler.headers.get("Authorization")
