@@ -25,7 +25,7 @@ from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import open_text_reader
 
 #: The first ranged read of a text object: the CSV header and, usually, the first NDJSON line.
-_HEAD_BYTES = 64 << 10
+_HEAD_BYTES = 16 << 10
 #: A Parquet footer is read from the last 64 KiB; a bigger footer costs one more ranged read.
 _TAIL_BYTES = 64 << 10
 _BLOCK = 8 << 20
