@@ -311,3 +311,19 @@ def test_email_domain_mask_and_an_empty_batch() -> None:
     empty = batch_of([]).batch
     assert PrivacyFilter(settings)(empty).num_rows == 0
     assert isinstance(empty, pa.RecordBatch)
+
+
+def test_the_documented_example_is_what_the_transform_sends() -> None:
+    from audit_pipeline.sinks.base import EventBatch
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "forwarding.md").read_text(encoding="utf-8")
+    section = page.split("## Privacy per sink", 1)[1].split("\n## ", 1)[0]
+    config = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    privacy = config["sinks"]["webhooks"][0]["privacy"]
+    exported, received = section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    event = json.loads(exported)
+    event["created_at"] = dt.datetime.fromisoformat(event["created_at"].replace("Z", "+00:00"))
+    settings = PrivacySettings.model_validate({**privacy, "hash_key": "0123456789abcdef0123456789abcdef"})
+    batch = batch_of([event])
+    assert batch.line(0).decode() == exported
+    assert EventBatch(PrivacyFilter(settings)(batch.batch)).line(0).decode() == received
