@@ -318,7 +318,10 @@ class HelloJohnApiStandin:
                 first[1], first[2] = first[2], first[1]
             rows: Iterator[tuple[Any, ...]] = itertools.chain(first, cursor)
             record.status = 200
-            self._stream_export(handler, record, fmt, rows)
+            try:
+                self._stream_export(handler, record, fmt, rows)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a probe, a limit, the range's end)
+                handler.close_connection = True
         finally:
             conn.close()
 
