@@ -55,6 +55,15 @@ class EventBatch:
         part.__dict__["_ndjson"] = (chunk[first : int(offsets[stop])], offsets[start : stop + 1] - first)
         return part
 
+    def with_line(self, line: bytes) -> EventBatch:
+        """This one-event batch carrying ``line`` as its JSON (an event cut to fit a sink's limit)."""
+        if len(self) != 1:
+            raise ValueError("with_line applies to a batch of one event")
+        part = EventBatch(self.batch)
+        data = line + b"\n"
+        part.__dict__["_ndjson"] = (memoryview(data), ndjson_line_offsets(data))
+        return part
+
     def line(self, i: int) -> bytes:
         chunk, offsets = self._ndjson
         return bytes(chunk[offsets[i] : offsets[i + 1] - 1])

@@ -8,8 +8,10 @@ attribute, spliced from the event's canonical NDJSON line so values are never re
 
 Limits from Datadog's "Send logs" reference, enforced here rather than discovered: at most
 1,000 entries and 5 MB uncompressed per request (a batch is split into several requests), and
-1 MB per entry. Datadog would silently truncate a larger entry, so such an event is rejected
-instead and kept whole in the dead letters, with the reason. A 413 splits the request in two.
+1 MB per entry. Datadog would cut a larger entry where it pleases; instead the sink sends it with
+its largest fields cut to fit and marked (``truncated: true``, ``truncated_fields``,
+``event_sha256``, see :mod:`audit_pipeline.sinks.oversize`), and the engine keeps the whole event
+in the dead letters with the reason. A 413 splits the request in two.
 
 Old events: Datadog keeps a log's own timestamp only when it is at most 18 hours in the past
 (2 hours in the future). An event outside that window (a catch-up after an outage, a backfill)
@@ -38,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http
+from audit_pipeline.sinks import http, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 #: Datadog sites and their logs intake hosts (Datadog API reference, "Send logs", v2).
@@ -59,6 +61,8 @@ _SITE_ALIASES = {"app.datadoghq.com": "datadoghq.com", "app.datadoghq.eu": "data
 MAX_ENTRIES = 1_000
 MAX_PAYLOAD_BYTES = 5_000_000
 MAX_ENTRY_BYTES = 1_000_000
+#: A cut entry stays this far below 1 MB, whatever whitespace a receiver measures it with.
+_FIT_MARGIN = 4_096
 MAX_AGE = dt.timedelta(hours=18)
 MAX_AHEAD = dt.timedelta(hours=2)
 #: Room for the request to reach Datadog (and a retry or two) before its timestamps age out.
@@ -174,14 +178,17 @@ class DatadogSink(Sink):
                 entries.append(None)
                 continue
             stamp = b',"timestamp":%d' % (us // 1000) if window == "in" else b""
-            entry = b"".join((heads[window, cols["result"][i] == "failure"], http.json_string(_summary(cols, i)), stamp, b",", line[1:]))
+            head = b"".join((heads[window, cols["result"][i] == "failure"], http.json_string(_summary(cols, i)), stamp, b","))
+            entry = head + line[1:]
             if len(entry) > MAX_ENTRY_BYTES:
-                report.outcomes[i] = Outcome.REJECTED
-                report.reasons[i] = (
-                    f"the log entry is {len(entry):,} bytes, over Datadog's 1 MB per-log limit (Datadog would truncate it); kept whole here instead"
-                )
-                entries.append(None)
-                continue
+                fitted = oversize.fit(line, MAX_ENTRY_BYTES - _FIT_MARGIN - len(head) + 1)
+                if fitted is None:
+                    report.outcomes[i] = Outcome.REJECTED
+                    report.reasons[i] = f"the log entry is {len(entry):,} bytes, over Datadog's 1 MB per-log limit, and cannot be cut to fit"
+                    entries.append(None)
+                    continue
+                report.truncated[i] = oversize.reason("Datadog", "1 MB per-log limit", len(entry), fitted[1])
+                entry = head + fitted[0][1:]
             entries.append(entry)
         return entries
 

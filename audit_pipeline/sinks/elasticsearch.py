@@ -21,6 +21,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http
+from audit_pipeline.sinks import http, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 DEFAULT_INDEX = "hellojohn-audit-%Y.%m.%d"
@@ -81,6 +82,8 @@ class ElasticsearchSettings(BaseModel):
     batch_events: int = Field(default=5_000, ge=1, le=100_000)
     batch_bytes: int = Field(default=10_000_000, ge=10_000, le=100_000_000)
     request_timeout: float = Field(default=60.0, gt=0)
+    #: The cluster's ``http.max_content_length``: an event larger than this is sent with its largest fields cut.
+    max_content_length: int = Field(default=100 * 1024 * 1024, ge=10_000)
     http_compress: bool = False
 
     @field_validator("url")
@@ -147,6 +150,8 @@ def _json_strings(column: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(quote, escaped.cast(pa.large_string()), quote, pa.scalar("", pa.large_string()))
 
 
+#: Room for the action line and separators beside an event in a bulk request.
+_ACTION_ROOM = 1_024
 _DAILY_CODES = re.compile(r"%[Ymdyj%]")
 _MICROS_PER_DAY = 86_400_000_000
 
@@ -160,8 +165,6 @@ def index_names(created_at: pa.Array, pattern: str) -> pa.Array:
     if _DAILY_CODES.sub("", pattern).count("%"):
         return pc.strftime(created_at, format=pattern).cast(pa.large_string())
     import datetime as dt
-
-    import numpy as np
 
     micros = created_at.cast(pa.int64()).to_numpy(zero_copy_only=False)
     days = np.floor_divide(micros, _MICROS_PER_DAY)
@@ -181,7 +184,6 @@ def bulk_body(events: EventBatch, index_pattern: str) -> bytes:
     pieces = ['{"create":{"_index":"', indices, '","_id":', ids, "}}\n", lines, ""]
     joined = pc.binary_join_element_wise(*[pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in pieces])
     total = joined.buffers()[1]
-    import numpy as np
 
     bounds = np.frombuffer(total, dtype=np.int64)
     start, end = int(bounds[joined.offset]), int(bounds[joined.offset + n])
@@ -338,6 +340,10 @@ class ElasticsearchSink(Sink):
         from elasticsearch import ApiError
 
         n = len(events)
+        _, offsets = events.ndjson()
+        big = np.flatnonzero(np.diff(offsets) > self.settings.max_content_length - _ACTION_ROOM)
+        if len(big):
+            return self._send_with_oversized(events, [int(i) for i in big])
         body = bulk_body(events, self.settings.index)
         try:
             response = self.client.bulk(operations=body, filter_path=["errors", "items.*.status", "items.*.error"])
@@ -380,6 +386,34 @@ class ElasticsearchSink(Sink):
                 outcomes.append(Outcome.REJECTED)
             reasons[i] = f"{status} {_reason(error)}"
         return DeliveryReport(outcomes, reasons)
+
+    def _send_with_oversized(self, events: EventBatch, big: list[int]) -> DeliveryReport:
+        """Events over ``max_content_length`` go alone, cut to fit and marked; the others as usual."""
+        n = len(events)
+        report = DeliveryReport([Outcome.RETRY] * n)
+        rest = [i for i in range(n) if i not in set(big)]
+        if rest:
+            part = self.send(events.take(rest))
+            for j, i in enumerate(rest):
+                report.outcomes[i] = part.outcomes[j]
+                if j in part.reasons:
+                    report.reasons[i] = part.reasons[j]
+            report.retry_after, report.failure = part.retry_after, part.failure
+        limit = self.settings.max_content_length - _ACTION_ROOM
+        for i in big:
+            line = events.line(i)
+            fitted = oversize.fit(line, limit)
+            if fitted is None:
+                report.outcomes[i] = Outcome.REJECTED
+                report.reasons[i] = f"the event is {len(line):,} bytes, over {self.where}.max_content_length, and cannot be cut to fit"
+                continue
+            single = self.send(EventBatch(events.batch.slice(i, 1)).with_line(fitted[0]))
+            report.outcomes[i] = single.outcomes[0]
+            if single.outcomes[0] is Outcome.DELIVERED:
+                report.truncated[i] = oversize.reason("Elasticsearch", f"http.max_content_length ({self.where}.max_content_length)", len(line), fitted[1])
+            elif 0 in single.reasons:
+                report.reasons[i] = single.reasons[0]
+        return report
 
     def _split(self, events: EventBatch, reason: str) -> DeliveryReport:
         n = len(events)

@@ -170,18 +170,6 @@ def test_a_webhook_filter_delivers_exactly_the_matching_events(pipeline):
     assert len(pipeline.users.deliveries) == len(expected)
 
 
-def test_an_event_datadog_cannot_take_is_dead_lettered_whole(pipeline, pg):
-    big = {**pipeline.events[-1], "id": "alog_zz_big", "metadata": {"blob": "x" * 1_100_000}}
-    pg.insert([big])
-    result = pipeline.forward("datadog")
-    assert result.exit_code == 3, result.output
-    assert "alog_zz_big" not in {log["id"] for log in pipeline.datadog.logs}
-    assert len(pipeline.datadog.logs) == len(pipeline.events)
-    listing = CliRunner().invoke(main, ["--config", str(pipeline.config), "deadletters", "list", "datadog"])
-    assert "1 MB per-log limit" in listing.output and "1 dead-lettered event(s)" in listing.output
-
-
-@pytest.mark.slow
 def test_a_failing_sink_does_not_delay_a_healthy_one(pipeline):
     pipeline.datadog.outage = True
     env = {**os.environ, **SECRETS}
