@@ -26,3 +26,15 @@ class SourceError(AuditPipelineError):
 
 class StorageError(AuditPipelineError):
     """The object store cannot be written or read as configured."""
+
+
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message, for a one-line error that names its cause.
+
+    Driver and library messages often run to several lines (a SQL context, a hint, a traceback
+    excerpt); the first says what happened.  An empty message gives ``default``, else the class name.
+    """
+    text = str(exc).strip()
+    if not text:
+        return default if default is not None else type(exc).__name__
+    return text.splitlines()[0].strip()

@@ -1,10 +1,7 @@
 """One day's export: source batches → the three writers → atomic publish to the object store.
 
-Layout (stable, analysts and tools rely on it)::
-
-    {export}/csv/date=YYYY-MM-DD/audit_logs.csv[.gz]
-    {export}/ndjson/date=YYYY-MM-DD/audit_logs.ndjson[.gz]
-    {export}/parquet/date=YYYY-MM-DD/audit_logs.parquet
+Where the objects go (``{fmt}/date=YYYY-MM-DD/audit_logs.*``) is :mod:`audit_pipeline.layout`'s;
+``day_prefix`` and ``object_key`` are imported here for the modules that still take them from this one.
 
 Nothing is published until every file of the day has been written completely; a failure
 anywhere leaves the previous good version of every object in place.
@@ -16,19 +13,12 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from audit_pipeline.layout import day_prefix, object_key
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.streaming import read_ahead
 from audit_pipeline.writers import FORMATS, DayWriters, WrittenFile
-
-
-def day_prefix(fmt: str, day: dt.date) -> str:
-    return f"{fmt}/date={day.isoformat()}"
-
-
-def object_key(fmt: str, day: dt.date, name: str) -> str:
-    return f"{day_prefix(fmt, day)}/{name}"
 
 
 @dataclass(frozen=True)
@@ -126,3 +116,6 @@ def export_day(
             store.put_bytes(key, data, content_type)
     note_reexport(store, retired, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     return result
+
+
+__all__ = ["BeforePublish", "DayExport", "PublishedObject", "day_prefix", "export_day", "object_key"]

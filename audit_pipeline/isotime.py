@@ -11,6 +11,8 @@ import datetime as dt
 import re
 
 UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 _FRACTION = re.compile(r"([.,])(\d+)")
 
@@ -44,3 +46,13 @@ def format_instant(value: dt.datetime) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}"
     return text + "Z"
+
+
+def epoch_micros(value: dt.datetime) -> int:
+    """Microseconds since 1970-01-01 UTC of an aware datetime, exactly (integer arithmetic, no float on the way)."""
+    return (value - EPOCH) // _MICROSECOND
+
+
+def from_epoch_micros(value: int) -> dt.datetime:
+    """The aware UTC datetime ``value`` microseconds after the epoch."""
+    return EPOCH + value * _MICROSECOND

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import fsspec
 
-from audit_pipeline.errors import ConfigError, StorageError
+from audit_pipeline.errors import ConfigError, StorageError, first_line
 from audit_pipeline.settings import ExportSettings
 
 STAGING_DIR = ".staging"
@@ -122,7 +122,7 @@ class ObjectStore:
             return StorageError(f"access denied while {action} {where}: check the AWS credentials and the bucket policy ({self.setting})")
         if isinstance(exc, FileNotFoundError) and not self.is_local:
             return StorageError(f"bucket {self.bucket!r} does not exist or is not reachable while {action} {where}; check {self.setting}")
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         return StorageError(f"object store error while {action} {where}: {text} ({self.setting})")
 
     def check_writable(self) -> None:

@@ -127,7 +127,7 @@ def phase_copy(_: int, url: str) -> dict[str, float]:
 
 
 def phase_export_csv(_: int, url: str) -> dict[str, float]:
-    from audit_pipeline.range_export import write_range
+    from audit_pipeline.adhoc_export import write_range
     from audit_pipeline.sources import TimeRange
     from audit_pipeline.sources.postgres import PostgresSource
 

@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from audit_pipeline import __version__
-from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
 from audit_pipeline.redaction import install_log_redaction, redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,15 +80,10 @@ class AuditPipelineGroup(click.Group):
         except Exception as exc:
             if "--verbose" in argv or "-v" in argv:
                 click.echo(redact("".join(traceback.format_exception(exc))), err=True)
-            _fail(f"{_operation(exc)} failed: {type(exc).__name__}: {_first_line(exc)} (run with --verbose for details)", EXIT_FAILED)
+            _fail(f"{_operation(exc)} failed: {type(exc).__name__}: {first_line(exc, '(no message)')} (run with --verbose for details)", EXIT_FAILED)
         if isinstance(result, int) and result:
             sys.exit(result)
         return result
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else "(no message)"
 
 
 def _operation(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ import click
 import dagster as dg
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main, quiet_dagster, verbose
+from audit_pipeline.cli.options import parse_day
 from audit_pipeline.defs.partitions import check_partition_day
 from audit_pipeline.errors import AuditPipelineError, ConfigError
 from audit_pipeline.settings import Settings, load_settings
@@ -91,13 +92,6 @@ def demo(ctx: click.Context) -> None:
             click.echo(f"  {store.uri(key)}")
 
 
-def _parse_day(value: str, name: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a day as YYYY-MM-DD, got {value!r}") from None
-
-
 @main.command("export-day")
 @click.argument("day")
 @click.option("--to", "last", default=None, help="Last day of a range (inclusive).")
@@ -106,8 +100,8 @@ def _parse_day(value: str, name: str) -> dt.date:
 @friendly_errors
 def export_day_command(ctx: click.Context, day: str, last: str | None, force: bool) -> None:
     """Materialize the daily export for DAY (YYYY-MM-DD), or DAY..--to, with its checks."""
-    first = _parse_day(day, "DAY")
-    end = _parse_day(last, "--to") if last else first
+    first = parse_day(day, "DAY")
+    end = parse_day(last, "--to") if last else first
     if end < first:
         raise ConfigError(f"--to {end} is before DAY {first}")
     days = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]

@@ -7,12 +7,10 @@ configuration error, such as a malformed policy.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.retention.plan import Figures, RetentionPlan
 from audit_pipeline.retention.run import RetentionResult, run_retention
 from audit_pipeline.settings import load_settings
@@ -45,15 +43,6 @@ def _echo_plan(plan: RetentionPlan) -> None:
             click.echo(f"  {index.day}  DELETE {index.name} ({index.docs:,} documents)")
 
 
-def _parse_today(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--today must be a day as YYYY-MM-DD, got {value!r}") from None
-
-
 @main.command("retention")
 @click.option("--dry-run", is_flag=True, help="List exactly what would be deleted (days, rows, objects, indices) and change nothing.")
 @click.option(
@@ -76,7 +65,9 @@ def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> N
     def warn(message: str) -> None:
         click.echo(f"WARNING: {message}", err=True)
 
-    result: RetentionResult = run_retention(settings, today=_parse_today(today), dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn)
+    result: RetentionResult = run_retention(
+        settings, today=parse_optional_day(today, "--today"), dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn
+    )
     if result.legal_hold:
         click.echo("legal hold: nothing deleted")
         return

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.linking import link_forward
@@ -16,15 +17,6 @@ from audit_pipeline.integrity.signing import Keyring, load_signer
 from audit_pipeline.integrity.verify import DayReport, Verifier
 from audit_pipeline.settings import load_settings
 from audit_pipeline.storage import ObjectStore
-
-
-def _day(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option} must be a day as YYYY-MM-DD, got {value!r}") from None
 
 
 def _echo_report(report: DayReport) -> None:
@@ -52,7 +44,7 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
 
     Prints one line per day (OK, RETIRED or FAILED, with what is wrong); exits 0 only when all is well.
     """
-    start, end = _day(first, "--from"), _day(last, "--to")
+    start, end = parse_optional_day(first, "--from"), parse_optional_day(last, "--to")
     if start and end and end < start:
         raise ConfigError(f"--to {end} is before --from {start}")
     settings = load_settings(config_path(ctx))
@@ -89,8 +81,8 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     from audit_pipeline.integrity.sealing import DaySealer
     from audit_pipeline.sources import open_source
 
-    start = _day(first, "--from")
-    end = _day(last, "--to") or start
+    start = parse_optional_day(first, "--from")
+    end = parse_optional_day(last, "--to") or start
     assert start is not None and end is not None
     if end < start:
         raise ConfigError(f"--to {end} is before --from {start}")
@@ -119,7 +111,7 @@ def relink_command(ctx: click.Context, first: str) -> None:
     Events are not changed: each day is re-hashed from an object that still matches its own
     manifest.  Exports do this by themselves; run it after an interrupted backfill.
     """
-    start = _day(first, "--from")
+    start = parse_optional_day(first, "--from")
     assert start is not None
     settings = load_settings(config_path(ctx))
     config = integrity_settings(settings)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,18 +25,13 @@ import pyarrow as pa
 
 from audit_pipeline.errors import StorageError
 from audit_pipeline.jsontext import jsonb_text, parse_exact
+from audit_pipeline.layout import dead_letter_key, dead_letter_prefix
 from audit_pipeline.redaction import redact
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.storage import ObjectStore
 
-PREFIX = "deadletters"
 CONTENT_TYPE = "application/x-ndjson"
-
-
-def sink_folder(sink: str) -> str:
-    """A sink name as a folder name (``webhook:SIEM`` → ``webhook_SIEM``)."""
-    return re.sub(r"[^A-Za-z0-9._=-]", "_", sink)
 
 
 @dataclass
@@ -54,7 +48,7 @@ class DeadLetterStore:
         self.store = store
 
     def prefix(self, sink: str) -> str:
-        return f"{PREFIX}/{sink_folder(sink)}/"
+        return dead_letter_prefix(sink)
 
     def write(self, sink: str, events: EventBatch, reasons: list[str], *, delivered: bool = False) -> str:
         """Store rejected events with their reasons; returns the object key.
@@ -67,9 +61,7 @@ class DeadLetterStore:
         ids = events.ids
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
         first = events.batch.column(COLUMNS.index("created_at"))[0].as_py()
-        micros = (first - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-        kind = "-truncated" if delivered else ""
-        key = f"{self.prefix(sink)}date={first.date().isoformat()}/{micros:017d}-{digest}{kind}.ndjson"
+        key = dead_letter_key(sink, first, digest, truncated=delivered)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         head = (
             b'{"sink":'

@@ -27,6 +27,8 @@ from typing import Any
 import pyarrow as pa
 
 from audit_pipeline.errors import SourceError
+from audit_pipeline.isotime import epoch_micros as micros
+from audit_pipeline.isotime import from_epoch_micros as from_micros
 from audit_pipeline.isotime import parse_instant
 from audit_pipeline.jsontext import jsonb_text
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
@@ -41,7 +43,6 @@ _NESTED = {
 _CREATED_AT = COLUMNS.index("created_at")
 _TEXT_COLUMNS = COLUMNS[:_CREATED_AT]  # id ... result; created_at and metadata come last
 assert COLUMNS[_CREATED_AT:] == ("created_at", "metadata")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MISSING = object()
 #: The common spelling (``2024-01-15T14:23:05.123456Z``), which ``fromisoformat`` reads exactly.
 _PLAIN_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
@@ -85,15 +86,6 @@ def metadata_text(value: Any) -> str:
 def _label(event: Any, index: int) -> str:
     event_id = event.get("id") if isinstance(event, dict) else None
     return f"event {event_id!r}" if isinstance(event_id, str) else f"event #{index} of the response"
-
-
-def micros(value: dt.datetime) -> int:
-    """Microseconds since the epoch, exactly (no float on the way)."""
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def from_micros(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 def _instant(value: Any, event: Any, index: int) -> int:
@@ -181,3 +173,6 @@ class RowBuffer:
                         event_id = self._columns[0][row]
                         return f"the HelloJohn API returned event {event_id!r} whose {name} is not valid Unicode (a lone surrogate escape)"
         return "the HelloJohn API returned text that is not valid Unicode"
+
+
+__all__ = ["RowBuffer", "event_row", "from_micros", "micros", "row_key"]  # micros, from_micros: the API source's names for isotime's

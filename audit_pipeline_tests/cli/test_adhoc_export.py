@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
-from audit_pipeline.cli.export_range import _ProgressLine
+from audit_pipeline.cli.adhoc_export import _ProgressLine
 from audit_pipeline.export import export_day
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import ExportSettings
