@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audit_pipeline.layout import day_prefix, object_key
+from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.streaming import read_ahead
 from audit_pipeline.writers import FORMATS, DayWriters, WrittenFile
+
+_ID, _CREATED_AT = COLUMNS.index("id"), COLUMNS.index("created_at")
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,10 @@ def export_day(
         try:
             for batch in read_ahead(source.iter_batches(TimeRange.for_day(day), event_filter=event_filter)):
                 if result.first_id is None:
-                    result.first_id = batch.column(0)[0].as_py()
-                    result.min_created_at = batch.column(12)[0].as_py()
-                result.last_id = batch.column(0)[-1].as_py()
-                result.max_created_at = batch.column(12)[-1].as_py()
+                    result.first_id = batch.column(_ID)[0].as_py()
+                    result.min_created_at = batch.column(_CREATED_AT)[0].as_py()
+                result.last_id = batch.column(_ID)[-1].as_py()
+                result.max_created_at = batch.column(_CREATED_AT)[-1].as_py()
                 writers.write(batch)
             written = writers.close()
         except BaseException:

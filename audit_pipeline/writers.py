@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, format_created_at
 from audit_pipeline.layout import FORMATS as FORMATS
 from audit_pipeline.layout import data_name
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, DICTIONARY_COLUMNS
 
 #: Rows encoded per kernel call: small enough to bound transient memory, large enough to amortise calls.
 ENCODE_SLICE_ROWS = 16_384
@@ -103,7 +103,7 @@ def open_parquet_writer(where: str | Path | BinaryIO) -> pq.ParquetWriter:
         compression="zstd",
         compression_level=3,
         write_statistics=True,
-        use_dictionary=["type", "actor_type", "resource_type", "tenant_id", "organization_id", "country", "result"],
+        use_dictionary=list(DICTIONARY_COLUMNS),
         sorting_columns=[pq.SortingColumn(COLUMNS.index("created_at")), pq.SortingColumn(COLUMNS.index("id"))],
     )
 

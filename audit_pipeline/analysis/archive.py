@@ -24,12 +24,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.errors import AuditPipelineError, first_line
+from audit_pipeline.layout import data_name, object_key
 from audit_pipeline.schema import empty_batch
 from audit_pipeline.storage import ObjectStore
 
 PARQUET_PREFIX = "parquet"
-PARQUET_NAME = "audit_logs.parquet"
+PARQUET_NAME = data_name("parquet")
 VIEW = "audit_logs"
 #: The partition of the empty schema file: a day no export can have.
 _ANCHOR_DAY = "0001-01-01"
@@ -45,12 +46,11 @@ class EmptyArchiveError(AuditPipelineError):
 
 def duckdb_message(exc: duckdb.Error) -> str:
     """DuckDB's message on one line (its caret diagram below the first line is dropped)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def parquet_key(day: dt.date) -> str:
-    return f"{PARQUET_PREFIX}/date={day.isoformat()}/{PARQUET_NAME}"
+    return object_key(PARQUET_PREFIX, day, PARQUET_NAME)
 
 
 def has_parquet(store: ObjectStore) -> bool:

@@ -19,18 +19,15 @@ import orjson
 from audit_pipeline.analysis.archive import attach_store, duckdb_message, duckdb_path, new_connection, parquet_key, sql_text
 from audit_pipeline.analysis.config import SummarySettings
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.layout import SUMMARY_PREFIX as SUMMARY_PREFIX
+from audit_pipeline.layout import summary_key as summary_key
 from audit_pipeline.storage import ObjectStore
 
-SUMMARY_PREFIX = "summary"
 SUMMARY_VERSION = 1
 
 
 class SummaryError(AuditPipelineError):
     """The day cannot be summarised (not exported yet, or its Parquet unreadable)."""
-
-
-def summary_key(day: dt.date) -> str:
-    return f"{SUMMARY_PREFIX}/date={day.isoformat()}/summary.json"
 
 
 @dataclass(frozen=True)

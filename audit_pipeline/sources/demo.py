@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from audit_pipeline.isotime import epoch_micros
 from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
 from audit_pipeline.settings import DEFAULT_STATE_DIR
 from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
 from audit_pipeline.sources.synthetic import generate_events
@@ -29,10 +29,11 @@ metadata_obj = sa.MetaData()
 audit_logs = sa.Table(
     "audit_logs",
     metadata_obj,
-    sa.Column("id", sa.Text, primary_key=True),
-    *(sa.Column(c, sa.Text, nullable=c != "type" and c != "result") for c in COLUMNS[1:12]),
-    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
-    sa.Column("metadata", sa.Text, nullable=False),
+    # The columns and their NOT NULL from the schema; created_at as epoch microseconds (SQLite has no timestamp type).
+    *(
+        sa.Column(c, sa.BigInteger if c == "created_at" else sa.Text, primary_key=c == "id", nullable=c not in REQUIRED, index=c == "created_at")
+        for c in COLUMNS
+    ),
 )
 
 
