@@ -198,8 +198,8 @@ class ObjectStore:
                         ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
                         **extra,
                     )
-            else:
-                self.fs.put_file(str(local_path), target, **extra)
+            else:  # over 5 GiB: parts, one at a time (s3fs sends several 50 MB parts at once, each held in memory)
+                self.fs.put_file(str(local_path), target, max_concurrency=1, **extra)
         except Exception as exc:
             raise self._explain(exc, "publishing", key) from None
 
