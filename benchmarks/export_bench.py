@@ -198,7 +198,12 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None
     copy_s = statistics.median(copies)
     total = statistics.median(r["seconds"] for r in runs)
     step_names = sorted({k for r in runs for k in r["steps"]})
-    median_steps = {k: statistics.median(r["steps"].get(k, 0.0) for r in runs) for k in step_names}
+    # A step without a STEP_SUCCESS line in some round (not reported by Dagster) is left out of its median, and said so.
+    median_steps = {k: statistics.median(r["steps"][k] for r in runs if k in r["steps"]) for k in step_names}
+    for name in step_names:
+        missing = sum(1 for r in runs if name not in r["steps"])
+        if missing:
+            print(f"note: step {name} reported no duration in {missing} of {repeat} rounds; its median is of the others")
     peak = max(r["child_peak_mb"] for r in runs)
     print(f"\n{rows:,} rows on {DAY}, {store} store, `{' '.join(COMMANDS[cli][:2])} ...`, median of {repeat}")
     print(f"{'':<40}{'seconds':>9}{'x COPY':>9}")
