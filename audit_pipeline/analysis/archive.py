@@ -62,6 +62,7 @@ def new_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that never installs or loads an extension on its own, with UTC times."""
     connection = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET enable_progress_bar = false")  # it would print into the result on a terminal
     return connection
 
 
