@@ -89,6 +89,22 @@ def test_summary_of_a_constructed_day_equals_the_hand_computed_figures(pg, tmp_p
     assert (got.baseline.days, got.baseline.failed_logins_median, got.baseline.failure_rate_median) == (1, 0.0, 0.0)
 
 
+def test_the_summary_reads_an_s3_archive_through_the_store(pg, s3_server) -> None:
+    before = DAY - dt.timedelta(days=1)
+    pg.insert(
+        [
+            event(before, "usr_a", "US", "user.login", "success"),
+            event(DAY, "usr_a", "US", "user.login", "failure"),
+            event(DAY, "usr_a", "NZ", "user.login", "failure"),
+        ]
+    )
+    store = ObjectStore(f"s3://{s3_server.new_bucket()}/audit", endpoint_url=s3_server.endpoint_url)
+    export_days(pg, store, [before, DAY])
+    got = summarize_day(store, DAY, SummarySettings())
+    assert (got.events, got.failed_logins, got.failure_rate, got.baseline.days) == (2, 2, 1.0, 1)
+    assert got.new_actor_country_examples == [{"actor_id": "usr_a", "country": "NZ", "events": 1}]
+
+
 def test_a_day_not_exported_yet_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SummaryError, match=r"2024-05-10 has no Parquet export at .*; materialize audit_logs_parquet for 2024-05-10 first"):
         summarize_day(ObjectStore(str(tmp_path)), DAY, SummarySettings())
