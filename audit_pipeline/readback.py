@@ -13,7 +13,7 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +31,12 @@ _TAIL_BYTES = 64 << 10
 _BLOCK = 8 << 20
 
 
+class RangeReader(Protocol):
+    """Anything that reads a byte range of an object: the store, or bytes a digest read already holds."""
+
+    def read_range(self, key: str, start: int, end: int) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class ObjectReport:
     key: str
@@ -40,7 +46,7 @@ class ObjectReport:
 
 
 # -- the schema, from the few bytes that state it ----------------------------------------------
-def _first_line(store: ObjectStore, key: str, size: int, limit: int) -> bytes:
+def _first_line(store: RangeReader, key: str, size: int, limit: int) -> bytes:
     """The object's first (decompressed) line, up to ``limit`` bytes, from ranged reads of its start."""
     gzipped = key.endswith(".gz")
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
@@ -53,14 +59,14 @@ def _first_line(store: ObjectStore, key: str, size: int, limit: int) -> bytes:
     return line.split(b"\n", 1)[0] + (b"\n" if b"\n" in line else b"")
 
 
-def _csv_schema(store: ObjectStore, key: str, size: int) -> str | None:
+def _csv_schema(store: RangeReader, key: str, size: int) -> str | None:
     header = _first_line(store, key, size, len(CSV_HEADER))
     if header != CSV_HEADER:
         return f"header is {header[:200]!r}, expected {CSV_HEADER!r}"
     return None
 
 
-def _ndjson_schema(store: ObjectStore, key: str, size: int) -> str | None:
+def _ndjson_schema(store: RangeReader, key: str, size: int) -> str | None:
     first = _first_line(store, key, size, 1 << 62)
     if not first:
         return None  # a day without events
@@ -73,7 +79,7 @@ def _ndjson_schema(store: ObjectStore, key: str, size: int) -> str | None:
     return None
 
 
-def parquet_footer(store: ObjectStore, key: str, size: int) -> pq.FileMetaData:
+def parquet_footer(store: RangeReader, key: str, size: int) -> pq.FileMetaData:
     """The Parquet footer alone (schema, row count, row groups), from one or two ranged reads of the end."""
     if size < 12:
         raise ValueError(f"{size} bytes is too short for a Parquet file")
@@ -89,7 +95,7 @@ def parquet_footer(store: ObjectStore, key: str, size: int) -> pq.FileMetaData:
     return pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-footer_length - 8 :]))
 
 
-def _parquet_schema(store: ObjectStore, key: str, size: int) -> str | None:
+def _parquet_schema(store: RangeReader, key: str, size: int) -> str | None:
     try:
         schema = parquet_footer(store, key, size).schema.to_arrow_schema()
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -102,7 +108,7 @@ def _parquet_schema(store: ObjectStore, key: str, size: int) -> str | None:
 _SCHEMA_PROBES = {"csv": _csv_schema, "ndjson": _ndjson_schema, "parquet": _parquet_schema}
 
 
-def schema_problem(store: ObjectStore, fmt: str, key: str, size: int) -> str | None:
+def schema_problem(store: RangeReader, fmt: str, key: str, size: int) -> str | None:
     """What is wrong with the object's columns (and, for Parquet, types), or None; reads only their statement."""
     try:
         return _SCHEMA_PROBES[fmt](store, key, size)

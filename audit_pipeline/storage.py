@@ -53,6 +53,14 @@ class ObjectDigest:
     sha256: str
     source: str
     bytes_read: int = 0
+    #: When the object was read: its first and last bytes (up to ``EDGE_BYTES`` each), where a
+    #: file states its schema (CSV header, first NDJSON line, Parquet footer), so no second read is needed.
+    head: bytes = b""
+    tail: bytes = b""
+
+
+#: How much of each end of an object a digest read keeps.
+EDGE_BYTES = 64 << 10
 
 
 class ObjectStore:
@@ -255,12 +263,17 @@ class ObjectStore:
                     return ObjectDigest(int(head["ContentLength"]), base64.b64decode(stored, validate=True).hex(), "s3-checksum")
         try:
             opened = open(self.path(key), "rb") if self.is_local else self.fs.open(self.path(key), "rb", block_size=_READ_BLOCK, cache_type="none")  # noqa: SIM115
+            digest, size, head, tail = hashlib.sha256(), 0, b"", b""
             with opened as handle:
-                digest = hashlib.file_digest(handle, "sha256")
-                size = handle.tell()
+                while block := handle.read(_READ_BLOCK):
+                    digest.update(block)
+                    size += len(block)
+                    if len(head) < EDGE_BYTES:
+                        head += block[: EDGE_BYTES - len(head)]
+                    tail = (tail + block[-EDGE_BYTES:])[-EDGE_BYTES:]
         except Exception as exc:
             raise self._explain(exc, "reading", key) from None
-        return ObjectDigest(size, digest.hexdigest(), "read", size)
+        return ObjectDigest(size, digest.hexdigest(), "read", size, head, tail)
 
     def read_bytes(self, key: str) -> bytes:
         try:
