@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.errors import first_line as first_line  # named here for the forwarding modules
 
 
 class ForwardingError(AuditPipelineError):
@@ -15,9 +16,3 @@ class SinkBusy(ForwardingError):
 
 class DeliveryStalled(ForwardingError):
     """A batch kept failing for longer than ``retry.give_up_seconds``."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (drivers append detail we do not repeat)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -37,13 +37,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
-from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
 from audit_pipeline.forwarding import ledger as late_ledger
 from audit_pipeline.forwarding.ledger import LedgerEntry
+from audit_pipeline.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import Position
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 metadata = sa.MetaData()
 positions_table = sa.Table(
@@ -92,14 +91,6 @@ class LeaseLost(AuditPipelineError):
 
 class PositionConflict(AuditPipelineError):
     """A position would move backwards: a bug or two writers; refused."""
-
-
-def micros(value: dt.datetime) -> int:
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def from_micros(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 @dataclass(frozen=True)
@@ -185,7 +176,7 @@ class PositionStore:
                 # Another process created the tables at the same moment.
                 time.sleep(0.1 * (attempt + 1))
             except OperationalError as exc:
-                raise AuditPipelineError(f"cannot open the state database {self.description} ({_first_line(exc)}); check {self.setting}") from None
+                raise AuditPipelineError(f"cannot open the state database {self.description} ({first_line(exc)}); check {self.setting}") from None
         metadata.create_all(self.engine, checkfirst=True)
         late_ledger.metadata.create_all(self.engine, checkfirst=True)
 
@@ -273,7 +264,7 @@ class PositionStore:
                 conn.execute(
                     positions_table.insert().values(
                         sink=sink,
-                        created_at_us=micros(position.created_at) if position else None,
+                        created_at_us=epoch_micros(position.created_at) if position else None,
                         event_id=position.id if position else None,
                         delivered=0,
                         dead_lettered=0,
@@ -284,7 +275,7 @@ class PositionStore:
                 conn.execute(
                     counting_table.insert().values(
                         sink=sink,
-                        created_at_us=micros(position.created_at) if position else None,
+                        created_at_us=epoch_micros(position.created_at) if position else None,
                         event_id=position.id if position else None,
                         from_start=True,
                     )
@@ -334,13 +325,13 @@ class PositionStore:
                 "updated_at": time.time(),
             }
             if position is not None:
-                values.update(created_at_us=micros(position.created_at), event_id=position.id)
+                values.update(created_at_us=epoch_micros(position.created_at), event_id=position.id)
             else:
                 late_ledger.count_late(conn, sink, delivered + dead_lettered)
             conn.execute(positions_table.update().where(positions_table.c.sink == sink).values(**values))
             if ledger is not None and ledger_window is not None:
                 end = position or current
-                edge = micros(end.created_at - ledger_window) if end is not None else 0
+                edge = epoch_micros(end.created_at - ledger_window) if end is not None else 0
                 late_ledger.record(conn, sink, ledger, edge)
 
     def replayed(self, sink: str, count: int, per_day: Mapping[dt.date, int] | None = None) -> None:
@@ -367,7 +358,7 @@ class PositionStore:
             conn.execute(
                 counting_table.insert().values(
                     sink=sink,
-                    created_at_us=micros(current.created_at) if current else None,
+                    created_at_us=epoch_micros(current.created_at) if current else None,
                     event_id=current.id if current else None,
                     from_start=current is None,
                 )
@@ -396,24 +387,19 @@ class PositionStore:
             row = conn.execute(sa.select(counting_table).where(counting_table.c.sink == sink)).first()
         if row is None:
             return None
-        position = Position(from_micros(int(row.created_at_us)), row.event_id or "") if row.created_at_us is not None else None
+        position = Position(from_epoch_micros(int(row.created_at_us)), row.event_id or "") if row.created_at_us is not None else None
         return CountingStart(position, bool(row.from_start))
 
 
 def _state(row: sa.Row) -> SinkState:  # type: ignore[type-arg]
     position = None
     if row.created_at_us is not None:
-        position = Position(from_micros(int(row.created_at_us)), row.event_id or "")
+        position = Position(from_epoch_micros(int(row.created_at_us)), row.event_id or "")
     return SinkState(row.sink, position, int(row.delivered), int(row.dead_lettered), int(row.dead_letters_pending), float(row.updated_at))
 
 
 def _show(position: Position) -> str:
     return f"({position.created_at.isoformat()}, {position.id})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _sqlite_immediate_transactions(engine: Engine) -> None:

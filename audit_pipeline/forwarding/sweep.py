@@ -28,8 +28,8 @@ from audit_pipeline.forwarding import ledger
 from audit_pipeline.forwarding.batching import split
 from audit_pipeline.forwarding.horizon import ONE_MICROSECOND
 from audit_pipeline.forwarding.ledger import LedgerEntry
-from audit_pipeline.forwarding.positions import from_micros, micros
 from audit_pipeline.forwarding.results import PassResult
+from audit_pipeline.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.sources.base import Position, TimeRange
@@ -57,13 +57,13 @@ class Sweep:
             return
         f = self.forwarder
         since = position.created_at - self.window
-        known = ledger.entries(f.positions.engine, f.sink.name, micros(since))
+        known = ledger.entries(f.positions.engine, f.sink.name, epoch_micros(since))
         if not known:
             return
         # The ledger covers the window from its first entry on (a sink forwarded before the ledger existed, or new).
-        covered = from_micros(known[0].first_us) + ONE_MICROSECOND
-        lower = max(since, covered) if known[0].first_us >= micros(since) else since
-        floor = micros(lower)
+        covered = from_epoch_micros(known[0].first_us) + ONE_MICROSECOND
+        lower = max(since, covered) if known[0].first_us >= epoch_micros(since) else since
+        floor = epoch_micros(lower)
         handed = sum(e.events if e.first_us >= floor else int((e.created_us() >= floor).sum()) for e in known)
         if _count_through(f, lower, position) == handed:
             return

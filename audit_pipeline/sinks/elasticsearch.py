@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from audit_pipeline.errors import ConfigError
+from audit_pipeline.retry_after import parse_retry_after
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http, oversize
@@ -442,8 +443,4 @@ def _error_type(body: Any) -> str:
 
 
 def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after") if headers is not None else None
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(headers.get("retry-after")) if headers is not None else None

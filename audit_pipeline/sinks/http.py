@@ -8,7 +8,6 @@ Kept here so each sink module stays about its vendor's protocol only.
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import ssl
 from collections.abc import Iterable
 
@@ -17,6 +16,7 @@ import orjson
 
 from audit_pipeline import redaction
 from audit_pipeline.redaction import redact, register_secrets
+from audit_pipeline.retry_after import parse_retry_after
 from audit_pipeline.sinks.base import DeliveryReport, Outcome
 
 #: Sent on every request so receivers can tell our traffic apart in their logs.
@@ -35,20 +35,7 @@ def client(timeout_seconds: float, verify: bool | str = True) -> httpx.Client:
 
 def retry_after(response: httpx.Response, now: dt.datetime | None = None) -> float | None:
     """Seconds the server asked us to wait: ``Retry-After`` as delta-seconds or an HTTP-date (RFC 9110)."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
+    return parse_retry_after(response.headers.get("Retry-After"), now)
 
 
 def transport_reason(exc: BaseException, timeout_seconds: float, host: str = "", setting: str = "") -> str:

@@ -175,4 +175,5 @@ class RowBuffer:
         return "the HelloJohn API returned text that is not valid Unicode"
 
 
-__all__ = ["RowBuffer", "event_row", "from_micros", "micros", "row_key"]  # micros, from_micros: the API source's names for isotime's
+# micros and from_micros: isotime's epoch_micros and from_epoch_micros, under the names the API modules use
+__all__ = ["InexactNumber", "RowBuffer", "event_row", "from_micros", "metadata_text", "micros", "row_key"]

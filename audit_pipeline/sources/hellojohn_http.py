@@ -12,8 +12,6 @@ Bearer`` header, the same meaning of each status code, the same waits.
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import ipaddress
 import json
 import logging
@@ -29,6 +27,7 @@ import tenacity
 from pydantic import SecretStr
 
 from audit_pipeline.errors import ConfigError, SourceError
+from audit_pipeline.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +46,9 @@ class Transient(Exception):
 
 def _retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` as seconds (delta or HTTP date), else the error body's ``retry_after``."""
-    header = response.headers.get("Retry-After")
-    if header:
-        header = header.strip()
-        if header.isdigit():
-            return float(header)
-        try:
-            when = email.utils.parsedate_to_datetime(header)
-        except (TypeError, ValueError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=dt.UTC)
-            return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+    from_header = parse_retry_after(response.headers.get("Retry-After"))
+    if from_header is not None:
+        return from_header
     try:
         body = response.json()
     except ValueError:

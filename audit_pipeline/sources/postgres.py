@@ -21,7 +21,7 @@ import psycopg
 import pyarrow as pa
 from sqlalchemy.engine import make_url
 
-from audit_pipeline.errors import ConfigError, SourceError
+from audit_pipeline.errors import ConfigError, SourceError, first_line
 from audit_pipeline.schema import COLUMNS, conform
 from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
 
@@ -213,7 +213,7 @@ class PostgresSource(AuditSource):
             try:
                 stream = reader.read(query)
             except Exception as exc:
-                raise SourceError(f"reading {self.table} from {self.description} failed: {_first_line(exc)}") from None
+                raise SourceError(f"reading {self.table} from {self.description} failed: {first_line(exc)}") from None
             for batch in stream:
                 if batch.num_rows:
                     yield conform(batch)
@@ -230,7 +230,7 @@ class PostgresSource(AuditSource):
         try:
             return _BulkReader(self._libpq_url, max(1, self.batch_rows) * 600)
         except Exception as exc:  # ADBC raises its own error hierarchy
-            raise SourceError(f"cannot connect to the audit database {self.description} ({_first_line(exc)}); check {self._setting}") from None
+            raise SourceError(f"cannot connect to the audit database {self.description} ({first_line(exc)}); check {self._setting}") from None
 
     def _give_back(self, reader: _BulkReader, *, keep: bool) -> None:
         """Keep a connection whose result was read to the end; close one abandoned mid-stream (its COPY is still running)."""
@@ -289,8 +289,3 @@ class _BulkReader:
                 with contextlib.suppress(Exception):
                     handle.close()
                 setattr(self, name, None)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
