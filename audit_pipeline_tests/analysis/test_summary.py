@@ -147,6 +147,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*") if p.is_file() and "summary" not in p.parts}
 
 
+@pytest.mark.slow
 def test_no_spike_warns_on_the_spike_day_only_and_the_backfill_exports_nothing(code_location) -> None:
     defs, store = code_location
     job = defs.resolve_job_def("daily_summary_job")

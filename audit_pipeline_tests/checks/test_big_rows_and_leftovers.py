@@ -63,6 +63,7 @@ def test_csv_records_split_only_outside_quotes():
     assert count_records(io.BytesIO(data[:-3]), 4) == 2  # a cut-off record is not a row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("megabytes", [20, 64])
 def test_a_huge_row_passes_every_check_verify_and_retention_reads(pg, workdir, megabytes):
     exports = _configure(workdir, pg)
@@ -88,6 +89,7 @@ def test_a_huge_row_passes_every_check_verify_and_retention_reads(pg, workdir, m
         assert sorted(ids) == sorted(e["id"] for e in events)
 
 
+@pytest.mark.slow
 def test_a_killed_runs_staging_is_removed_by_the_next_export(pg, workdir):
     exports = _configure(workdir, pg, integrity=False)
     pg.insert(generate_events(DAY, 100))
@@ -122,6 +124,7 @@ def test_a_killed_runs_staging_is_removed_by_the_next_export(pg, workdir):
         alive.wait()
 
 
+@pytest.mark.slow
 def test_verify_job_recomputes_the_chain_and_fails_naming_the_day(pg, workdir):
     exports = _configure(workdir, pg)
     for day in (DAY, DAY + dt.timedelta(days=1)):

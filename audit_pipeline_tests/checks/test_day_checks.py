@@ -62,6 +62,7 @@ def _s3_bucket(counting_s3: CountingS3Server) -> str:
     return name
 
 
+@pytest.mark.slow
 def test_untouched_day_on_s3_passes_without_downloading_a_data_object(pg, workdir, counting_s3, monkeypatch):
     pg.insert(generate_events(DAY, 30_000))
     bucket = _s3_bucket(counting_s3)
@@ -91,6 +92,7 @@ def test_untouched_day_on_s3_passes_without_downloading_a_data_object(pg, workdi
     assert len(heads) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["one byte changed", "truncated"])
 def test_damaged_object_on_s3_fails_complete_and_integrity_naming_it(pg, workdir, counting_s3, damage):
     import boto3

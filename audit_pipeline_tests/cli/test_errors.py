@@ -22,6 +22,7 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
     return subprocess.run([CLI, *args], cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
@@ -48,6 +49,7 @@ def test_version_and_verbose_flag(workdir):
     assert result.exit_code == 0 and result.output.strip() == f"audit-pipeline {__version__}"
 
 
+@pytest.mark.slow
 def test_an_unreachable_database_is_one_line_exit_1(workdir):
     done = _run(["export-day", "2024-01-15"], workdir, AUDIT_DATABASE_URL="postgresql://reader:S3CRET-PASSWORD-abc@127.0.0.1:1/audit")
     assert done.returncode == 1, done.stderr

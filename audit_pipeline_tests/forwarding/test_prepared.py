@@ -91,6 +91,7 @@ def _insert(url: str, event_id: str, conn: psycopg.Connection | None = None) -> 
         own.execute(sql, (event_id,))
 
 
+@pytest.mark.slow
 def test_a_prepared_transaction_committed_after_a_pass_reaches_every_sink_exactly_once(prepared_url, workdir, monkeypatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)

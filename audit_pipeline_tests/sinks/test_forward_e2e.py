@@ -170,6 +170,7 @@ def test_a_webhook_filter_delivers_exactly_the_matching_events(pipeline):
     assert len(pipeline.users.deliveries) == len(expected)
 
 
+@pytest.mark.slow
 def test_a_failing_sink_does_not_delay_a_healthy_one(pipeline):
     pipeline.datadog.outage = True
     env = {**os.environ, **SECRETS}

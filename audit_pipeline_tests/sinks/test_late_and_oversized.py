@@ -53,6 +53,7 @@ def _insert_at(p: Pipeline, url: str, event_id: str, seconds_ago: float) -> None
         )
 
 
+@pytest.mark.slow
 def test_an_event_committed_30s_late_behind_the_position_reaches_every_sink_exactly_once(everywhere, pg):
     p, es = everywhere
     _insert_at(p, pg.url, "alog_zz_newest", 2)  # the position of every sink will pass 30 s ago
