@@ -12,6 +12,7 @@ from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.head import HeadWitness, seen_head, update_head
 from audit_pipeline.integrity.linking import link_forward
 from audit_pipeline.integrity.signing import Keyring, load_signer
 from audit_pipeline.integrity.verify import DayReport, Verifier
@@ -52,16 +53,23 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
     for warning in keyring.warnings:
         click.echo(f"warning: {warning}", err=True)
     store = ObjectStore.from_settings(settings.export)
-    reports = Verifier(store, keyring).verify_range(start, end)
+    verifier = Verifier(store, keyring)
+    head = verifier.check_head(seen_head(settings, store)) if end is None else None
+    reports = verifier.verify_range(start, end, head)
     if not reports:
         click.echo(f"nothing to verify: no manifests or exports in {store.uri('')} (check AUDIT_EXPORT_URL / export.url)", err=True)
         sys.exit(1)
     for report in reports:
         _echo_report(report)
+    if head is not None:
+        for note in head.notes:
+            click.echo(note)
+        for problem in head.problems:
+            click.echo(f"HEAD FAILED: {problem}")
     failed = sum(1 for r in reports if not r.ok)
     retired = sum(1 for r in reports if r.ok and r.retired)
     click.echo(f"\n{len(reports) - failed - retired} OK, {retired} retired, {failed} failed, of {len(reports)} days in {store.uri('')}")
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed or (head is not None and not head.ok) else 0)
 
 
 @main.command("rechain")
@@ -121,7 +129,14 @@ def relink_command(ctx: click.Context, first: str) -> None:
     if not last or last[-1] < start:
         click.echo(f"no manifests from {start} on in {store.uri('')}")
         return
-    lines = link_forward(store, start, signer, Keyring.for_signer(signer), until=last[-1])
+    keyring = Keyring.for_signer(signer, config)
+    lines = link_forward(store, start, signer, keyring, until=last[-1])
+    witness = HeadWitness(settings.state_url) if settings.state_url else None
+    try:
+        update_head(store, signer, keyring, witness)
+    finally:
+        if witness is not None:
+            witness.close()
     for line in lines:
         click.echo(line)
     click.echo(f"{len(lines)} manifest(s) re-linked" if lines else f"every day from {start} on is already linked")

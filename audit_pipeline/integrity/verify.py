@@ -21,6 +21,7 @@ from typing import Literal
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
 from audit_pipeline.integrity.chain import GENESIS, EntryChain
+from audit_pipeline.integrity.head import HeadCheck, Seen, check_head
 from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.manifest import (
     MANIFEST_PREFIX,
@@ -156,9 +157,19 @@ class Verifier:
                         continue
         return sorted(days)
 
-    def verify_range(self, first: dt.date | None = None, last: dt.date | None = None) -> list[DayReport]:
-        """Every day from ``first`` (default: the earliest manifest or export) to ``last`` (default: the latest)."""
+    def check_head(self, witness: Seen | None = None) -> HeadCheck:
+        """What ``manifests/head.json`` says about the newest days (see :mod:`.head`)."""
+        return check_head(self.store, self.keyring, self.manifest_days[-1] if self.manifest_days else None, witness)
+
+    def verify_range(self, first: dt.date | None = None, last: dt.date | None = None, head: HeadCheck | None = None) -> list[DayReport]:
+        """Every day from ``first`` (default: the earliest manifest or export) to ``last``.
+
+        ``last`` defaults to the latest day in the store, or the day a valid head names when
+        that is later: days deleted from the end of the chain then show as missing.
+        """
         known = sorted(set(self.manifest_days) | set(self.retired_days) | set(self.data_days()))
+        if last is None and head is not None and head.head is not None and head.trusted:
+            known.append(head.head.day)
         if first is None and not known:
             return []
         start = first or known[0]

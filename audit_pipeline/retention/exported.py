@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.head import Seen
 from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.manifest import Manifest, manifest_key, sha256_hex
 from audit_pipeline.integrity.retirement import read_retirement
@@ -111,6 +112,15 @@ class ExportChecker:
             sha256_hex(raw),
             manifest.csv.model_dump(),
         )
+
+    def head_problem(self, seen: Seen | None) -> str | None:
+        """Why nothing may be deleted because the store's head shows tampering (deleted newest days, a rolled-back head)."""
+        if self._verifier is None:
+            return None
+        head = self._verifier.check_head(seen)
+        if head.ok:
+            return None
+        return f"the export store's head does not check out ({head.problems[0]}): nothing is deleted until `audit-pipeline verify` passes"
 
     def _report(self, day: dt.date) -> DayReport:
         """The day's verification, once per plan (each day is also a neighbour of two others)."""

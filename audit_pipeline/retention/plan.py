@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.retention.backlog import SinkHold, sink_holds
 from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.delivered import DeliveryCounts
@@ -140,6 +141,9 @@ def _plan_database(plan: RetentionPlan, settings: Settings, store: ObjectStore, 
         export_cutoffs = {fmt: plan.cutoffs[fmt] for fmt in FORMATS}
         checker = ExportChecker(store, integrity_settings(settings), settings.export.csv_formula_protection, export_cutoffs)
         plan.warnings.extend(checker.keyring.warnings)
+        head_problem = checker.head_problem(seen_head(settings, store))
+        if head_problem is not None:
+            plan.warnings.append(head_problem)
         counts = DeliveryCounts(settings, plan.cutoffs["elasticsearch"])
         held: dict[str, list[DatabaseDay]] = {}
         try:
@@ -154,7 +158,9 @@ def _plan_database(plan: RetentionPlan, settings: Settings, store: ObjectStore, 
                     record = read_record(store, day)
                     evidence = checker.check(day, rows, record if record is not None and record.status != "re-exported" else None)
                     entry = DatabaseDay(day, rows, "delete" if evidence.safe else "keep", evidence.reason, evidence)
-                    if evidence.safe:
+                    if evidence.safe and head_problem is not None:
+                        entry = DatabaseDay(day, rows, "keep", head_problem)
+                    elif evidence.safe:
                         shortfall = _delivery_shortfall(counts, database, store, day, evidence, plan.policy.batch_rows)
                         if shortfall is not None:
                             entry = DatabaseDay(day, rows, "keep", shortfall, evidence)
