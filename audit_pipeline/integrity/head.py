@@ -64,27 +64,41 @@ class HeadWitness:
             self.engine = sa.create_engine(url)
             _metadata.create_all(self.engine, checkfirst=True)
         except sa.exc.SQLAlchemyError as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AuditPipelineError(f"cannot open the state database to record the export head ({text}); check state_url") from None
+            raise _unreachable(exc) from None
 
     def seen(self, store: ObjectStore) -> Seen | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(witness_table).where(witness_table.c.store == store.uri(""))).first()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(witness_table).where(witness_table.c.store == store.uri(""))).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise _unreachable(exc) from None
         return Seen(int(row.counter), row.day, row.manifest_sha256) if row is not None else None
 
     def record(self, store: ObjectStore, head: Head) -> None:
-        """Remember ``head`` unless a higher counter is already recorded."""
+        """Remember ``head`` unless a higher counter is already recorded (two exports at once: the higher wins)."""
         where = store.uri("")
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(witness_table.c.counter).where(witness_table.c.store == where)).first()
-            values = {"counter": head.counter, "day": head.day, "manifest_sha256": head.manifest_sha256}
-            if row is None:
-                conn.execute(witness_table.insert().values(store=where, **values))
-            elif head.counter >= int(row.counter):
-                conn.execute(witness_table.update().where(witness_table.c.store == where).values(**values))
+        values = {"counter": head.counter, "day": head.day, "manifest_sha256": head.manifest_sha256}
+        for _attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    row = conn.execute(sa.select(witness_table.c.counter).where(witness_table.c.store == where)).first()
+                    if row is None:
+                        conn.execute(witness_table.insert().values(store=where, **values))
+                    elif head.counter >= int(row.counter):
+                        conn.execute(witness_table.update().where(witness_table.c.store == where).values(**values))
+                return
+            except sa.exc.IntegrityError:
+                continue  # another export inserted the row first: compare with it
+            except sa.exc.SQLAlchemyError as exc:
+                raise _unreachable(exc) from None
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _unreachable(exc: BaseException) -> AuditPipelineError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return AuditPipelineError(f"cannot use the state database for the export head witness ({text}); check state_url")
 
 
 def read_head(store: ObjectStore) -> tuple[Head | None, str | None]:
