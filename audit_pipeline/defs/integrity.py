@@ -20,6 +20,7 @@ from pydantic import Field
 
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 
@@ -55,6 +56,13 @@ def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource,
         if first <= known[-1]:
             reports = verifier.verify_range(first, known[-1])
     failed = [r for r in reports if not r.ok and not r.only_link_problems]
+    head = verifier.check_head(seen_head(audit.settings(), audit.object_store()))
+    for warning in verifier.keyring.warnings:
+        context.log.warning(warning)
+    for note in head.notes:
+        context.log.info(note)
+    for problem in head.problems:
+        context.log.error(f"head: {problem}")
     for report in reports:
         line = f"{report.day}: {report.status}" + (f" - {'; '.join(p.message for p in report.problems)}" if report.problems else "")
         (context.log.error if report in failed else context.log.info)(line)
@@ -63,7 +71,14 @@ def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource,
         "failed": len(failed),
         "range": f"{reports[0].day} .. {reports[-1].day}" if reports else "(no exported days)",
         "problems": dg.MetadataValue.json({str(r.day): [p.message for p in r.problems] for r in reports if r.problems}),
+        "head_problems": dg.MetadataValue.json(head.problems),
     }
+    if head.problems and not failed:
+        raise dg.Failure(
+            description=f"the export store's head does not check out: {head.problems[0]}. Run `audit-pipeline verify` for the details.",
+            metadata=summary,
+            allow_retries=False,
+        )
     if failed:
         names = ", ".join(str(r.day) for r in failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
         raise dg.Failure(

@@ -12,11 +12,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import orjson
 import pytest
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
+from audit_pipeline.defs.integrity import verify_job
+from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.export import export_day
 from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.errors import IntegrityError
@@ -269,6 +272,15 @@ def test_deleted_newest_days_are_reported_without_to(pg: PgDatabase, s3_server: 
     assert "HEAD FAILED: the head names 2024-01-16, but the newest manifest is 2024-01-14: the newest days were deleted from the store" in verify.output
     if kind == "unsigned":
         assert "head: 2024-01-16 (unsigned: deleting the newest days is only detectable with a signature)" in verify.output
+    # The Dagster verify job fails the same way.
+    job = verify_job.execute_in_process(
+        run_config={"ops": {"verify_exports": {"config": {"days": 0}}}},
+        resources={"audit": AuditPipelineResource(config_path=str(tmp_path / "audit_pipeline.yaml"))},
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    failure = next(e for e in job.all_events if e.is_step_failure)
+    assert "the head names 2024-01-16, but the newest manifest is 2024-01-14" in failure.step_failure_data.user_failure_data.description
     result = run_retention(settings, today=TODAY)
     assert not any(result.rows_deleted.values()) and _snapshot(pg) == originals
     assert result.plan is not None
