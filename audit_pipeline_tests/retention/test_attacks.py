@@ -151,7 +151,7 @@ def _rows(pg: PgDatabase) -> dict[dt.date, int]:
 # -- 1. downgrade to unsigned forgeries ----------------------------------------------------------
 @pytest.mark.parametrize("kind", ["ed25519", "hmac"])
 def test_unsigned_forgeries_of_signed_days_fail_verify_and_keep_their_rows(pg: PgDatabase, s3_server: S3Server, tmp_path: Path, kind: str) -> None:
-    originals, settings = _exported(pg, s3_server, tmp_path, kind, per_day=100)
+    originals, settings = _exported(pg, s3_server, tmp_path, kind, per_day=20)
     forged = DAYS[3:]  # 2024-01-13 ... 2024-01-16, re-exported without signing, on top of a signed 2024-01-12
     attacker = _attacker_settings(settings, tmp_path, {"signing": "none", "require_signature": False})
     _forge_days(pg, attacker, forged, link_forward=False)  # each day continues from the one before: no re-linking, no new head
@@ -243,7 +243,7 @@ def test_the_local_clock_is_checked_against_the_databases(pg: PgDatabase, s3_ser
 
 # -- 3. a replaced day caught by its successor's link --------------------------------------------
 def test_a_replaced_day_caught_by_the_next_days_link_is_kept(pg: PgDatabase, s3_server: S3Server, tmp_path: Path) -> None:
-    originals, settings = _exported(pg, s3_server, tmp_path, "unsigned", per_day=100)
+    originals, settings = _exported(pg, s3_server, tmp_path, "unsigned", per_day=20)
     _forge_days(pg, settings, [D(2024, 1, 12)], link_forward=False)
     verify = _cli(tmp_path / "audit_pipeline.yaml", "verify")
     assert verify.exit_code == 1 and "manifests/date=2024-01-12.json changed after this day was sealed" in verify.output
