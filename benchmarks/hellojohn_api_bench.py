@@ -6,7 +6,7 @@ C. (the default) A day read through the export endpoint against the same day rea
    process (the stand-in runs in this one).  Days of ``--day-events`` synthetic events (default
    200,000 and 1,000,000, loaded into the scratch database audit_bench_api); the export is also read
    from a server that caps each response at 100,000 rows, as HelloJohn caps its CSV download.
-A. (with ``--events``) The API source's own work per event.  N synthetic events are cut into pages of 200 in the
+A. (with ``--events``) The API source's own work per event, for the paged list and the export stream.  N synthetic events are cut into pages of 200 in the
    documented ``{"data": [...], "meta": {"cursor": ...}}`` shape and served from memory
    (``httpx.MockTransport``), so neither a server nor a network is timed.  Baseline: the
    documentation's nightly script, i.e. ``json.loads`` each page and ``json.dumps`` each
@@ -112,6 +112,47 @@ def phase_ours(events: int, _: str) -> dict[str, float]:
     return {"seconds": time.perf_counter() - start, "events": rows, "ndjson_bytes": nbytes, "growth_mb": _peak_mb() - before}
 
 
+def _export_transport(events: int) -> Any:
+    """The day as the export endpoint sends it (NDJSON, gzip), encoded before the clock starts."""
+    import gzip
+    import io
+
+    import httpx
+
+    from audit_pipeline.sources.synthetic import generate_events
+
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb") as out:  # line by line: building it leaves no peak behind
+        for event in generate_events(DAY, events):
+            event["created_at"] = event["created_at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            out.write(json.dumps(event).encode() + b"\n")
+    body = buffer.getvalue()
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        chunks = (body[i : i + 65_536] for i in range(0, len(body), 65_536))  # as a network delivers it
+        return httpx.Response(200, content=chunks, headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+
+    return httpx.MockTransport(handle)
+
+
+def phase_ours_export(events: int, _: str) -> dict[str, float]:
+    """The export stream's own work: gunzip, lines, exact rows, Arrow batches (the same NDJSON encoding after)."""
+    from audit_pipeline.encoding import encode_ndjson
+    from audit_pipeline.sources import TimeRange
+    from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
+    from audit_pipeline.sources.hellojohn_events import RowBuffer
+
+    RowBuffer().take_batch()
+    source = HelloJohnApiSource("https://auth.example.com", "sk_bench", export_row_cap=0, transport=_export_transport(events))
+    before = _rss_mb()
+    start, cpu = time.perf_counter(), time.process_time()
+    rows = nbytes = 0
+    for batch in source.iter_batches(TimeRange.for_day(DAY)):
+        rows += batch.num_rows
+        nbytes += len(encode_ndjson(batch))
+    return {"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu, "events": rows, "growth_mb": _peak_mb() - before}
+
+
 def phase_copy(_: int, url: str) -> dict[str, float]:
     import psycopg
 
@@ -162,6 +203,7 @@ def phase_list(_: int, base_url: str) -> dict[str, float]:
 PHASES = {
     "docs_script": phase_docs_script,
     "ours": phase_ours,
+    "ours_export": phase_ours_export,
     "copy": phase_copy,
     "export_csv": phase_export_csv,
     "export": phase_export,
@@ -268,11 +310,19 @@ def main() -> None:
         print(f"== A. HelloJohn API source, {events:,} events in pages of {PAGE}, served from memory")
         docs = run_child("docs_script", events, "")
         ours = run_child("ours", events, "")
-        assert docs["events"] == ours["events"] == events
+        streamed = run_child("ours_export", events + 1, "")  # not a round number: one response, no confirming request
+        assert docs["events"] == ours["events"] == events and streamed["events"] == events + 1
         print(f"{'phase':<46}{'seconds':>9}{'events/s':>12}{'client MB':>11}")
-        for name, f in (("docs' nightly script (json.loads + dumps)", docs), ("ours: exact rows -> Arrow -> NDJSON", ours)):
+        for name, f in (
+            ("docs' nightly script (json.loads + dumps)", docs),
+            ("ours: exact rows -> Arrow -> NDJSON", ours),
+            ("ours, export stream (gzip NDJSON)", streamed),
+        ):
             print(f"{name:<46}{f['seconds']:>9.2f}{f['events'] / f['seconds']:>12,.0f}{f['growth_mb']:>11.0f}")
         print(f"ours / docs' script wall time: {ours['seconds'] / docs['seconds']:.2f}x")
+        print(
+            f"export stream: {streamed['cpu'] / streamed['events'] * 1e6:.0f} us of CPU per event ({streamed['events'] / streamed['cpu']:,.0f} events/s on one core)"
+        )
         print(f"HelloJohn's documented read limit allows {ceiling:,.0f} events/s; ours processes {ours['events'] / ours['seconds'] / ceiling:.1f}x that\n")
 
     if args.rows:

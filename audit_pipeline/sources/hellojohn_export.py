@@ -44,6 +44,8 @@ EXPORT_PATH = "/v1/audit-logs/export"
 HEADERS = {"Accept": "application/ndjson", "Accept-Encoding": "gzip"}
 #: A response of a positive multiple of this many events is resumed once to rule out an unknown cap.
 ROUND = 1_000
+#: Decompressed bytes handed on at a time: memory stays bounded whatever a chunk inflates to.
+_INFLATED = 1 << 20
 
 
 class _Truncated(Exception):
@@ -83,14 +85,21 @@ def _decoded(response: httpx.Response) -> Iterator[bytes]:
             yield from response.iter_raw()
             return
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        received = 0
         for chunk in response.iter_raw():
-            while chunk:
-                yield decompressor.decompress(chunk)
-                chunk = b""
-                if decompressor.eof and decompressor.unused_data:  # a further gzip member
-                    chunk = decompressor.unused_data
-                    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if not decompressor.eof:
+            received += len(chunk)
+            data = chunk
+            while data:  # at most _INFLATED bytes at a time, however well the chunk compresses
+                inflated = decompressor.decompress(data, _INFLATED)
+                if inflated:
+                    yield inflated
+                if decompressor.eof:  # a further gzip member may follow
+                    data = decompressor.unused_data
+                    if data:
+                        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                else:
+                    data = decompressor.unconsumed_tail
+        if received and not decompressor.eof:  # an empty body is an empty range, not a cut gzip stream
             raise _Truncated("the gzip body ended before its end")
     except httpx.TransportError as exc:
         raise _Truncated(f"the connection failed ({type(exc).__name__})") from None
