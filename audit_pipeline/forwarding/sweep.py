@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy as sa
 
 from audit_pipeline.forwarding import ledger
 from audit_pipeline.forwarding.batching import split
@@ -32,7 +33,7 @@ from audit_pipeline.forwarding.results import PassResult
 from audit_pipeline.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import EventBatch
-from audit_pipeline.sources.base import Position, TimeRange
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 
 if TYPE_CHECKING:
     from audit_pipeline.forwarding.engine import Forwarder
@@ -56,17 +57,10 @@ class Sweep:
         if self.window is None or position is None:
             return
         f = self.forwarder
-        since = position.created_at - self.window
-        known = ledger.entries(f.positions.engine, f.sink.name, epoch_micros(since))
-        if not known:
+        found = check(f.source, f.positions.engine, f.sink.name, position, self.window)
+        if found is None:
             return
-        # The ledger covers the window from its first entry on (a sink forwarded before the ledger existed, or new).
-        covered = from_epoch_micros(known[0].first_us) + ONE_MICROSECOND
-        lower = max(since, covered) if known[0].first_us >= epoch_micros(since) else since
-        floor = epoch_micros(lower)
-        handed = sum(e.events if e.first_us >= floor else int((e.created_us() >= floor).sum()) for e in known)
-        if _count_through(f, lower, position) == handed:
-            return
+        lower, known = found
         ids = pa.array([i for e in known for i in e.id_list()], pa.string())
         for late in self._missing(lower, position, ids):
             for part in split(EventBatch(late), f._max_events, f._max_bytes):
@@ -93,6 +87,26 @@ class Sweep:
         return found
 
 
+def check(source: AuditSource, state: sa.Engine, sink: str, position: Position, window: dt.timedelta) -> tuple[dt.datetime, list[LedgerEntry]] | None:
+    """Whether events were committed behind ``position`` that the ledger does not know (two cheap counts).
+
+    Returns where the ledger's coverage of the window starts and its entries when the counts differ, else None.
+    Also asked by the Dagster sensor, so a late event gets a run even when nothing new arrives after it.
+    """
+    since = position.created_at - window
+    known = ledger.entries(state, sink, epoch_micros(since))
+    if not known:
+        return None
+    # The ledger covers the window from its first entry on (a sink forwarded before the ledger existed, or new).
+    covered = from_epoch_micros(known[0].first_us) + ONE_MICROSECOND
+    lower = max(since, covered) if known[0].first_us >= epoch_micros(since) else since
+    floor = epoch_micros(lower)
+    handed = sum(e.events if e.first_us >= floor else int((e.created_us() >= floor).sum()) for e in known)
+    if _count_through(source, lower, position) == handed:
+        return None
+    return lower, known
+
+
 def _at_or_before(batch: pa.RecordBatch, position: Position) -> pa.Array:
     created = batch.column(_CREATED)
     at = pa.scalar(position.created_at, created.type)
@@ -101,11 +115,11 @@ def _at_or_before(batch: pa.RecordBatch, position: Position) -> pa.Array:
     return pc.or_(earlier, tie)
 
 
-def _count_through(f: Forwarder, lower: dt.datetime, position: Position) -> int:
+def _count_through(source: AuditSource, lower: dt.datetime, position: Position) -> int:
     """Events with ``lower <= created_at`` at or before ``position`` in the source now."""
-    count = getattr(f.source, "count_through", None)
+    count = getattr(source, "count_through", None)
     if callable(count):
         return int(count(lower, position))
-    total = f.source.count(TimeRange(lower, position.created_at))
+    total = source.count(TimeRange(lower, position.created_at))
     tied = TimeRange(position.created_at, position.created_at + ONE_MICROSECOND)
-    return total + sum(int(pc.sum(_at_or_before(b, position).cast(pa.int64())).as_py() or 0) for b in f.source.iter_batches(tied))
+    return total + sum(int(pc.sum(_at_or_before(b, position).cast(pa.int64())).as_py() or 0) for b in source.iter_batches(tied))
