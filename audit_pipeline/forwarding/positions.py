@@ -17,7 +17,7 @@ Besides the position, each sink has a per-UTC-day count of the events it has del
 (``audit_pipeline_delivered_by_day``), added in the *same* transaction that moves the
 position.  Retention compares it with the day's rows before deleting them: a position only
 says how far a sink got, not that every event behind it arrived (a row that commits
-behind the position is never sent).  ``audit_pipeline_delivery_counting`` records where
+behind the position later than the sweep's window is never sent).  ``audit_pipeline_delivery_counting`` records where
 counting began for each sink, so that days before it are told apart from undelivered ones.
 """
 
