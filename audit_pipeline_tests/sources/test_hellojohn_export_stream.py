@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gzip
 import io
 import json
 from pathlib import Path
@@ -19,7 +20,7 @@ from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import ExportSettings, load_settings
 from audit_pipeline.sources import TimeRange, open_source
 from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
-from audit_pipeline.sources.hellojohn_export import LineSplitter
+from audit_pipeline.sources.hellojohn_export import LineSplitter, _decoded, _Truncated
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.sources.test_hellojohn_api import DAY, DAY_RANGE, EDGE_EVENTS, assert_same, read_all, read_pg
@@ -216,3 +217,11 @@ def test_a_server_without_the_export_endpoint_is_told_apart_at_the_check(table):
         listed.check()
         assert read_all(listed).num_rows == 1_509
     assert [r.path for r in api.requests][:2] == [EXPORT, "/v1/audit-logs"]
+
+
+def test_a_chunk_that_compresses_well_is_inflated_a_megabyte_at_a_time():
+    body = gzip.compress(b'{"a": 1}\n' * 2_000_000, 9) * 2  # two gzip members, 18 MB inflated each, in one network chunk
+    pieces = list(_decoded(httpx.Response(200, content=iter([body]), headers={"Content-Encoding": "gzip"})))
+    assert max(len(p) for p in pieces) <= 2**20 and sum(len(p) for p in pieces) == 2 * 18_000_000
+    with pytest.raises(_Truncated, match="gzip body ended"):
+        list(_decoded(httpx.Response(200, content=iter([body[: len(body) // 4]]), headers={"Content-Encoding": "gzip"})))
