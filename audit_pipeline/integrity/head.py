@@ -9,7 +9,10 @@ the last manifest) or that their manifests were replaced.
 A head can still be *replayed*: an older, validly signed head put back after deleting the
 days it does not name.  Only something outside the store can notice that, so the export
 also records the highest head it wrote in the state database (:class:`HeadWitness`, when
-``state_url`` is set); a head whose counter is below it was rolled back.
+``state_url`` is set): when the newest day the exports sealed is no longer in the store,
+the head was rolled back (or removed) and the days after it deleted.  Exports running side
+by side may write their heads in any order, so a head merely behind the witness is not
+evidence by itself.
 
 Unsigned stores get an unsigned head: it shows which day was newest, but whoever can write
 the store can rewrite it, so tail truncation is only detectable with a signature.
@@ -81,11 +84,18 @@ class HeadWitness:
         for _attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    row = conn.execute(sa.select(witness_table.c.counter).where(witness_table.c.store == where)).first()
+                    row = conn.execute(sa.select(witness_table).where(witness_table.c.store == where)).first()
                     if row is None:
                         conn.execute(witness_table.insert().values(store=where, **values))
-                    elif head.counter >= int(row.counter):
-                        conn.execute(witness_table.update().where(witness_table.c.store == where).values(**values))
+                    else:
+                        # Exports running side by side may write their heads in any order: keep the highest of each.
+                        newer_day = head.day > row.day or (head.day == row.day and head.counter >= int(row.counter))
+                        merged = {
+                            "counter": max(head.counter, int(row.counter)),
+                            "day": head.day if newer_day else row.day,
+                            "manifest_sha256": head.manifest_sha256 if newer_day else row.manifest_sha256,
+                        }
+                        conn.execute(witness_table.update().where(witness_table.c.store == where).values(**merged))
                 return
             except sa.exc.IntegrityError:
                 continue  # another export inserted the row first: compare with it
@@ -191,21 +201,28 @@ def check_head(store: ObjectStore, keyring: Keyring, newest: dt.date | None, wit
     else:
         result.notes.append(f"head: {head.day}, update {head.counter}")
     result.trusted = True
-    if witness is not None and head.counter < witness.counter:
-        result.problems.append(
-            f"{HEAD_KEY} was rolled back: it is update {head.counter} naming {head.day}, but the exports wrote update {witness.counter} "
-            f"naming {witness.day}: an older head was put back, and days after {head.day} may have been deleted"
-        )
     if newest is None or head.day > newest:
         result.problems.append(f"the head names {head.day}, but the newest manifest is {newest or 'none'}: the newest days were deleted from the store")
-        return result
-    raw = read_optional(store, manifest_key(head.day))
-    if raw is not None and sha256_hex(raw) != head.manifest_sha256 and head.day == newest:
-        result.problems.append(
-            f"{manifest_key(head.day)} changed after the head was written (SHA-256 {sha256_hex(raw)[:12]}…, the head says {head.manifest_sha256[:12]}…)"
-        )
-    if head.day < newest:
-        result.notes.append(f"manifests up to {newest} are newer than the head (an export did not finish updating it); the next export updates it")
+    else:
+        raw = read_optional(store, manifest_key(head.day))
+        if raw is not None and sha256_hex(raw) != head.manifest_sha256 and head.day == newest:
+            result.problems.append(
+                f"{manifest_key(head.day)} changed after the head was written (SHA-256 {sha256_hex(raw)[:12]}…, the head says {head.manifest_sha256[:12]}…)"
+            )
+        if head.day < newest:
+            result.notes.append(f"manifests up to {newest} are newer than the head (an export did not finish updating it); the next export updates it")
+    if witness is not None and (newest is None or witness.day > newest):
+        # Exports running side by side may leave a head with a lower counter or day than another wrote; only
+        # a day the exports sealed that is no longer in the store is evidence.
+        if head.counter < witness.counter:
+            result.problems.append(
+                f"{HEAD_KEY} was rolled back: it is update {head.counter} naming {head.day}, but the exports wrote update {witness.counter} "
+                f"naming {witness.day}, and the newest manifest is {newest or 'none'}: an older head was put back after the newest days were deleted"
+            )
+        else:
+            result.problems.append(
+                f"the exports sealed {witness.day}, but the newest manifest is {newest or 'none'}: the newest days were deleted from the store"
+            )
     return result
 
 

@@ -305,7 +305,8 @@ def test_a_replayed_older_head_is_a_rollback(pg: PgDatabase, s3_server: S3Server
     verify = _cli(tmp_path / "audit_pipeline.yaml", "verify")
     assert verify.exit_code == 1, verify.output
     assert (
-        "HEAD FAILED: manifests/head.json was rolled back: it is update 5 naming 2024-01-14, but the exports wrote update 7 naming 2024-01-16" in verify.output
+        "HEAD FAILED: manifests/head.json was rolled back: it is update 5 naming 2024-01-14, but the exports wrote update 7 naming 2024-01-16, "
+        "and the newest manifest is 2024-01-14: an older head was put back after the newest days were deleted" in verify.output
     )
     result = run_retention(settings, today=TODAY)
     assert not any(result.rows_deleted.values())
