@@ -145,7 +145,6 @@ def update_head(store: ObjectStore, signer: Signer | None, keyring: Keyring, wit
     if (
         old is not None
         and (old.day, old.manifest_sha256, old.signed_from) == (newest, sha256_hex(raw), signed_from)
-        and (seen is None or seen.counter <= old.counter)
         and keyring.check(old, store).ok
         and (old.signature is not None) == (signer is not None)
     ):
