@@ -23,7 +23,9 @@ def parse_instant(text: str) -> dt.datetime:
         raise ValueError("expected an ISO 8601 time with an offset, e.g. 2024-01-15T00:00:00Z")
     value = text.strip()
     if "T" not in value and " " not in value:
-        raise ValueError(f"{value!r} is a date, not a time; give an instant such as {value}T00:00:00Z")
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{value!r} is a date, not a time; give an instant such as {value}T00:00:00Z")
+        raise ValueError(f"{value!r} is not an ISO 8601 time; use e.g. 2024-01-15T00:00:00Z or 2024-01-15T09:30:00+01:00")
     match = _FRACTION.search(value)
     if match and len(match.group(2)) > 6:
         extra = match.group(2)[6:]

@@ -80,6 +80,14 @@ def register_secret(value: Any) -> None:
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
+def forget_secrets() -> None:
+    """Drop every registered secret (for tests, which load many configurations in one process)."""
+    global _pattern
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
 def register_secrets(values: Iterable[Any]) -> None:
     for value in values:
         register_secret(value)

@@ -162,6 +162,16 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with no registered secrets: one test's configuration must not mask another's text."""
+    from audit_pipeline.redaction import forget_secrets
+
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a temporary directory with no AUDIT_* variables inherited from the caller."""

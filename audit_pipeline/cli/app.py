@@ -28,12 +28,10 @@ EXIT_USAGE = 2
 
 
 def _fail(message: object, code: int) -> NoReturn:
-    first, *_ = [line for line in redact(message).splitlines() if line.strip()] or ["(no message)"]
-    click.echo(f"error: {first.strip()}" if not first.startswith("error:") else first, err=True)
-    more = redact(message).splitlines()[1:]
-    for line in more:  # ConfigError lists every problem, one per line
-        if line.strip():
-            click.echo(line, err=True)
+    """Print the error, one line per problem (a configuration error lists each key at fault), and exit."""
+    lines = [line.strip() for line in redact(message).splitlines() if line.strip()] or ["(no message)"]
+    for line in lines:
+        click.echo(line if line.startswith("error:") else f"error: {line}", err=True)
     sys.exit(code)
 
 

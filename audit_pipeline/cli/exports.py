@@ -5,19 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import dagster as dg
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main, quiet_dagster, verbose
 from audit_pipeline.cli.options import parse_day
-from audit_pipeline.defs.partitions import check_partition_day
 from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.partition_days import check_partition_day
 from audit_pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def dagster_instance() -> dg.DagsterInstance:
     """The instance ``dagster dev`` opens here: ``$DAGSTER_HOME``, else ``./dagster.yaml``'s folder, else a throwaway one."""
+    import dagster as dg
+
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     if Path("dagster.yaml").is_file():
@@ -25,7 +30,7 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.ephemeral()
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:  # the last failure's message, as Dagster recorded it
     failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
     data = failure.step_failure_data if failure else None
     if data and data.user_failure_data and data.user_failure_data.description:
@@ -41,6 +46,8 @@ def _run_export_job(days: list[dt.date], config: str | None, force: bool = False
     for day in days:
         check_partition_day(day, settings)
     quiet_dagster()
+    import dagster as dg
+
     from audit_pipeline.defs.exports import build_export_definitions
     from audit_pipeline.defs.partitions import daily_partitions_from
     from audit_pipeline.defs.resources import AuditPipelineResource
@@ -72,24 +79,47 @@ def _run_export_job(days: list[dt.date], config: str | None, force: bool = False
         click.echo(f"{day}: ok")
 
 
+def _instance_note() -> str:
+    if os.environ.get("DAGSTER_HOME"):
+        return f"runs recorded in the Dagster instance at $DAGSTER_HOME ({os.environ['DAGSTER_HOME']})"
+    if Path("dagster.yaml").is_file():
+        return f"runs recorded in the Dagster instance of {Path('dagster.yaml').resolve()}: `dagster dev` started here shows them"
+    return "runs not recorded (no DAGSTER_HOME and no ./dagster.yaml here): run it from the repository to see them in `dagster dev`"
+
+
 @main.command()
 @click.pass_context
 @friendly_errors
 def demo(ctx: click.Context) -> None:
-    """Export the embedded demo database's days to the export folder and print where the files are."""
+    """Export the embedded demo database's days, list the files and manifests, and say what to try next."""
+    from audit_pipeline.integrity.manifest import MANIFEST_PREFIX
     from audit_pipeline.sources.demo import DEMO_DAYS
+    from audit_pipeline.storage import ObjectStore
 
     settings = load_settings(config_path(ctx))
     if not settings.uses_demo_source:
-        click.echo("note: AUDIT_DATABASE_URL is set, so the demo exports those days from your database", err=True)
-    _run_export_job(list(DEMO_DAYS), config_path(ctx))
-    from audit_pipeline.storage import ObjectStore
-
+        click.echo(f"note: source.type is {settings.source_kind}, so the demo exports its days from that source", err=True)
+    _run_export_job(list(DEMO_DAYS), config_path(ctx), settings=settings)
     store = ObjectStore.from_settings(settings.export)
     click.echo(f"\nExports are in {store.uri('')}:")
     for fmt in ("csv", "ndjson", "parquet"):
         for key in store.list(fmt):
             click.echo(f"  {store.uri(key)}")
+    manifests = [key for key in store.list(MANIFEST_PREFIX) if key.endswith(".json")]
+    if manifests:
+        click.echo("Manifests (hashes, row counts and the entry chain of each day):")
+        for key in manifests:
+            click.echo(f"  {store.uri(key)}")
+    first, last = DEMO_DAYS[0], DEMO_DAYS[-1]
+    click.echo(f"\n{_instance_note()}.")
+    click.echo(
+        "\nNext steps:\n"
+        "  audit-pipeline days                      what is exported, per format, with row counts\n"
+        f"  audit-pipeline verify                    check every day against its manifest and chain\n"
+        f"  audit-pipeline export --from {first}T00:00:00Z --to {last}T00:00:00Z --type 'user.*' -o users.csv\n"
+        "  dagster dev                              the same assets, checks and schedules in the UI\n"
+        "  audit-pipeline config check              before pointing it at your database (source: / AUDIT_DATABASE_URL)"
+    )
 
 
 @main.command("export-day")

@@ -60,14 +60,13 @@ def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> N
     neighbours' links included), and whose events every enabled sink holds, counted; other
     days are kept and listed with the reason.  Ages count from the database's date.
     """
+    as_of = parse_optional_day(today, "--today")  # the arguments first: a mistyped --today is reported whatever the file holds
     settings = load_settings(config_path(ctx))
 
     def warn(message: str) -> None:
         click.echo(f"WARNING: {message}", err=True)
 
-    result: RetentionResult = run_retention(
-        settings, today=parse_optional_day(today, "--today"), dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn
-    )
+    result: RetentionResult = run_retention(settings, today=as_of, dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn)
     if result.legal_hold:
         click.echo("legal hold: nothing deleted")
         return

@@ -16,7 +16,6 @@ from audit_pipeline.analysis.summary import DaySummary, read_summary, summarize_
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, StorageError
-from audit_pipeline.settings import parse_section
 
 SUMMARY_ASSET = dg.AssetKey("audit_logs_daily_summary")
 PARQUET_ASSET = dg.AssetKey("audit_logs_parquet")
@@ -25,7 +24,7 @@ MARKDOWN_ROWS = 10
 
 
 def summary_settings(audit: AuditPipelineResource) -> SummarySettings:
-    return parse_section(SummarySettings, audit.settings().summary, "summary")
+    return audit.settings().summary
 
 
 def _markdown(summary: DaySummary) -> str:

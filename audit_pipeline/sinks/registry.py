@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from audit_pipeline.errors import ConfigError
 from audit_pipeline.settings import Settings
 from audit_pipeline.sinks.base import Sink
 
-SinkBuilder = Callable[[dict[str, Any], str], Sink]
+SinkBuilder = Callable[[Any, str], Sink]
 
 
 def _elasticsearch(raw: dict[str, Any], where: str) -> Sink:
@@ -52,20 +51,14 @@ BUILDERS: dict[str, SinkBuilder] = {
 }
 
 
-def sink_sections(settings: Settings) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Every sink entry in ``sinks:`` as (key, where in the YAML, its mapping); unknown keys are errors naming the key."""
-    for key, raw in settings.sinks.items():
-        if key not in BUILDERS:
-            raise ConfigError(f"sinks.{key}: unknown sink; configured sinks may be {', '.join(sorted(BUILDERS))}")
-        if raw is None:
-            continue
-        items = [(f"sinks.{key}[{i}]", item) for i, item in enumerate(raw)] if isinstance(raw, list) else [(f"sinks.{key}", raw)]
-        for where, item in items:
-            if not isinstance(item, dict):
-                raise ConfigError(f"{where} must be a mapping of settings, not {type(item).__name__}")
-            yield key, where, item
+def sink_sections(settings: Settings) -> Iterator[tuple[str, str, Any]]:
+    """Every sink entry in ``sinks:`` as (key, where in the YAML, its typed section), in the order of kinds.
+
+    Unknown sinks and keys were refused when the settings loaded, naming the key."""
+    yield from settings.sinks.sections()
 
 
-def build_sink(key: str, own: dict[str, Any], where: str) -> Sink:
-    """The sink of a ``sinks:`` entry from its own settings (forwarding keys already split off)."""
+def build_sink(key: str, own: Any, where: str) -> Sink:
+    """The sink of a ``sinks:`` entry from its own settings: a mapping, or the typed section (an
+    instance of the sink's settings model)."""
     return BUILDERS[key](own, where)

@@ -128,6 +128,8 @@ class HelloJohnApiSource(AuditSource):
     @classmethod
     def from_settings(cls, settings: Settings) -> HelloJohnApiSource:
         source = settings.source
+        if source.type != "hellojohn_api":
+            raise ConfigError(f"source.type is {source.type}, not hellojohn_api")
         if not source.base_url:
             raise ConfigError(f"{URL_SETTING} is not set; with source.type hellojohn_api give the server's URL, e.g. https://auth.yourdomain.com")
         if source.secret_key is None:

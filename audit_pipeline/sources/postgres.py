@@ -116,7 +116,8 @@ class PostgresSource(AuditSource):
             try:
                 self._conn = psycopg.connect(self._libpq_url, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as exc:
-                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                # libpq's lines (what failed, then a hint), tabs and all, as one readable line
+                reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
                 raise SourceError(f"cannot connect to the audit database {self.description} ({reason}); check {self._setting}") from None
         return self._conn
 

@@ -19,7 +19,7 @@ def _postgres(settings: Settings) -> AuditSource:
     from audit_pipeline.sources.postgres import PostgresSource
 
     source = settings.source
-    assert source.database_url is not None  # settings.source_kind is "demo" without one
+    assert source.type == "postgres"  # chosen by source.type
     return PostgresSource(source.database_url.get_secret_value(), table=source.table, batch_rows=source.batch_rows)
 
 

@@ -199,7 +199,7 @@ def test_bad_arguments_are_clear_errors_with_exit_2(configured, args, message):
 def test_a_configuration_error_exits_2_naming_the_key(workdir: Path):
     (workdir / "audit_pipeline.yaml").write_text("source:\n  type: hellojohn_api\n")
     result = CliRunner().invoke(main, ["export", "--from", "2024-01-15T00:00:00Z", "--to", "2024-01-16T00:00:00Z"])
-    assert result.exit_code == 2 and "source.base_url is not set" in result.stderr
+    assert result.exit_code == 2 and "source.base_url: is required" in result.stderr
 
 
 def _cli(*args: str) -> list[str]:

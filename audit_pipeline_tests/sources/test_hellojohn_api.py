@@ -245,8 +245,8 @@ def test_configured_from_yaml_with_the_key_in_the_environment(table, workdir: Pa
 @pytest.mark.parametrize(
     ("source_yaml", "message"),
     [
-        ("type: hellojohn_api\n  secret_key: sk_x", r"source.base_url is not set"),
-        ("type: hellojohn_api\n  base_url: https://auth.example.com", r"source.secret_key .*is not set"),
+        ("type: hellojohn_api\n  secret_key: sk_x", r"source.base_url: is required"),
+        ("type: hellojohn_api\n  base_url: https://auth.example.com", r"source.secret_key: is required"),
         ("type: hellojohn_api\n  base_url: http://auth.example.com\n  secret_key: sk_x", r"plain http.*use https"),
         ("type: hellojohn_api\n  base_url: auth.example.com\n  secret_key: sk_x", r"source.base_url must be the HelloJohn server's URL"),
         ("type: hellojohn_api\n  base_url: https://auth.example.com\n  secret_key: '  '", r"source.secret_key .*is empty"),
