@@ -128,7 +128,8 @@ class Forwarder:
         state = self.positions.get(self.sink.name)
         if state is None:
             state = self.positions.initialise(self.sink.name, initial_position(self.options.start, self.source, self.now))
-            self.log(f"{self.sink.name}: new sink, starting at {show_position(state.position)} (start: {self.options.start})")
+            where = "the earliest event" if state.position is None else f"the position {show_position(state.position)}"
+            self.log(f"{self.sink.name}: new sink, starting at {where} (start: {self.options.start})")
         return state
 
     def horizon(self) -> Horizon:

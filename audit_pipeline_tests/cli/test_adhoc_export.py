@@ -173,7 +173,7 @@ def test_a_failed_read_leaves_the_previous_file_untouched(configured):
     [
         (["--from", "2024-01-15T00:00:00", "--to", "2024-01-16T00:00:00Z"], "--from: '2024-01-15T00:00:00' has no offset; add Z"),
         (["--from", "2024-01-15", "--to", "2024-01-16T00:00:00Z"], "--from: '2024-01-15' is a date, not a time"),
-        (["--from", "2024-01-15T00:00:00Z", "--to", "yesterday"], "--to: 'yesterday' is a date, not a time"),
+        (["--from", "2024-01-15T00:00:00Z", "--to", "yesterday"], "--to: 'yesterday' is not an ISO 8601 time"),
         (["--from", "2024-01-15T00:00:00Z", "--to", "2024-13-01T00:00:00Z"], "--to: '2024-13-01T00:00:00Z' is not an ISO 8601 time"),
         (["--from", "2024-01-16T00:00:00Z", "--to", "2024-01-15T00:00:00Z"], "must be after --from"),
         (["--from", "2024-01-16T00:00:00Z", "--to", "2024-01-16T01:00:00+01:00"], "must be after --from"),
