@@ -71,7 +71,6 @@ def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> N
         click.echo("legal hold: nothing deleted")
         return
     if result.plan is None:
-        click.echo("nothing to do: every retention policy is unlimited")
-        return
+        return  # the run already said so ("every policy is unlimited; nothing to do"), once
     _echo_plan(result.plan)
     click.echo(summary(result.figures(), "would delete" if dry_run else "deleted"))

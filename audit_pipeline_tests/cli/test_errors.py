@@ -56,3 +56,18 @@ def test_an_unreachable_database_is_one_line_exit_1(workdir):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "export of 2024-01-15 failed" in done.stderr
     assert "S3CRET" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_retention_with_nothing_to_do_says_so_once(workdir):
+    result = CliRunner().invoke(main, ["retention", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("nothing to do") == 1, result.output
+
+
+def test_dead_letters_of_an_unknown_sink_are_an_error_not_zero(workdir):
+    result = CliRunner().invoke(main, ["deadletters", "list", "elasticsearch"])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == "error: no sink named 'elasticsearch' in the configuration's sinks: section (configured: none), and no dead letters kept for it"
+    )
