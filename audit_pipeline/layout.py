@@ -40,6 +40,7 @@ SUMMARY_PREFIX = "summary"
 
 _DAY = r"(\d{4}-\d{2}-\d{2})"
 _DATA_KEY = re.compile(rf"^({'|'.join(FORMATS)})/date={_DAY}/([^/]+)$")
+_DATE_FOLDER = re.compile(rf"(?:^|/)date={_DAY}/")
 _MANIFEST_KEY = re.compile(rf"^{MANIFEST_PREFIX}/date={_DAY}\.json$")
 _RETIREMENT_KEY = re.compile(rf"^{RETIRED_PREFIX}/date={_DAY}\.json$")
 _RETENTION_KEY = re.compile(rf"^{RETENTION_PREFIX}/date={_DAY}\.json$")
@@ -84,6 +85,13 @@ def parse_data_key(key: str) -> DataKey | None:
     match = _DATA_KEY.match(key)
     day = _calendar_day(match.group(2)) if match else None
     return DataKey(match.group(1), day, match.group(3)) if match and day else None
+
+
+def day_in_data_key(key: str) -> dt.date | None:
+    """The day of the first ``date=YYYY-MM-DD/`` folder anywhere in a key (verify counts any object under a
+    day's folder as part of that day's exports, nested or not); None without one or for a non-calendar day."""
+    match = _DATE_FOLDER.search(key)
+    return _calendar_day(match.group(1)) if match else None
 
 
 # Integrity ------------------------------------------------------------------------------------------

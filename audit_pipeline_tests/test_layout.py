@@ -68,3 +68,10 @@ def test_dead_letter_keys_round_trip(truncated):
 )
 def test_retry_after_as_seconds_or_an_http_date(value, seconds):
     assert parse_retry_after(value, now=dt.datetime(2024, 1, 15, tzinfo=dt.UTC)) == seconds
+
+
+def test_the_day_folder_of_any_object_under_it():
+    assert layout.day_in_data_key("csv/date=2024-01-15/audit_logs.csv") == DAY
+    assert layout.day_in_data_key("csv/date=2024-01-15/notes/keep.txt") == DAY  # nested: still that day's folder
+    assert layout.day_in_data_key("csv/date=2024-02-30/audit_logs.csv") is None
+    assert layout.day_in_data_key("csv/README.txt") is None

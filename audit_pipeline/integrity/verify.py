@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -34,12 +33,11 @@ from audit_pipeline.integrity.manifest import (
 )
 from audit_pipeline.integrity.retirement import Retirement, retirement_key
 from audit_pipeline.integrity.signing import Keyring
+from audit_pipeline.layout import day_in_data_key, day_of_retirement_key
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
 
 ProblemKind = Literal["manifest", "signature", "link", "gap", "object", "events"]
-_RETIRED_KEY = re.compile(r"^manifests/retired/date=(\d{4}-\d{2}-\d{2})\.json$")
-_DATA_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ class Verifier:
         self._manifest_keys = set(keys)
         self._format_keys: dict[str, list[str]] = {}
         self.manifest_days = sorted(d for d in (day_of_manifest_key(k) for k in keys) if d is not None)
-        self.retired_days = sorted(dt.date.fromisoformat(m.group(1)) for m in (_RETIRED_KEY.match(k) for k in keys) if m)
+        self.retired_days = sorted(d for d in map(day_of_retirement_key, keys) if d is not None)
 
     # -- what the store holds -------------------------------------------------------------------
     def _objects(self, fmt: str) -> list[str]:
@@ -149,12 +147,9 @@ class Verifier:
         days: set[dt.date] = set()
         for fmt in FORMATS:
             for key in self._objects(fmt):
-                match = _DATA_DAY.search("/" + key)
-                if match:
-                    try:
-                        days.add(dt.date.fromisoformat(match.group(1)))
-                    except ValueError:  # not a calendar day (e.g. date=2024-02-30): not one of our exports
-                        continue
+                day = day_in_data_key(key)  # None for a date= that is not a calendar day: not one of our exports
+                if day is not None:
+                    days.add(day)
         return sorted(days)
 
     def check_head(self, witness: Seen | None = None) -> HeadCheck:
