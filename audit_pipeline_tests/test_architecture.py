@@ -43,3 +43,14 @@ def test_an_upward_import_breaks_the_layers():
     graph.add_import(importer="audit_pipeline.schema", imported="audit_pipeline.cli.app", line_number=1, line_contents="from audit_pipeline.cli import app")
     broken = graph.find_illegal_dependencies_for_layers(layers=_layers(), containers=set(LAYERS["containers"]))
     assert {(d.importer, d.imported) for d in broken} == {("audit_pipeline.schema", "audit_pipeline.cli")}
+
+
+def test_every_package_has_an_init_so_the_contracts_see_it():
+    """A folder without ``__init__.py`` is a namespace package, which the import graph leaves out unchecked."""
+    package = REPO / "audit_pipeline"
+    missing = [
+        str(d.relative_to(REPO))
+        for d in package.rglob("*")
+        if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py")) and not (d / "__init__.py").exists()
+    ]
+    assert not missing, f"add an __init__.py to {missing}"
