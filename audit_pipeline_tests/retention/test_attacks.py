@@ -21,7 +21,7 @@ from audit_pipeline.cli import main
 from audit_pipeline.defs.integrity import verify_job
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.export import export_day
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
 from audit_pipeline.integrity.errors import IntegrityError
 from audit_pipeline.integrity.manifest import HEAD_KEY, Manifest, manifest_key
 from audit_pipeline.integrity.sealing import DaySealer
@@ -109,7 +109,7 @@ def _attacker_settings(settings: Settings, tmp_path: Path, integrity: dict[str, 
     """The same store and database, with the attacker's own integrity section (no access to the key)."""
     folder = tmp_path / "attacker"
     folder.mkdir(exist_ok=True)
-    return settings.model_copy(update={"integrity": integrity, "state_url": f"sqlite:///{folder / 'state.db'}"})
+    return settings.model_copy(update={"integrity": IntegritySettings.model_validate(integrity), "state_url": f"sqlite:///{folder / 'state.db'}"})
 
 
 def _forge_days(pg: PgDatabase, settings: Settings, days: list[dt.date], *, link_forward: bool = True) -> str:
