@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from audit_pipeline.errors import ConfigError, StorageError, first_line
+from audit_pipeline.errors import ConfigError, StorageError
 from audit_pipeline.settings import Settings
 
 #: How long an export waits for another export of the same day before it fails (and is retried).
@@ -141,7 +141,7 @@ def _connect(state_url: str) -> psycopg.Connection[Any]:
         )
     except psycopg.Error as exc:
         where = f"{url.host}:{url.port or 5432}/{url.database}"
-        reason = first_line(exc)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(f"cannot reach the state database {where} to lock the export day: {reason} (check state_url / AUDIT_STATE_URL)") from None
 
 
@@ -150,6 +150,12 @@ def day_lock(settings: Settings, day: dt.date, *, wait_seconds: float = DEFAULT_
     """Hold the export lock of ``day`` for the block; wait up to ``wait_seconds`` for another holder."""
     namespace = lock_namespace(settings.export.url)
     state_url = settings.state_url or ""
+    # The Celery profile (audit_pipeline/defs/executor.py) runs exports on several hosts: a file lock would not reach them.
+    if os.environ.get("AUDIT_DAGSTER_EXECUTOR") == "celery" and not state_url.startswith("postgresql"):
+        raise ConfigError(
+            "AUDIT_DAGSTER_EXECUTOR=celery exports on several hosts, which share the per-day export lock through the state database: "
+            "set state_url to PostgreSQL (state_url: ${AUDIT_STATE_URL} in the file AUDIT_CONFIG names, as deploy/audit_pipeline.yaml does)"
+        )
     if state_url.startswith("postgresql"):
         with _connect(state_url) as conn:
             conn.execute("SELECT set_config('application_name', %s, false)", (_holder_name(day),))

@@ -80,6 +80,12 @@ def test_an_export_whose_lock_connection_ended_publishes_nothing(pg):
             lock.confirm()
 
 
+def test_the_celery_profile_refuses_a_state_that_other_hosts_cannot_share(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUDIT_DAGSTER_EXECUTOR", "celery")
+    with pytest.raises(ConfigError, match=r"set state_url to PostgreSQL"), day_lock(settings_for("s3://bucket/prefix", f"sqlite:///{tmp_path}/state.db"), DAY):
+        pass
+
+
 def test_an_unreachable_state_database_is_named_without_its_password():
     settings = settings_for("s3://bucket/prefix", "postgresql://audit:s3cret-pw@127.0.0.1:1/audit_state")
     with pytest.raises(StorageError, match=r"cannot reach the state database 127\.0\.0\.1:1/audit_state") as failure, day_lock(settings, DAY, wait_seconds=1):
@@ -107,7 +113,6 @@ def test_workers_and_runs_share_one_celery_configuration():
     assert worker["config_source"]["task_acks_late"] is True  # a killed worker's step goes to another worker
 
 
-@pytest.mark.slow
 def test_the_celery_instance_keeps_the_production_limits(tmp_path, dagster_db, monkeypatch):
     celery = yaml.safe_load((CELERY / "dagster.yaml").read_text())
     production = yaml.safe_load(PRODUCTION_PROFILE.read_text())

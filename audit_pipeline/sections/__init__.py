@@ -1,1 +1,0 @@
-"""The typed sections of the configuration file, one module per section (``sinks.*``, ``retention``, ``integrity``, ...)."""
