@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from audit_pipeline.errors import ConfigError, StorageError
+from audit_pipeline.errors import ConfigError, StorageError, first_line
 from audit_pipeline.settings import Settings
 
 #: How long an export waits for another export of the same day before it fails (and is retried).
@@ -141,7 +141,7 @@ def _connect(state_url: str) -> psycopg.Connection[Any]:
         )
     except psycopg.Error as exc:
         where = f"{url.host}:{url.port or 5432}/{url.database}"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise StorageError(f"cannot reach the state database {where} to lock the export day: {reason} (check state_url / AUDIT_STATE_URL)") from None
 
 

@@ -9,14 +9,60 @@ select the same events whichever source reads it.  A NULL tenant matches as ``""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from audit_pipeline.sources.base import EventFilter
-
-if TYPE_CHECKING:
-    from audit_pipeline.settings import ExportSettings
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 FILTER_FIELDS = ("include_types", "exclude_types", "include_tenants", "exclude_tenants")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Include/exclude glob patterns on event type and tenant, applied at the source."""
+
+    include_types: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
+    include_tenants: tuple[str, ...] = ()
+    exclude_tenants: tuple[str, ...] = ()
+    organizations: tuple[str, ...] = field(default=())
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.include_types or self.exclude_types or self.include_tenants or self.exclude_tenants or self.organizations)
+
+    def matches(self, event_type: str, tenant_id: str | None, organization_id: str | None = None) -> bool:
+        if self.include_types and not any(fnmatch.fnmatchcase(event_type, p) for p in self.include_types):
+            return False
+        if any(fnmatch.fnmatchcase(event_type, p) for p in self.exclude_types):
+            return False
+        tenant = tenant_id or ""
+        if self.include_tenants and not any(fnmatch.fnmatchcase(tenant, p) for p in self.include_tenants):
+            return False
+        if any(fnmatch.fnmatchcase(tenant, p) for p in self.exclude_tenants):
+            return False
+        return not (self.organizations and (organization_id or "") not in self.organizations)
+
+
+class FilterPatterns(Protocol):
+    """The ``export.filter`` section as the settings hold it (read here without importing the settings,
+    which validate their patterns with :func:`check_pattern`)."""
+
+    @property
+    def include_types(self) -> Sequence[str]: ...
+    @property
+    def exclude_types(self) -> Sequence[str]: ...
+    @property
+    def include_tenants(self) -> Sequence[str]: ...
+    @property
+    def exclude_tenants(self) -> Sequence[str]: ...
+
+
+class HasFilter(Protocol):
+    """The ``export`` section: anything with a ``filter``."""
+
+    @property
+    def filter(self) -> FilterPatterns: ...
 
 
 def check_pattern(pattern: str) -> str:
@@ -30,7 +76,7 @@ def check_pattern(pattern: str) -> str:
     return pattern
 
 
-def daily_export_filter(export: ExportSettings) -> EventFilter | None:
+def daily_export_filter(export: HasFilter) -> EventFilter | None:
     """The ``export.filter`` section as an :class:`EventFilter`, or None when it selects everything."""
     section = export.filter
     event_filter = EventFilter(

@@ -1,10 +1,7 @@
 """One day's export: source batches → the three writers → atomic publish to the object store.
 
-Layout (stable, analysts and tools rely on it)::
-
-    {export}/csv/date=YYYY-MM-DD/audit_logs.csv[.gz]
-    {export}/ndjson/date=YYYY-MM-DD/audit_logs.ndjson[.gz]
-    {export}/parquet/date=YYYY-MM-DD/audit_logs.parquet
+Where the objects go (``{fmt}/date=YYYY-MM-DD/audit_logs.*``) is :mod:`audit_pipeline.layout`'s;
+``day_prefix`` and ``object_key`` are imported here for the modules that still take them from this one.
 
 Nothing is published until every file of the day has been written completely; a failure
 anywhere leaves the previous good version of every object in place.
@@ -16,19 +13,15 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from audit_pipeline.layout import day_prefix, object_key
+from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.streaming import read_ahead
 from audit_pipeline.writers import FORMATS, DayWriters, WrittenFile
 
-
-def day_prefix(fmt: str, day: dt.date) -> str:
-    return f"{fmt}/date={day.isoformat()}"
-
-
-def object_key(fmt: str, day: dt.date, name: str) -> str:
-    return f"{day_prefix(fmt, day)}/{name}"
+_ID, _CREATED_AT = COLUMNS.index("id"), COLUMNS.index("created_at")
 
 
 @dataclass(frozen=True)
@@ -99,10 +92,10 @@ def export_day(
         try:
             for batch in read_ahead(source.iter_batches(TimeRange.for_day(day), event_filter=event_filter)):
                 if result.first_id is None:
-                    result.first_id = batch.column(0)[0].as_py()
-                    result.min_created_at = batch.column(12)[0].as_py()
-                result.last_id = batch.column(0)[-1].as_py()
-                result.max_created_at = batch.column(12)[-1].as_py()
+                    result.first_id = batch.column(_ID)[0].as_py()
+                    result.min_created_at = batch.column(_CREATED_AT)[0].as_py()
+                result.last_id = batch.column(_ID)[-1].as_py()
+                result.max_created_at = batch.column(_CREATED_AT)[-1].as_py()
                 writers.write(batch)
             written = writers.close()
         except BaseException:
@@ -116,7 +109,7 @@ def export_day(
         for fmt in FORMATS:
             staged = written[fmt]
             key = object_key(fmt, day, staged.name)
-            store.publish_file(staged.local_path, key, staged.content_type, staged.content_encoding)
+            store.publish_file(staged.local_path, key, staged.content_type, staged.content_encoding, sha256=staged.sha256)
             result.objects.append(PublishedObject(fmt, key, store.uri(key), staged.rows, staged.bytes, staged.sha256, staged.content_type))
             # A day holds exactly one object per format: drop a variant left by other settings (gzip on/off).
             for stale in store.list(day_prefix(fmt, day)):
@@ -126,3 +119,6 @@ def export_day(
             store.put_bytes(key, data, content_type)
     note_reexport(store, retired, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     return result
+
+
+__all__ = ["BeforePublish", "DayExport", "PublishedObject", "day_prefix", "export_day", "object_key"]

@@ -11,6 +11,8 @@ import datetime as dt
 import re
 
 UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 _FRACTION = re.compile(r"([.,])(\d+)")
 
@@ -21,7 +23,9 @@ def parse_instant(text: str) -> dt.datetime:
         raise ValueError("expected an ISO 8601 time with an offset, e.g. 2024-01-15T00:00:00Z")
     value = text.strip()
     if "T" not in value and " " not in value:
-        raise ValueError(f"{value!r} is a date, not a time; give an instant such as {value}T00:00:00Z")
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(f"{value!r} is a date, not a time; give an instant such as {value}T00:00:00Z")
+        raise ValueError(f"{value!r} is not an ISO 8601 time; use e.g. 2024-01-15T00:00:00Z or 2024-01-15T09:30:00+01:00")
     match = _FRACTION.search(value)
     if match and len(match.group(2)) > 6:
         extra = match.group(2)[6:]
@@ -44,3 +48,13 @@ def format_instant(value: dt.datetime) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}"
     return text + "Z"
+
+
+def epoch_micros(value: dt.datetime) -> int:
+    """Microseconds since 1970-01-01 UTC of an aware datetime, exactly (integer arithmetic, no float on the way)."""
+    return (value - EPOCH) // _MICROSECOND
+
+
+def from_epoch_micros(value: int) -> dt.datetime:
+    """The aware UTC datetime ``value`` microseconds after the epoch."""
+    return EPOCH + value * _MICROSECOND

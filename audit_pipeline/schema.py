@@ -28,6 +28,9 @@ COLUMNS: tuple[str, ...] = (
 #: Columns the source table declares NOT NULL; a NULL there is corrupt input.
 REQUIRED: frozenset[str] = frozenset({"id", "type", "result", "created_at", "metadata"})
 
+#: Low-cardinality columns, dictionary-encoded in Parquet (a handful of distinct values per day).
+DICTIONARY_COLUMNS: tuple[str, ...] = ("type", "actor_type", "resource_type", "tenant_id", "organization_id", "country", "result")
+
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 
 #: ``metadata`` travels as JSON text so that numbers keep every digit (no float round trip).

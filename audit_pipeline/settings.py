@@ -12,12 +12,18 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from audit_pipeline.config_file import read_yaml
 from audit_pipeline.errors import ConfigError
+from audit_pipeline.redaction import register_secret
+from audit_pipeline.sections.forwarding import ForwardingSettings
+from audit_pipeline.sections.integrity import IntegritySettings
+from audit_pipeline.sections.retention import RetentionSettings
+from audit_pipeline.sections.sinks import SinksSettings
+from audit_pipeline.sections.summary import SummarySettings
 
 DEFAULT_CONFIG_PATH = "audit_pipeline.yaml"
 DEFAULT_EXPORT_URL = "audit-exports"
@@ -33,22 +39,54 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceSettings(_Section):
-    type: Literal["postgres", "demo", "hellojohn_api"] = "postgres"
-    #: SQLAlchemy URL. Unset means the embedded demo database.
-    database_url: SecretStr | None = None
-    table: str = "audit_logs"
-    #: Rows per batch read from the source; bounds memory.
-    batch_rows: int = Field(default=16_384, ge=1_000, le=1_000_000)
-    base_url: str | None = None
-    secret_key: SecretStr | None = None
+def _table_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", value):
+        raise ValueError("must be a plain table name such as audit_logs or schema.audit_logs")
+    return value
 
-    @field_validator("table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?", value):
-            raise ValueError("must be a plain table name such as audit_logs or schema.audit_logs")
-        return value
+
+#: Rows per batch read from the source; bounds memory.
+BatchRows = Annotated[int, Field(default=16_384, ge=1_000, le=1_000_000)]
+
+
+class PostgresSourceSettings(_Section):
+    """``source: {type: postgres}``: HelloJohn's own PostgreSQL database, read with SELECT only."""
+
+    type: Literal["postgres"] = "postgres"
+    #: SQLAlchemy/libpq URL of a role that may SELECT the audit table; give it as ``${VAR}`` (or AUDIT_DATABASE_URL).
+    database_url: SecretStr
+    table: Annotated[str, AfterValidator(_table_name)] = "audit_logs"
+    batch_rows: BatchRows = 16_384
+
+
+class HelloJohnApiSourceSettings(_Section):
+    """``source: {type: hellojohn_api}``: HelloJohn's audit log API, for hosted installations."""
+
+    type: Literal["hellojohn_api"]
+    #: The HelloJohn server, e.g. https://auth.yourdomain.com.
+    base_url: str
+    #: The server's secret key; give it as ``${HJ_SECRET_KEY}``.
+    secret_key: SecretStr
+    batch_rows: BatchRows = 16_384
+    #: ``export`` streams a range in one request, ``list`` pages through 200 events a request.
+    api_read: Literal["export", "list"] = "export"
+    #: An export response of exactly this many events is resumed (0: no cap).
+    export_row_cap: int = Field(default=100_000, ge=0)
+    #: The audit table only exists behind the API; retention of database rows does not apply.
+    table: ClassVar[str] = "audit_logs"
+
+
+class DemoSourceSettings(_Section):
+    """``source: {type: demo}``: the embedded demo database (SQLite, synthetic events); used when nothing is configured."""
+
+    type: Literal["demo"] = "demo"
+    batch_rows: BatchRows = 16_384
+    table: ClassVar[str] = "audit_logs"
+
+
+#: ``source:``, chosen by its ``type``.
+SourceSettings = Annotated[PostgresSourceSettings | HelloJohnApiSourceSettings | DemoSourceSettings, Field(discriminator="type")]
+SOURCE_TYPES = ("postgres", "hellojohn_api", "demo")
 
 
 class ExportFilterSettings(_Section):
@@ -84,18 +122,26 @@ class ExportSettings(_Section):
 
 
 class Settings(_Section):
-    source: SourceSettings = SourceSettings()
+    """The whole configuration file, every section typed and checked when it loads."""
+
+    source: SourceSettings = Field(default_factory=DemoSourceSettings)
     export: ExportSettings = ExportSettings()
-    #: Where durable pipeline state (sink positions) lives; a SQLAlchemy URL.
+    #: Where durable pipeline state (sink positions, leases, day locks) lives; a SQLAlchemy URL. Default: SQLite under .audit_pipeline/.
     state_url: str | None = None
-    forwarding: dict[str, Any] = Field(default_factory=dict)
-    sinks: dict[str, Any] = Field(default_factory=dict)
-    retention: dict[str, Any] = Field(default_factory=dict)
-    integrity: dict[str, Any] = Field(default_factory=dict)
+    forwarding: ForwardingSettings = ForwardingSettings()
+    sinks: SinksSettings = SinksSettings()
+    retention: RetentionSettings = RetentionSettings()
+    integrity: IntegritySettings = IntegritySettings()
+    summary: SummarySettings = SummarySettings()
 
     @property
     def uses_demo_source(self) -> bool:
-        return self.source.type == "demo" or (self.source.type == "postgres" and self.source.database_url is None)
+        return isinstance(self.source, DemoSourceSettings)
+
+    @property
+    def source_kind(self) -> Literal["postgres", "demo", "hellojohn_api"]:
+        """The source actually read: ``demo`` when nothing is configured."""
+        return self.source.type
 
     def resolved_state_url(self) -> str:
         if self.state_url:
@@ -127,25 +173,88 @@ def _interpolate(value: Any, where: str, env: dict[str, str]) -> Any:
             name = match.group(1)
             if name not in env:
                 raise ConfigError(f"configuration key '{where}' refers to ${{{name}}}, but the environment variable {name} is not set")
+            register_secret(env[name])  # a ${VAR} value is masked wherever it later appears
             return env[name]
 
         return _ENV_REF.sub(replace, value)
     return value
 
 
-def _format_validation_error(error: ValidationError, origin: str) -> str:
-    lines = []
+#: Parts of a pydantic error location that name a type tried in a union, not a key.
+_TYPE_PART = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|tuple\[.*\]|SecretStr|date|datetime|function-.*|literal\[.*\]|[A-Z][A-Za-z]+)$")
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif (i == 1 and loc[0] == "source" and part in SOURCE_TYPES) or _TYPE_PART.match(str(part)):
+            continue  # the union member pydantic tried: not a key the user wrote
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _problem(item: Any, key: str) -> str:
+    """One pydantic error in words a user acts on, never echoing the value of a secret."""
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        if key.startswith("sinks.") and key.count(".") == 1:
+            return "unknown sink; sinks may be elasticsearch, datadog, splunk or webhooks"
+        return "unknown key (check the spelling; `audit-pipeline config schema` lists every key)"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"type must be one of {', '.join(SOURCE_TYPES)}"
+    if kind.startswith(("date_", "datetime_")):
+        return f"must be a day as YYYY-MM-DD, got {str(item.get('input'))[:40]!r}"
+    if kind == "missing":
+        if key == "source.database_url":
+            return "is required for source type postgres: set it (as ${AUDIT_DATABASE_URL}) or the AUDIT_DATABASE_URL variable"
+        return "is required"
+    message = str(item["msg"])
+    return message[len("Value error, ") :] if message.startswith("Value error, ") else message
+
+
+def validation_problems(error: ValidationError, origin: str | None, from_env: dict[tuple[str, str], str] | None = None, prefix: str = "") -> list[str]:
+    """One line per problem, ``<file>: <key>: <what is wrong>``; an ``AUDIT_*`` variable is named instead of the file."""
+    lines: list[str] = []
+    seen: set[str] = set()
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against the README)"
-        lines.append(f"  {key}: {message}")
-    return f"invalid configuration in {origin}:\n" + "\n".join(lines)
+        loc = tuple(item["loc"])
+        key = _key_path(loc)
+        key = f"{prefix}.{key}" if prefix and key != "(top level)" else prefix or key
+        if key in seen:
+            continue  # one line per key: a union reports each member it tried
+        seen.add(key)
+        variable = (from_env or {}).get((str(loc[0]), str(loc[-1]))) if len(loc) >= 2 else None
+        where = f"{variable} ({key})" if variable else f"{origin}: {key}" if origin else key
+        lines.append(f"{where}: {_problem(item, key)}")
+    return lines
+
+
+def _apply_environment(raw: dict[str, Any], env: dict[str, str], origin: str) -> dict[tuple[str, str], str]:
+    """Put the ``AUDIT_*`` overrides into ``raw``; returns which key each variable set."""
+    from_env: dict[tuple[str, str], str] = {}
+    source = raw.get("source")
+    if source is not None and not isinstance(source, dict):
+        raise ConfigError(f"{origin}: source: must be a mapping with a type ({', '.join(SOURCE_TYPES)})")
+    for variable, (section, key) in _ENV_OVERRIDES.items():
+        value = env.get(variable)
+        if value in (None, ""):
+            continue
+        if section == "source" and (source or {}).get("type", "postgres") != "postgres":
+            continue  # AUDIT_DATABASE_URL only concerns a PostgreSQL source
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(f"{origin}: {section}: must be a mapping")
+        raw.setdefault(section, {})[key] = value
+        from_env[(section, key)] = variable
+    if isinstance(raw.get("source"), dict):
+        raw["source"].setdefault("type", "postgres")  # a source section without a type is PostgreSQL; none at all is the demo
+    return from_env
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read, interpolate and validate the configuration; raise :class:`ConfigError` naming the key at fault."""
+    """Read, interpolate and validate the configuration; raise :class:`ConfigError` naming every key at fault, one per line."""
     env = dict(os.environ) if env is None else env
     explicit = path is not None or "AUDIT_CONFIG" in env
     config_path = Path(path if path is not None else env.get("AUDIT_CONFIG", DEFAULT_CONFIG_PATH))
@@ -153,10 +262,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     origin = "the environment"
     if config_path.exists():
         origin = str(config_path)
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path} is not valid YAML: {exc}") from None
+        loaded = read_yaml(config_path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -164,29 +270,36 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         raw = _interpolate(loaded, "", env)
     elif explicit:
         raise ConfigError(f"configuration file {config_path} (AUDIT_CONFIG) does not exist")
-    for variable, (section, key) in _ENV_OVERRIDES.items():
-        value = env.get(variable)
-        if value not in (None, ""):
-            if not isinstance(raw.get(section, {}), dict):
-                raise ConfigError(f"configuration key '{section}' in {origin} must be a mapping")
-            raw.setdefault(section, {})[key] = value
-    if raw.get("source", {}).get("database_url") and "type" not in raw.get("source", {}):
-        raw["source"]["type"] = "postgres"
+    from_env = _apply_environment(raw, env, origin)
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        hint = " (environment variables " + ", ".join(_ENV_OVERRIDES) + " override the file)"
-        raise ConfigError(_format_validation_error(exc, origin) + hint) from None
+        raise ConfigError("\n".join(validation_problems(exc, origin, from_env))) from None
+    register_model_secrets(settings)
+    register_secret(settings.state_url)  # a URL: only its password is registered
+    return settings
+
+
+def register_model_secrets(value: Any) -> None:
+    """Register every :class:`SecretStr` inside a loaded model (or list/dict of them) for redaction."""
+    if isinstance(value, SecretStr):
+        register_secret(value)
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            register_model_secrets(getattr(value, name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            register_model_secrets(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            register_model_secrets(item)
 
 
 def parse_section(model: type[_M], raw: Any, where: str) -> _M:
     """Validate one section of the YAML (e.g. ``sinks.elasticsearch``) with errors naming the full key."""
     try:
-        return model.model_validate(raw if raw is not None else {})
+        parsed = model.model_validate(raw if raw is not None else {})
     except ValidationError as exc:
-        lines = []
-        for item in exc.errors():
-            key = ".".join([where, *(str(p) for p in item["loc"])])
-            message = "unknown key (check the spelling against the README)" if item["type"] == "extra_forbidden" else item["msg"]
-            lines.append(f"  {key}: {message}")
-        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+        raise ConfigError("\n".join(validation_problems(exc, None, prefix=where))) from None
+    register_model_secrets(parsed)
+    return parsed

@@ -4,25 +4,63 @@ Publishing is atomic: on a local folder a staged file is renamed into place
 (``os.replace`` on the same filesystem); on S3 a single PUT or a completed multipart
 upload is the only moment an object becomes visible, so a reader never sees half an
 object, and a failed upload leaves the previous version.
+
+On S3 a file whose SHA-256 the writer already knows is sent in one streamed PUT carrying
+that checksum (``ChecksumSHA256``): S3 refuses the upload if a byte differs, and keeps the
+full-object checksum, so a later check proves an object intact with one HEAD instead of a
+download (:meth:`ObjectStore.digest`).  Elsewhere the digest is one streaming read.
+
+Staging folders are named after the host and process that own them and hold a lock for
+as long as that process lives, so the next export removes what a killed run left behind.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import fsspec
 
-from audit_pipeline.errors import ConfigError, StorageError
+from audit_pipeline.errors import ConfigError, StorageError, first_line
 from audit_pipeline.settings import ExportSettings
 
 STAGING_DIR = ".staging"
+#: Prefix of staging folders outside the export root (S3 exports stage in the temp directory).
+STAGING_PREFIX = "audit-export-"
+_LOCK_FILE = ".owner.lock"
+#: S3's limit for one PUT; bigger files go up in parts (and lose the full-object checksum).
+SINGLE_PUT_LIMIT = 5 * 2**30
+_READ_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class ObjectDigest:
+    """Size and SHA-256 of a stored object, and how they were learned (``s3-checksum`` or ``read``)."""
+
+    size: int
+    sha256: str
+    source: str
+    bytes_read: int = 0
+    #: When the object was read: its first and last bytes (up to ``EDGE_BYTES`` each), where a
+    #: file states its schema (CSV header, first NDJSON line, Parquet footer), so no second read is needed.
+    head: bytes = b""
+    tail: bytes = b""
+
+
+#: How much of each end of an object a digest read keeps.
+EDGE_BYTES = 64 << 10
 
 
 class ObjectStore:
@@ -92,7 +130,7 @@ class ObjectStore:
             return StorageError(f"access denied while {action} {where}: check the AWS credentials and the bucket policy ({self.setting})")
         if isinstance(exc, FileNotFoundError) and not self.is_local:
             return StorageError(f"bucket {self.bucket!r} does not exist or is not reachable while {action} {where}; check {self.setting}")
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         return StorageError(f"object store error while {action} {where}: {text} ({self.setting})")
 
     def check_writable(self) -> None:
@@ -108,22 +146,40 @@ class ObjectStore:
             raise self._explain(exc, "checking", "") from None
 
     # -- staging and publishing --------------------------------------------------------------
-    @contextlib.contextmanager
-    def staging(self) -> Iterator[Path]:
-        """A private local folder for files being written; removed afterwards, whatever happens."""
+    def staging_base(self) -> Path:
+        """Where staging folders live: beside the exports on a local folder (so publishing is a rename), else the temp directory."""
         if self.is_local:
             base = Path(self.root) / STAGING_DIR
             base.mkdir(parents=True, exist_ok=True)
-            directory = Path(tempfile.mkdtemp(dir=base))
-        else:
-            directory = Path(tempfile.mkdtemp(prefix="audit-export-"))
+            return base
+        return Path(tempfile.gettempdir())
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A private local folder for files being written; removed afterwards, whatever happens.
+
+        Leftovers of runs that are no longer alive (a ``kill -9``, a lost machine's restart) are
+        removed first, so a crash costs disk space only until the next export.
+        """
+        base = self.staging_base()
+        remove_abandoned_staging(base)
+        directory = Path(tempfile.mkdtemp(dir=base, prefix=f"{STAGING_PREFIX}{_host_tag()}-{os.getpid()}-"))
+        # Locked under another name, then renamed: a cleaner only ever sees a lock file that is held.
+        lock = open(directory / f"{_LOCK_FILE}.new", "wb")  # noqa: SIM115 - held for the folder's lifetime
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.replace(directory / f"{_LOCK_FILE}.new", directory / _LOCK_FILE)
         try:
             yield directory
         finally:
             shutil.rmtree(directory, ignore_errors=True)
+            lock.close()
 
-    def publish_file(self, local_path: Path, key: str, content_type: str, content_encoding: str | None = None) -> None:
-        """Make ``local_path`` visible at ``key`` in one step (rename or a single S3 upload)."""
+    def publish_file(self, local_path: Path, key: str, content_type: str, content_encoding: str | None = None, sha256: str | None = None) -> None:
+        """Make ``local_path`` visible at ``key`` in one step (rename or a single S3 upload).
+
+        With ``sha256`` (the writer's digest of the file), an S3 upload carries it as the
+        object's checksum: S3 rejects the PUT unless the bytes it received have that digest.
+        """
         target = self.path(key)
         try:
             if self.is_local:
@@ -134,11 +190,24 @@ class ObjectStore:
                 else:
                     shutil.copyfile(local_path, temporary)
                 os.replace(temporary, target)
-            else:
-                extra: dict[str, Any] = {"ContentType": content_type}
-                if content_encoding:
-                    extra["ContentEncoding"] = content_encoding
-                self.fs.put_file(str(local_path), target, **extra)
+                return
+            extra: dict[str, Any] = {"ContentType": content_type}
+            if content_encoding:
+                extra["ContentEncoding"] = content_encoding
+            if sha256 is not None and os.path.getsize(local_path) <= SINGLE_PUT_LIMIT:
+                bucket, _, rest = target.partition("/")
+                with open(local_path, "rb") as body:  # streamed from disk: memory stays flat whatever the size
+                    self.fs.call_s3(
+                        "put_object",
+                        Bucket=bucket,
+                        Key=rest,
+                        Body=body,
+                        ChecksumAlgorithm="SHA256",
+                        ChecksumSHA256=base64.b64encode(bytes.fromhex(sha256)).decode("ascii"),
+                        **extra,
+                    )
+            else:  # over 5 GiB: parts, one at a time (s3fs sends several 50 MB parts at once, each held in memory)
+                self.fs.put_file(str(local_path), target, max_concurrency=1, **extra)
         except Exception as exc:
             raise self._explain(exc, "publishing", key) from None
 
@@ -147,7 +216,7 @@ class ObjectStore:
         with tempfile.NamedTemporaryFile(delete=False) as handle:
             handle.write(data)
         try:
-            self.publish_file(Path(handle.name), key, content_type)
+            self.publish_file(Path(handle.name), key, content_type, sha256=hashlib.sha256(data).hexdigest())
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(handle.name)
@@ -167,6 +236,44 @@ class ObjectStore:
             return self.fs.open(self.path(key), "rb")  # type: ignore[no-any-return]
         except Exception as exc:
             raise self._explain(exc, "reading", key) from None
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start``..``end`` (exclusive) of an object: one ranged GET on S3."""
+        try:
+            return bytes(self.fs.cat_file(self.path(key), start=start, end=end))
+        except Exception as exc:
+            raise self._explain(exc, "reading", key) from None
+
+    def digest(self, key: str) -> ObjectDigest:
+        """Size and SHA-256 of a stored object, asking the store before reading it.
+
+        S3 answers one HEAD with the full-object SHA-256 it verified on upload; where it has
+        none (multipart uploads keep a checksum of part checksums, other stores keep none,
+        a local folder), the object is hashed in one streaming read.
+        """
+        if not self.is_local:
+            bucket, _, rest = self.path(key).partition("/")
+            try:
+                head = self.fs.call_s3("head_object", Bucket=bucket, Key=rest, ChecksumMode="ENABLED")
+            except Exception as exc:
+                raise self._explain(exc, "looking up", key) from None
+            stored = head.get("ChecksumSHA256")
+            if stored and "-" not in stored and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+                with contextlib.suppress(binascii.Error, ValueError):
+                    return ObjectDigest(int(head["ContentLength"]), base64.b64decode(stored, validate=True).hex(), "s3-checksum")
+        try:
+            opened = open(self.path(key), "rb") if self.is_local else self.fs.open(self.path(key), "rb", block_size=_READ_BLOCK, cache_type="none")  # noqa: SIM115
+            digest, size, head, tail = hashlib.sha256(), 0, b"", b""
+            with opened as handle:
+                while block := handle.read(_READ_BLOCK):
+                    digest.update(block)
+                    size += len(block)
+                    if len(head) < EDGE_BYTES:
+                        head += block[: EDGE_BYTES - len(head)]
+                    tail = (tail + block[-EDGE_BYTES:])[-EDGE_BYTES:]
+        except Exception as exc:
+            raise self._explain(exc, "reading", key) from None
+        return ObjectDigest(size, digest.hexdigest(), "read", size, head, tail)
 
     def read_bytes(self, key: str) -> bytes:
         try:
@@ -202,6 +309,38 @@ class ObjectStore:
         bucket, _, rest = self.path(key).partition("/")
         info: dict[str, Any] = self.fs.call_s3("head_object", Bucket=bucket, Key=rest)
         return info
+
+
+def _host_tag() -> str:
+    """This machine's name, safe for a folder name: staging of other machines is never touched."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def remove_abandoned_staging(base: Path) -> list[Path]:
+    """Delete staging folders of this host whose owning process is gone; returns what was removed.
+
+    A live export holds an exclusive lock on its folder's lock file; the kernel drops it when
+    the process dies, however it dies, so a lock we can take means the owner is gone
+    (process ids are reused, locks are not).
+    """
+    removed: list[Path] = []
+    prefix = f"{STAGING_PREFIX}{_host_tag()}-"
+    with contextlib.suppress(FileNotFoundError):
+        for directory in base.iterdir():
+            if not directory.name.startswith(prefix) or not directory.is_dir():
+                continue
+            try:
+                lock = open(directory / _LOCK_FILE, "rb")  # noqa: SIM115 - closed below
+            except OSError:
+                continue  # no lock file yet: being created right now, or not ours
+            with lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its export is still running
+                shutil.rmtree(directory, ignore_errors=True)
+                removed.append(directory)
+    return removed
 
 
 def _same_device(local_path: Path, target: str) -> bool:

@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, format_created_at
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.layout import FORMATS as FORMATS
+from audit_pipeline.layout import data_name
+from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, DICTIONARY_COLUMNS
 
-FORMATS: tuple[str, ...] = ("csv", "ndjson", "parquet")
 #: Rows encoded per kernel call: small enough to bound transient memory, large enough to amortise calls.
 ENCODE_SLICE_ROWS = 16_384
 CONTENT_TYPES = {
@@ -102,7 +103,7 @@ def open_parquet_writer(where: str | Path | BinaryIO) -> pq.ParquetWriter:
         compression="zstd",
         compression_level=3,
         write_statistics=True,
-        use_dictionary=["type", "actor_type", "resource_type", "tenant_id", "organization_id", "country", "result"],
+        use_dictionary=list(DICTIONARY_COLUMNS),
         sorting_columns=[pq.SortingColumn(COLUMNS.index("created_at")), pq.SortingColumn(COLUMNS.index("id"))],
     )
 
@@ -122,8 +123,7 @@ class DayWriters:
         self.gzip_text = gzip_text
         self.csv_formula_protection = csv_formula_protection
         self.row_group_rows = parquet_row_group_rows
-        suffix = ".gz" if gzip_text else ""
-        self.names = {"csv": f"audit_logs.csv{suffix}", "ndjson": f"audit_logs.ndjson{suffix}", "parquet": "audit_logs.parquet"}
+        self.names = {fmt: data_name(fmt, gzip=gzip_text) for fmt in FORMATS}
         self._csv = _HashingFile(directory / self.names["csv"], gzip_text)
         self._csv.write(CSV_HEADER)
         self._ndjson = _HashingFile(directory / self.names["ndjson"], gzip_text)

@@ -162,6 +162,16 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Each test starts with no registered secrets: one test's configuration must not mask another's text."""
+    from audit_pipeline.redaction import forget_secrets
+
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in a temporary directory with no AUDIT_* variables inherited from the caller."""
@@ -170,3 +180,14 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# Fixtures that reach the PostgreSQL server; a test depending on any of them, directly or through
+# another fixture, is marked `pg`, so `pytest -m "not pg"` runs what needs no server.
+POSTGRES_FIXTURES = frozenset({"pg_session_db", "dagster_db"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.pg)

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +28,15 @@ def read_ndjson_rows(data: bytes) -> list[dict[str, Any]]:
 
 def tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def wait_until(condition: Callable[[], object], what: str, *, timeout: float = 120, interval: float = 0.05) -> None:
+    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds instead of hanging the suite.
+
+    The timeout is a deadline for a stuck test, not a timing assertion: it is far above any expected wait.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)

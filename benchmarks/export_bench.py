@@ -8,6 +8,14 @@ its own): PostgreSQL's ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` of that day 
 
     python benchmarks/export_bench.py [--rows 1000000] [--database-url postgresql://postgres@127.0.0.1:5432/audit_bench]
     python benchmarks/export_bench.py --rows 1000000,5000000 --skip-pandas   # memory flatness
+
+``--command`` times the documented command itself instead of the core export: ``dg launch
+--assets audit_logs_csv,audit_logs_ndjson,audit_logs_parquet --partition 2024-01-15`` (Dagster
+start-up, the export and its checks), each run a separate process, interleaved with COPY of the
+same day, median of ``--repeat`` (3) rounds; it prints per-step times, the peak RSS of the largest
+process and, with ``--store s3``, the bytes uploaded to and downloaded from moto's S3 over HTTP.
+
+    python benchmarks/export_bench.py --command --rows 2000000 [--store local|s3] [--cli dg|dagster]
 """
 
 from __future__ import annotations
@@ -15,12 +23,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -28,6 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a sc
 from benchmarks.synthetic_sql import DDL, generate_sql
 
 DAY = dt.date(2024, 1, 15)
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ASSETS = "audit_logs_csv,audit_logs_ndjson,audit_logs_parquet"
+COMMANDS = {
+    "dg": [str(BIN / "dg"), "launch", "--assets", ASSETS, "--partition", DAY.isoformat()],
+    "dagster": [str(BIN / "dagster"), "asset", "materialize", "-m", "audit_pipeline.definitions", "--select", ASSETS, "--partition", DAY.isoformat()],
+}
+_STEP_DONE = re.compile(r'Finished execution of step "([^"]+)" in ([0-9.]+)(ms|s|m)(?:([0-9]+)s)?')
 SELECT = (
     "SELECT id, type, actor_id, actor_email, actor_type, resource_id, resource_type, tenant_id, organization_id,"
     " ip_address, country, result, created_at, metadata FROM audit_logs"
@@ -35,14 +56,14 @@ SELECT = (
 )
 
 
-def _database(url: str | None) -> str:
+def _database(url: str | None, name: str = "audit_bench") -> str:
     if url:
         return url
     admin = "postgresql://postgres@127.0.0.1:5432/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'audit_bench'").fetchone():
-            conn.execute("CREATE DATABASE audit_bench")
-    return "postgresql://postgres@127.0.0.1:5432/audit_bench"
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
 def load(url: str, rows: int) -> None:
@@ -96,16 +117,109 @@ def phase_ours(url: str, out: Path) -> dict[str, float]:
     return {"bytes": sum(o.bytes for o in result.objects), "rows": result.rows}
 
 
-PHASES = {"copy": phase_copy, "pandas": phase_pandas, "ours": phase_ours}
+def _step_seconds(log: str) -> dict[str, float]:
+    """Per-step durations from Dagster's STEP_SUCCESS lines ("... in 18.8s." / "533ms" / "1m2s")."""
+    steps: dict[str, float] = {}
+    for name, value, unit, extra in _STEP_DONE.findall(log):
+        seconds = float(value) / 1000 if unit == "ms" else float(value) * 60 + float(extra or 0) if unit == "m" else float(value)
+        steps[name] = seconds
+    return steps
 
 
-def run_child(phase: str, url: str) -> dict[str, float]:
+def phase_command(url: str, out: Path, cli: str = "dg", extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The documented command, as a user runs it from the project root with only AUDIT_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}
+    env.update(AUDIT_DATABASE_URL=url, AUDIT_EXPORT_URL=str(out / "exports"))
+    env.update(extra_env or {})
+    done = subprocess.run(COMMANDS[cli], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    log = done.stdout + done.stderr
+    if done.returncode != 0 or "RUN_SUCCESS" not in log:
+        raise SystemExit(f"the documented command failed ({done.returncode}):\n{log[-4000:]}")
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"steps": _step_seconds(log), "child_peak_mb": children}
+
+
+PHASES = {"copy": phase_copy, "pandas": phase_pandas, "ours": phase_ours, "command": phase_command}
+
+
+def run_child(phase: str, url: str, extra: list[str] | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
-        done = subprocess.run([sys.executable, __file__, "--phase", phase, "--database-url", url, "--out", tmp], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, __file__, "--phase", phase, "--database-url", url, "--out", tmp, *(extra or [])],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
     if done.returncode != 0:
         raise SystemExit(f"phase {phase} failed:\n{done.stderr[-4000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _s3_target() -> tuple[Any, dict[str, str]]:
+    """moto's S3 over HTTP in this process, counting bytes each way; the settings that point an export at it."""
+    import logging
+
+    import boto3
+
+    from audit_pipeline_tests.standins.counting_s3 import CountingS3Server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    server = CountingS3Server().start()
+    bucket = f"audit-bench-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=server.endpoint_url, region_name="us-east-1").create_bucket(Bucket=bucket)
+    env = {"BENCH_S3_ENDPOINT_URL": server.endpoint_url, "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"]}
+    env["AWS_SECRET_ACCESS_KEY"] = os.environ["AWS_SECRET_ACCESS_KEY"]
+    env["AWS_DEFAULT_REGION"] = os.environ["AWS_DEFAULT_REGION"]
+    env["BENCH_S3_URL"] = f"s3://{bucket}/bench"
+    return server, env
+
+
+def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None:
+    """The documented command against COPY of the same day, interleaved, median of ``repeat`` rounds."""
+    server, env = _s3_target() if store == "s3" else (None, {})
+    copies: list[float] = []
+    runs: list[dict[str, Any]] = []
+    for round_number in range(1, repeat + 1):
+        copy = run_child("copy", url)
+        if server is not None:
+            server.reset()
+        ours = run_child("command", url, ["--cli", cli], env)
+        if server is not None:
+            ours["bytes_up"], ours["bytes_down"] = server.totals()
+        copies.append(copy["seconds"])
+        runs.append(ours)
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in ours["steps"].items())
+        print(f"round {round_number}: COPY {copy['seconds']:.2f} s; command {ours['seconds']:.2f} s ({steps}), peak {ours['child_peak_mb']:.0f} MB", flush=True)
+    copy_s = statistics.median(copies)
+    total = statistics.median(r["seconds"] for r in runs)
+    step_names = sorted({k for r in runs for k in r["steps"]})
+    # A step without a STEP_SUCCESS line in some round (not reported by Dagster) is left out of its median, and said so.
+    median_steps = {k: statistics.median(r["steps"][k] for r in runs if k in r["steps"]) for k in step_names}
+    for name in step_names:
+        missing = sum(1 for r in runs if name not in r["steps"])
+        if missing:
+            print(f"note: step {name} reported no duration in {missing} of {repeat} rounds; its median is of the others")
+    peak = max(r["child_peak_mb"] for r in runs)
+    print(f"\n{rows:,} rows on {DAY}, {store} store, `{' '.join(COMMANDS[cli][:2])} ...`, median of {repeat}")
+    print(f"{'':<40}{'seconds':>9}{'x COPY':>9}")
+    print(f"{'COPY (SELECT ...) TO STDOUT (FORMAT csv)':<40}{copy_s:>9.2f}{1:>9.2f}")
+    print(f"{'the documented command, whole':<40}{total:>9.2f}{total / copy_s:>9.2f}   (target <= 1.5x, at most 2.0x)")
+    for name, seconds in median_steps.items():
+        note = "   (target <= 1.3x)" if name == "audit_logs_daily_export" else ""
+        print(f"{'  step ' + name:<40}{seconds:>9.2f}{seconds / copy_s:>9.2f}{note}")
+    overhead = total - sum(median_steps.values())
+    print(f"{'  start-up, run bookkeeping, exit':<40}{overhead:>9.2f}{overhead / copy_s:>9.2f}")
+    print(f"peak RSS of the command's largest process: {peak:.0f} MB (target <= 300 MB)")
+    if server is not None:
+        up = statistics.median(r["bytes_up"] for r in runs)
+        down = statistics.median(r["bytes_down"] for r in runs)
+        print(f"S3 (moto over HTTP): {up / 1e6:,.1f} MB uploaded, {down / 1e6:,.3f} MB downloaded ({down / up * 100:.3f}% of uploaded)")
+        server.stop()
 
 
 def main() -> None:
@@ -113,16 +227,36 @@ def main() -> None:
     parser.add_argument("--rows", default="1000000", help="rows in the day; several comma-separated sizes check memory flatness")
     parser.add_argument("--database-url", default=None, help="PostgreSQL to load into (default: a scratch database audit_bench on 127.0.0.1:5432)")
     parser.add_argument("--skip-pandas", action="store_true", help="skip the naive pandas baseline (it needs several GB)")
+    parser.add_argument("--command", action="store_true", help="time the documented command (dg launch ...) against COPY instead of the core export")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the --command mode (median reported)")
+    parser.add_argument("--store", choices=("local", "s3"), default="local", help="--command mode: a local folder or moto's S3 over HTTP")
+    parser.add_argument("--cli", choices=sorted(COMMANDS), default="dg", help="--command mode: dg launch (documented) or dagster asset materialize")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.phase:
         start = time.perf_counter()
-        extra = PHASES[args.phase](args.database_url, Path(args.out))
+        if args.phase == "command":
+            s3 = (
+                {"AUDIT_EXPORT_URL": os.environ["BENCH_S3_URL"], "AUDIT_S3_ENDPOINT_URL": os.environ["BENCH_S3_ENDPOINT_URL"]}
+                if os.environ.get("BENCH_S3_URL")
+                else {}
+            )
+            extra = phase_command(args.database_url, Path(args.out), args.cli, s3)
+        else:
+            extra = PHASES[args.phase](args.database_url, Path(args.out))
         seconds = time.perf_counter() - start
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, **extra}))
+        return
+
+    if args.command:
+        url = _database(args.database_url, "audit_bench_command")
+        for rows in [int(r) for r in args.rows.split(",")]:
+            print(f"\n== {rows:,} rows on {DAY} (loading...)", flush=True)
+            load(url, rows)
+            command_mode(url, rows, args.repeat, args.store, args.cli)
         return
 
     url = _database(args.database_url)

@@ -1,19 +1,21 @@
-"""Forwarding benchmark: our engine against the naive recipe, into the Elasticsearch stand-in.
+"""Forwarding benchmark: `audit-pipeline forward elasticsearch --once` against the Logstash recipe, and the source read alone.
 
-Loads N events (default 500,000, over five UTC days, ten events per timestamp) into PostgreSQL,
-starts the Elasticsearch stand-in in its own process, then forwards everything, each method in
-its own process so that peak memory is its own:
+For each size (default 200,000 and 2,000,000 events over five UTC days, ten events per timestamp)
+it loads the events into a scratch PostgreSQL database, starts the Elasticsearch stand-in in its
+own process, and runs, each as its own process so that its peak RSS is its own:
 
-* **engine** — :class:`audit_pipeline.forwarding.engine.Forwarder` with every guarantee on: keyset
-  ``(created_at, id)`` reads below the horizon (settle lag and open-transaction check), durable
-  positions committed per batch, ``create`` with ``_id`` and per-item response handling;
-* **naive** — the Logstash-style recipe: ``SELECT ... WHERE created_at > :last_value ORDER BY
-  created_at LIMIT batch`` with psycopg, one dict per event, ``elasticsearch.helpers.bulk``.
+* **ours** — the documented command, ``audit-pipeline forward elasticsearch --once``, with every
+  guarantee on (horizon, durable positions, ``create`` with ``_id``, per-item answers, the late-commit
+  ledger with ``late_window`` 15 minutes); ``ours, no sweep`` is the same with ``late_window: 0``, to
+  measure what the sweep's ledger costs;
+* **recipe** — the Logstash recipe written in Python: a psycopg2-style server-side cursor over
+  ``SELECT ... ORDER BY created_at`` and ``elasticsearch.helpers.bulk`` with 1,000 actions a request;
+* **read** — the source alone: our PostgreSQL source reading every event in keyset windows, no sink.
 
-Prints events/s for both, the ratio, peak RSS, and how many events each left out.
+Rates are events per second of the forwarding itself (the command's own pass time, as it prints it)
+and, for ours, also of the whole process including Python's start and imports (``wall``).
 
-    python benchmarks/forward_bench.py [--rows 500000] [--database-url postgresql://...] [--batch 5000]
-    python benchmarks/forward_bench.py --rows 2000000 --engine-only     # memory during a long catch-up
+    python benchmarks/forward_bench.py [--rows 200000 2000000] [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import socket
 import subprocess
 import sys
@@ -29,8 +31,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
 from audit_pipeline.schema import COLUMNS
@@ -38,11 +42,11 @@ from benchmarks.synthetic_sql import DDL, generate_sql
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+COMMAND = str(Path(sys.executable).with_name("audit-pipeline"))
 DAYS = 5
-
-NAIVE_SELECT = (
+RECIPE_SELECT = (
     "SELECT id, type, actor_id, actor_email, actor_type, resource_id, resource_type, tenant_id, organization_id,"
-    " host(ip_address), country, result, created_at, metadata FROM audit_logs WHERE created_at > %s ORDER BY created_at LIMIT %s"
+    " host(ip_address), country, result, created_at, metadata FROM audit_logs ORDER BY created_at"
 )
 
 
@@ -52,107 +56,128 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float]:
+    """Run a process to its end: stdout, stderr, wall seconds and its own peak RSS in MB (wait4)."""
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, cwd=ROOT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read(), stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        raise SystemExit(f"{' '.join(argv[:4])} failed ({code}): {err[-2000:]}")
+    return out, err, wall, usage.ru_maxrss / 1024
+
+
+# -- children ----------------------------------------------------------------------------------------
 def _peak_rss_mb() -> float:
+    import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# -- the two methods, each run in a child process ------------------------------------------------
-def run_engine(database_url: str, es_url: str, batch: int) -> dict[str, float]:
-    from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
-    from audit_pipeline.forwarding.deadletters import DeadLetterStore
-    from audit_pipeline.forwarding.engine import Forwarder
-    from audit_pipeline.forwarding.positions import PositionStore
-    from audit_pipeline.sinks.elasticsearch import ElasticsearchSink
-    from audit_pipeline.sources.postgres import PostgresSource
-    from audit_pipeline.storage import ObjectStore
-
-    work = Path(tempfile.mkdtemp(prefix="forward-bench-"))
-    sink = ElasticsearchSink.from_config({"url": es_url, "index": "bench-engine-%Y.%m.%d", "template_name": "bench-engine", "batch_events": batch})
-    settings = ForwardingSettings(settle_seconds=10, batch_events=batch, read_events=50_000)
-    forwarder = Forwarder(
-        sink,
-        PostgresSource(database_url),
-        PositionStore(f"sqlite:///{work}/state.db"),
-        DeadLetterStore(ObjectStore(str(work / "exports"))),
-        settings,
-        SinkForwarding(start="earliest"),
-    )
-    import adbc_driver_postgresql.dbapi  # noqa: F401  (imports outside the timing, as in the naive run)
-
-    sink.client  # noqa: B018  (client built outside the timing too)
-    started = time.perf_counter()
-    with forwarder.leased():
-        result = forwarder.run_pass()
-    seconds = time.perf_counter() - started
-    if result.stopped:
-        raise SystemExit(result.summary())
-    return {"events": result.delivered, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
-
-
-def run_naive(database_url: str, es_url: str, batch: int) -> dict[str, float]:
-    import datetime as dt
-
+def child_recipe(database_url: str, es_url: str) -> dict[str, float]:
+    """The Logstash recipe: a server-side cursor and helpers.bulk, 1,000 actions a request."""
     from elasticsearch import Elasticsearch, helpers
 
     client = Elasticsearch(es_url)
-    last = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    sent = 0
     started = time.perf_counter()
-    with psycopg.connect(database_url) as conn:
-        while True:
-            rows = conn.execute(NAIVE_SELECT, (last, batch)).fetchall()
-            if not rows:
-                break
-            actions = []
-            for row in rows:
+    with psycopg.connect(database_url) as conn, conn.cursor(name="recipe") as cursor:
+        cursor.itersize = 1_000
+        cursor.execute(RECIPE_SELECT)
+
+        def actions() -> Any:
+            for row in cursor:
                 doc = dict(zip(COLUMNS, row, strict=True))
                 created = doc["created_at"]
                 doc["created_at"] = created.isoformat()
-                actions.append({"_index": f"bench-naive-{created:%Y.%m.%d}", "_id": doc["id"], "_source": doc})
-            ok, _ = helpers.bulk(client, actions, chunk_size=batch)
-            sent += ok
-            last = rows[-1][12]
-    seconds = time.perf_counter() - started
-    return {"events": sent, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+                yield {"_index": f"bench-recipe-{created:%Y.%m.%d}", "_id": doc["id"], "_source": doc}
+
+        sent, _ = helpers.bulk(client, actions(), chunk_size=1_000)
+    return {"events": sent, "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
 
 
-# -- orchestration ---------------------------------------------------------------------------------
-def _child(method: str, database_url: str, es_url: str, batch: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--database-url", database_url, "--es-url", es_url, "--batch", str(batch)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+def child_read(database_url: str, es_url: str) -> dict[str, float]:
+    """Our source alone: every event, in keyset windows as a pass reads them, into nothing."""
+    import datetime as dt
+
+    from audit_pipeline.forwarding.config import ForwardingSettings
+    from audit_pipeline.sources.base import Position, TimeRange
+    from audit_pipeline.sources.postgres import PostgresSource
+
+    window = ForwardingSettings().read_events
+    source = PostgresSource(database_url)
+    end = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+    started = time.perf_counter()
+    events, position = 0, None
+    while True:
+        read = 0
+        for batch in source.iter_batches(TimeRange(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), end), after=position, limit=window):
+            read += batch.num_rows
+            last = batch
+        events += read
+        if read < window:
+            break
+        position = Position(last.column(COLUMNS.index("created_at"))[-1].as_py(), last.column(0)[-1].as_py())
+    source.close()
+    return {"events": events, "seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+# -- one size ------------------------------------------------------------------------------------------
+def _ours(work: Path, database_url: str, es_url: str, index: str, late_window: str) -> dict[str, float]:
+    config = {
+        "source": {"database_url": database_url},
+        "export": {"url": str(work / f"exports-{index}")},
+        "state_url": f"sqlite:///{work}/state-{index}.db",
+        "forwarding": {"settle_seconds": 10, "late_window": late_window},
+        "sinks": {"elasticsearch": {"url": es_url, "index": f"bench-{index}-%Y.%m.%d", "template_name": f"bench-{index}", "start": "earliest"}},
+    }
+    path = work / f"{index}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    out, err, wall, rss = _run([COMMAND, "--config", str(path), "forward", "elasticsearch", "--once"], env)
+    match = re.search(r"([\d,]+) delivered, .* in ([\d.]+)s", out)
+    if not match:
+        raise SystemExit(f"unexpected output of forward: {out} {err[-500:]}")
+    return {"events": int(match.group(1).replace(",", "")), "seconds": float(match.group(2)), "wall": wall, "peak_rss_mb": rss}
+
+
+def _child(method: str, database_url: str, es_url: str) -> dict[str, float]:
+    out, _, wall, rss = _run([sys.executable, __file__, "--child", method, "--database-url", database_url, "--es-url", es_url])
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return {**result, "wall": wall, "peak_rss_mb": rss}
 
 
 def _count(es_url: str, pattern: str) -> int:
     from elasticsearch import Elasticsearch
 
-    client = Elasticsearch(es_url)
-    return int(client.count(index=pattern)["count"])
+    return int(Elasticsearch(es_url).count(index=pattern)["count"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=500_000)
-    parser.add_argument("--database-url", default=None, help="default: a scratch database on 127.0.0.1:5432, dropped afterwards")
-    parser.add_argument("--batch", type=int, default=5_000)
-    parser.add_argument("--engine-only", action="store_true", help="skip the naive recipe (memory checks with millions of events)")
-    parser.add_argument("--child", choices=["engine", "naive"], help=argparse.SUPPRESS)
-    parser.add_argument("--es-url", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def ledger_cost_us(batches: int = 40, size: int = 5_000) -> float:
+    """CPU microseconds per event the late-commit ledger adds: building a batch's entry and committing it to SQLite."""
+    import sqlalchemy as sa
 
-    if args.child:
-        run = run_engine if args.child == "engine" else run_naive
-        print(json.dumps(run(args.database_url, args.es_url, args.batch)))
-        return
+    from audit_pipeline.forwarding.ledger import LedgerEntry, metadata, record
+    from audit_pipeline_tests.sinks.events import batch_of, synthetic
 
+    events = batch_of(synthetic(size))
+    engine = sa.create_engine(f"sqlite:///{tempfile.mkdtemp(prefix='ledger-bench-')}/state.db")
+    metadata.create_all(engine)
+    started = time.process_time()
+    for _ in range(batches):
+        entry = LedgerEntry.of(events)
+        with engine.begin() as conn:
+            record(conn, "bench", entry, 0)
+    return (time.process_time() - started) / (batches * size) * 1e6
+
+
+def bench(rows: int, database_url: str | None) -> None:
     scratch = None
-    url = args.database_url
+    url = database_url
     if url is None:
         scratch = f"audit_forward_bench_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
@@ -170,30 +195,52 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS audit_logs")
             conn.execute(DDL)
-            conn.execute(generate_sql(args.rows, days=DAYS, same_timestamp=10))
-            conn.execute("ANALYZE audit_logs")
-            ties = conn.execute("SELECT count(*) FROM (SELECT created_at FROM audit_logs GROUP BY created_at HAVING count(*) > 1) t").fetchone()
-        print(f"loaded {args.rows:,} events over {DAYS} days ({ties[0] if ties else 0:,} timestamps shared) in {time.perf_counter() - started:.1f}s")
-        print(f"machine: {os.cpu_count()} cores; stand-in Elasticsearch in its own process; batch {args.batch:,} events")
-
-        results = {}
-        for method in ("engine",) if args.engine_only else ("naive", "engine"):
-            results[method] = _child(method, url, es_url, args.batch)
-            results[method]["indexed"] = _count(es_url, f"bench-{method}-*")
-        print()
-        print(f"{'method':<8} {'events/s':>12} {'seconds':>9} {'indexed':>10} {'missing':>9} {'peak RSS':>10}")
+            conn.execute(generate_sql(rows, days=DAYS, same_timestamp=10))
+            conn.execute("VACUUM ANALYZE audit_logs")
+        print(
+            f"\n{rows:,} events over {DAYS} days loaded in {time.perf_counter() - started:.1f}s; {os.cpu_count()} cores shared with the stand-in and PostgreSQL"
+        )
+        work = Path(tempfile.mkdtemp(prefix="forward-bench-"))
+        results = {
+            "read": _child("read", url, es_url),
+            "recipe": _child("recipe", url, es_url),
+            "ours": _ours(work, url, es_url, "ours", "15m"),
+            "ours, no sweep": _ours(work, url, es_url, "nosweep", "0"),
+        }
+        indexed = {"recipe": _count(es_url, "bench-recipe-*"), "ours": _count(es_url, "bench-ours-*"), "ours, no sweep": _count(es_url, "bench-nosweep-*")}
+        print(f"{'method':<16} {'events/s':>10} {'seconds':>8} {'wall s':>7} {'indexed':>10} {'missing':>8} {'peak RSS':>9}")
         for method, r in results.items():
-            rate = r["events"] / r["seconds"]
-            print(f"{method:<8} {rate:>12,.0f} {r['seconds']:>9.2f} {int(r['indexed']):>10,} {args.rows - int(r['indexed']):>9,} {r['peak_rss_mb']:>8.0f}MB")
-        if "naive" in results:
-            ratio = (results["engine"]["events"] / results["engine"]["seconds"]) / (results["naive"]["events"] / results["naive"]["seconds"])
-            print(f"\nengine / naive throughput: {ratio:.2f}x")
+            got = indexed.get(method)
+            shown = f"{got:>10,} {rows - got:>8,}" if got is not None else f"{'-':>10} {'-':>8}"
+            print(f"{method:<16} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['wall']:>7.2f} {shown} {r['peak_rss_mb']:>7.0f}MB")
+        rate = {m: r["events"] / r["seconds"] for m, r in results.items()}
+        print(f"ours / recipe: {rate['ours'] / rate['recipe']:.2f}x (whole process: {(rows / results['ours']['wall']) / rate['recipe']:.2f}x)")
+        print(f"sweep ledger cost: {100 * (1 - rate['ours'] / rate['ours, no sweep']):.1f}% of the throughput (run to run)")
+        cost = ledger_cost_us()
+        print(
+            f"ledger CPU: {cost:.2f} us per event = {cost * rate['ours'] / 1e4:.1f}% of ours' time per event here, {cost * 50_000 / 1e4:.1f}% at 50,000 events/s"
+        )
     finally:
         standin.terminate()
         standin.wait(10)
         if scratch:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[200_000, 2_000_000])
+    parser.add_argument("--database-url", default=None, help="default: a scratch database on 127.0.0.1:5432, dropped afterwards")
+    parser.add_argument("--child", choices=["recipe", "read"], help=argparse.SUPPRESS)
+    parser.add_argument("--es-url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run = child_recipe if args.child == "recipe" else child_read
+        print(json.dumps(run(args.database_url, args.es_url)))
+        return
+    for rows in args.rows:
+        bench(rows, args.database_url)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.errors import AuditPipelineError, first_line
+from audit_pipeline.layout import data_name, object_key
 from audit_pipeline.schema import empty_batch
 from audit_pipeline.storage import ObjectStore
 
 PARQUET_PREFIX = "parquet"
-PARQUET_NAME = "audit_logs.parquet"
+PARQUET_NAME = data_name("parquet")
 VIEW = "audit_logs"
 #: The partition of the empty schema file: a day no export can have.
 _ANCHOR_DAY = "0001-01-01"
@@ -45,12 +46,11 @@ class EmptyArchiveError(AuditPipelineError):
 
 def duckdb_message(exc: duckdb.Error) -> str:
     """DuckDB's message on one line (its caret diagram below the first line is dropped)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def parquet_key(day: dt.date) -> str:
-    return f"{PARQUET_PREFIX}/date={day.isoformat()}/{PARQUET_NAME}"
+    return object_key(PARQUET_PREFIX, day, PARQUET_NAME)
 
 
 def has_parquet(store: ObjectStore) -> bool:
@@ -62,16 +62,29 @@ def new_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that never installs or loads an extension on its own, with UTC times."""
     connection = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET enable_progress_bar = false")  # it would print into the result on a terminal
     return connection
 
 
-def archive_glob(store: ObjectStore) -> str:
-    """Where DuckDB finds every day's Parquet object (through the registered filesystem on S3)."""
-    location = store.path(f"{PARQUET_PREFIX}/date=*/*.parquet")
+def duckdb_path(store: ObjectStore, key: str) -> str:
+    """The name DuckDB opens ``key`` by: a local path, or a URL of the filesystem :func:`attach_store` registered."""
+    location = store.path(key)
     return location if store.is_local else f"{store.protocol}://{location}"
 
 
-def _sql_text(value: str) -> str:
+def archive_glob(store: ObjectStore) -> str:
+    """Where DuckDB finds every day's Parquet object."""
+    return duckdb_path(store, f"{PARQUET_PREFIX}/date=*/*.parquet")
+
+
+def attach_store(connection: duckdb.DuckDBPyConnection, store: ObjectStore) -> None:
+    """Let DuckDB read the store's objects through the store's own filesystem (S3); local files need nothing."""
+    if not store.is_local:
+        connection.register_filesystem(store.fs)
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -93,16 +106,15 @@ def open_archive(store: ObjectStore, first: dt.date | None = None, last: dt.date
         anchor = anchor_root / f"date={_ANCHOR_DAY}" / PARQUET_NAME
         anchor.parent.mkdir(parents=True)
         pq.write_table(pa.Table.from_batches([empty_batch()]), anchor)
-        if not store.is_local:
-            connection.register_filesystem(store.fs)
+        attach_store(connection, store)
         where = []
         if first is not None:
-            where.append(f"date >= DATE {_sql_text(first.isoformat())}")
+            where.append(f"date >= DATE {sql_text(first.isoformat())}")
         if last is not None:
-            where.append(f"date <= DATE {_sql_text(last.isoformat())}")
-        condition = f" WHERE {' AND '.join(where)}" if where else f" WHERE date <> DATE {_sql_text(_ANCHOR_DAY)}"
+            where.append(f"date <= DATE {sql_text(last.isoformat())}")
+        condition = f" WHERE {' AND '.join(where)}" if where else f" WHERE date <> DATE {sql_text(_ANCHOR_DAY)}"
         connection.execute(
-            f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet([{_sql_text(str(anchor))}, {_sql_text(archive_glob(store))}],"
+            f"CREATE VIEW {VIEW} AS SELECT * FROM read_parquet([{sql_text(str(anchor))}, {sql_text(archive_glob(store))}],"
             f" hive_partitioning = true, hive_types = {{'date': DATE}}){condition}"
         )
         yield connection

@@ -47,6 +47,19 @@ def stream_batches(connection: duckdb.DuckDBPyConnection, statement: str, batch_
     return reader.schema, batches()
 
 
+def _as_json_lines(connection: duckdb.DuckDBPyConnection, statement: str, batch_rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]] | None:
+    """The result as one JSON text per row, made by DuckDB itself (``to_json``, C++): NDJSON without a Python object per row.
+
+    None when the statement is not a single query that can be wrapped (``SET ...``, several statements);
+    the caller then takes the general path, which also reports the user's own SQL error verbatim.
+    """
+    query = statement.strip().rstrip(";")
+    try:
+        return stream_batches(connection, f"SELECT to_json(audit_pipeline_row)::VARCHAR AS line FROM (\n{query}\n) AS audit_pipeline_row", batch_rows)
+    except QueryError:
+        return None
+
+
 @contextlib.contextmanager
 def _destination(output: str | None) -> Iterator[BinaryIO]:
     """stdout, or a file that appears only once it is complete (written beside it, then renamed)."""
@@ -76,6 +89,7 @@ def run_query(
 ) -> int:
     """Run ``statement`` against the view ``audit_logs`` and write the result; returns the row count."""
     with open_archive(store, first, last) as connection:
-        schema, batches = stream_batches(connection, statement, batch_rows)
+        lines = _as_json_lines(connection, statement, batch_rows) if output_format == "ndjson" else None
+        schema, batches = lines or stream_batches(connection, statement, batch_rows)
         with _destination(output) as sink:
-            return write_result(schema, batches, output_format, sink)
+            return write_result(schema, batches, "json_lines" if lines else output_format, sink)

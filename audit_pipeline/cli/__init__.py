@@ -4,7 +4,9 @@ Each sub-command lives in its own module and registers itself on :data:`main`.
 """
 
 from audit_pipeline.cli import (
-    export_range,  # noqa: F401  (registers commands)
+    adhoc_export,  # noqa: F401  (registers commands)
+    config,  # noqa: F401  (registers commands)
+    days,  # noqa: F401  (registers commands)
     exports,  # noqa: F401  (registers commands)
     forward,  # noqa: F401  (registers commands)
     query,  # noqa: F401  (registers commands)

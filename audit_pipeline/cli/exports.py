@@ -4,47 +4,73 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.cli.app import config_path, friendly_errors, main, quiet_dagster, verbose
+from audit_pipeline.cli.options import parse_day
 from audit_pipeline.errors import AuditPipelineError, ConfigError
-from audit_pipeline.settings import load_settings
+from audit_pipeline.partition_days import check_partition_day
+from audit_pipeline.settings import Settings, load_settings
 
-
-def _run_export_job(days: list[dt.date], config: str | None, force: bool = False) -> None:
-    """Materialize the daily export assets (and their checks) for each day, in process."""
-    import warnings
-
+if TYPE_CHECKING:
     import dagster as dg
 
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-    from audit_pipeline.defs.exports import audit_logs_daily_export, audit_logs_table, export_checks
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The instance ``dagster dev`` opens here: ``$DAGSTER_HOME``, else ``./dagster.yaml``'s folder, else a throwaway one."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    if Path("dagster.yaml").is_file():
+        return dg.DagsterInstance.from_config(str(Path.cwd()))
+    return dg.DagsterInstance.ephemeral()
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:  # the last failure's message, as Dagster recorded it
+    failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
+    data = failure.step_failure_data if failure else None
+    if data and data.user_failure_data and data.user_failure_data.description:
+        return data.user_failure_data.description
+    if data and data.error:
+        return (data.error.cause or data.error).message.strip()
+    return "see the run log"
+
+
+def _run_export_job(days: list[dt.date], config: str | None, force: bool = False, settings: Settings | None = None) -> None:
+    """Materialize the daily export assets (and their checks) for each day, in process."""
+    settings = settings or load_settings(config)
+    for day in days:
+        check_partition_day(day, settings)
+    quiet_dagster()
+    import dagster as dg
+
+    from audit_pipeline.defs.exports import build_export_definitions
+    from audit_pipeline.defs.partitions import daily_partitions_from
     from audit_pipeline.defs.resources import AuditPipelineResource
 
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if settings.uses_demo_source:
+        click.echo("note: no source is configured, so the embedded demo database is exported (set source: or AUDIT_DATABASE_URL)", err=True)
+    exports = build_export_definitions(daily_partitions_from(settings.export.partition_start), source_type=settings.source_kind)
+    instance = dagster_instance()
+    log_level = "INFO" if verbose() else "CRITICAL"
     for day in days:
         result = dg.materialize(
-            [audit_logs_daily_export, audit_logs_table, *export_checks],
+            [exports.daily_export, exports.table, *exports.checks],
             partition_key=day.isoformat(),
             resources={"audit": AuditPipelineResource(config_path=config)},
             instance=instance,
             raise_on_error=False,
             run_config={
-                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                "loggers": {"console": {"config": {"log_level": log_level}}},
                 **({"ops": {"audit_logs_daily_export": {"config": {"force": True}}}} if force else {}),
             },
         )
         if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure and e.step_failure_data), None)
-            data = failure.step_failure_data if failure else None
-            if data and data.user_failure_data and data.user_failure_data.description:
-                message = data.user_failure_data.description
-            elif data and data.error:
-                message = (data.error.cause or data.error).message.strip()
-            else:
-                message = "see the run log"
-            raise AuditPipelineError(f"export of {day} failed: {message}")
+            raise AuditPipelineError(f"export of {day} failed: {_failure_message(result)}")
         failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
         if failed_checks:
             raise AuditPipelineError(
@@ -53,31 +79,47 @@ def _run_export_job(days: list[dt.date], config: str | None, force: bool = False
         click.echo(f"{day}: ok")
 
 
+def _instance_note() -> str:
+    if os.environ.get("DAGSTER_HOME"):
+        return f"runs recorded in the Dagster instance at $DAGSTER_HOME ({os.environ['DAGSTER_HOME']})"
+    if Path("dagster.yaml").is_file():
+        return f"runs recorded in the Dagster instance of {Path('dagster.yaml').resolve()}: `dagster dev` started here shows them"
+    return "runs not recorded (no DAGSTER_HOME and no ./dagster.yaml here): run it from the repository to see them in `dagster dev`"
+
+
 @main.command()
 @click.pass_context
 @friendly_errors
 def demo(ctx: click.Context) -> None:
-    """Export the embedded demo database's days to the export folder and print where the files are."""
+    """Export the embedded demo database's days, list the files and manifests, and say what to try next."""
+    from audit_pipeline.integrity.manifest import MANIFEST_PREFIX
     from audit_pipeline.sources.demo import DEMO_DAYS
+    from audit_pipeline.storage import ObjectStore
 
     settings = load_settings(config_path(ctx))
     if not settings.uses_demo_source:
-        click.echo("note: AUDIT_DATABASE_URL is set, so the demo exports those days from your database", err=True)
-    _run_export_job(list(DEMO_DAYS), config_path(ctx))
-    from audit_pipeline.storage import ObjectStore
-
+        click.echo(f"note: source.type is {settings.source_kind}, so the demo exports its days from that source", err=True)
+    _run_export_job(list(DEMO_DAYS), config_path(ctx), settings=settings)
     store = ObjectStore.from_settings(settings.export)
     click.echo(f"\nExports are in {store.uri('')}:")
     for fmt in ("csv", "ndjson", "parquet"):
         for key in store.list(fmt):
             click.echo(f"  {store.uri(key)}")
-
-
-def _parse_day(value: str, name: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name} must be a day as YYYY-MM-DD, got {value!r}") from None
+    manifests = [key for key in store.list(MANIFEST_PREFIX) if key.endswith(".json")]
+    if manifests:
+        click.echo("Manifests (hashes, row counts and the entry chain of each day):")
+        for key in manifests:
+            click.echo(f"  {store.uri(key)}")
+    first, last = DEMO_DAYS[0], DEMO_DAYS[-1]
+    click.echo(f"\n{_instance_note()}.")
+    click.echo(
+        "\nNext steps:\n"
+        "  audit-pipeline days                      what is exported, per format, with row counts\n"
+        f"  audit-pipeline verify                    check every day against its manifest and chain\n"
+        f"  audit-pipeline export --from {first}T00:00:00Z --to {last}T00:00:00Z --type 'user.*' -o users.csv\n"
+        "  dagster dev                              the same assets, checks and schedules in the UI\n"
+        "  audit-pipeline config check              before pointing it at your database (source: / AUDIT_DATABASE_URL)"
+    )
 
 
 @main.command("export-day")
@@ -88,8 +130,8 @@ def _parse_day(value: str, name: str) -> dt.date:
 @friendly_errors
 def export_day_command(ctx: click.Context, day: str, last: str | None, force: bool) -> None:
     """Materialize the daily export for DAY (YYYY-MM-DD), or DAY..--to, with its checks."""
-    first = _parse_day(day, "DAY")
-    end = _parse_day(last, "--to") if last else first
+    first = parse_day(day, "DAY")
+    end = parse_day(last, "--to") if last else first
     if end < first:
         raise ConfigError(f"--to {end} is before DAY {first}")
     days = [first + dt.timedelta(days=i) for i in range((end - first).days + 1)]

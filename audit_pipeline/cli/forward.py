@@ -80,6 +80,8 @@ def deadletters() -> None:
 @friendly_errors
 def list_dead_letters(ctx: click.Context, sink: str) -> None:
     """List SINK's dead-letter objects with their event counts and first reason."""
+    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.forwarding.configured import configured_sinks
     from audit_pipeline.forwarding.deadletters import DeadLetterStore
     from audit_pipeline.storage import ObjectStore
 
@@ -89,6 +91,13 @@ def list_dead_letters(ctx: click.Context, sink: str) -> None:
     for obj in store.iter_objects(sink):
         total += len(obj.events)
         click.echo(f"{store.store.uri(obj.key)}\t{len(obj.events)}\t{obj.reasons[0] if obj.reasons else ''}")
+    if not total:
+        configured = configured_sinks(settings, include_disabled=True)
+        for other in configured:
+            other.sink.close()
+        if sink not in {c.name for c in configured}:
+            known = ", ".join(c.name for c in configured) or "none"
+            raise ConfigError(f"no sink named {sink!r} in the configuration's sinks: section (configured: {known}), and no dead letters kept for it")
     click.echo(f"{total:,} dead-lettered event(s) for {sink}", err=True)
 
 

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.settings import load_settings
-
-
-def _day(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option} must be a day as YYYY-MM-DD, got {value!r}") from None
 
 
 @main.command("query")
@@ -49,7 +40,7 @@ def query_command(ctx: click.Context, sql: str, first: str | None, last: str | N
     from audit_pipeline.analysis.query import run_query
     from audit_pipeline.storage import ObjectStore
 
-    start, end = _day(first, "--from"), _day(last, "--to")
+    start, end = parse_optional_day(first, "--from"), parse_optional_day(last, "--to")
     if start and end and end < start:
         raise ConfigError(f"--to {end} is before --from {start}")
     if output_format == "parquet" and output in (None, "-") and sys.stdout.isatty():

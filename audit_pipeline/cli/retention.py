@@ -7,12 +7,10 @@ configuration error, such as a malformed policy.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.retention.plan import Figures, RetentionPlan
 from audit_pipeline.retention.run import RetentionResult, run_retention
 from audit_pipeline.settings import load_settings
@@ -45,37 +43,34 @@ def _echo_plan(plan: RetentionPlan) -> None:
             click.echo(f"  {index.day}  DELETE {index.name} ({index.docs:,} documents)")
 
 
-def _parse_today(value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--today must be a day as YYYY-MM-DD, got {value!r}") from None
-
-
 @main.command("retention")
 @click.option("--dry-run", is_flag=True, help="List exactly what would be deleted (days, rows, objects, indices) and change nothing.")
-@click.option("--today", default=None, metavar="DAY", help="Compute ages from this UTC day instead of today (YYYY-MM-DD).")
+@click.option(
+    "--today",
+    default=None,
+    metavar="DAY",
+    help="Compute ages from this earlier UTC day (YYYY-MM-DD) instead of the database's date; a later day is refused (exit 2).",
+)
 @click.pass_context
 @friendly_errors
 def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> None:
     """Delete database rows, exports and Elasticsearch indices older than the retention policy.
 
-    Rows are deleted only for days whose exports exist, are complete and verify, and that
-    every enabled sink has delivered; other days are kept and listed with the reason.
+    Rows are deleted only for days whose exports exist, are complete and verify (their
+    neighbours' links included), and whose events every enabled sink holds, counted; other
+    days are kept and listed with the reason.  Ages count from the database's date.
     """
+    as_of = parse_optional_day(today, "--today")  # the arguments first: a mistyped --today is reported whatever the file holds
     settings = load_settings(config_path(ctx))
 
     def warn(message: str) -> None:
         click.echo(f"WARNING: {message}", err=True)
 
-    result: RetentionResult = run_retention(settings, today=_parse_today(today), dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn)
+    result: RetentionResult = run_retention(settings, today=as_of, dry_run=dry_run, log=lambda message: click.echo(message, err=True), warn=warn)
     if result.legal_hold:
         click.echo("legal hold: nothing deleted")
         return
     if result.plan is None:
-        click.echo("nothing to do: every retention policy is unlimited")
-        return
+        return  # the run already said so ("every policy is unlimited; nothing to do"), once
     _echo_plan(result.plan)
     click.echo(summary(result.figures(), "would delete" if dry_run else "deleted"))

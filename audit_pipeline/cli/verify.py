@@ -9,22 +9,15 @@ from pathlib import Path
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.head import HeadWitness, seen_head, update_head
 from audit_pipeline.integrity.linking import link_forward
 from audit_pipeline.integrity.signing import Keyring, load_signer
 from audit_pipeline.integrity.verify import DayReport, Verifier
 from audit_pipeline.settings import load_settings
 from audit_pipeline.storage import ObjectStore
-
-
-def _day(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{option} must be a day as YYYY-MM-DD, got {value!r}") from None
 
 
 def _echo_report(report: DayReport) -> None:
@@ -43,7 +36,7 @@ def _echo_report(report: DayReport) -> None:
     "public_keys",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Trusted Ed25519 public key (PEM); repeat for rotated keys. Unsigned manifests then fail.",
+    help="Trusted Ed25519 public key (PEM); repeat for rotated keys. Unsigned manifests then fail (as they do from the first signed day on whenever a key is configured).",
 )
 @click.pass_context
 @friendly_errors
@@ -52,22 +45,31 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
 
     Prints one line per day (OK, RETIRED or FAILED, with what is wrong); exits 0 only when all is well.
     """
-    start, end = _day(first, "--from"), _day(last, "--to")
+    start, end = parse_optional_day(first, "--from"), parse_optional_day(last, "--to")
     if start and end and end < start:
         raise ConfigError(f"--to {end} is before --from {start}")
     settings = load_settings(config_path(ctx))
     keyring = Keyring.build(integrity_settings(settings), [Path(p) for p in public_keys])
+    for warning in keyring.warnings:
+        click.echo(f"warning: {warning}", err=True)
     store = ObjectStore.from_settings(settings.export)
-    reports = Verifier(store, keyring).verify_range(start, end)
+    verifier = Verifier(store, keyring)
+    head = verifier.check_head(seen_head(settings, store)) if end is None else None
+    reports = verifier.verify_range(start, end, head)
     if not reports:
         click.echo(f"nothing to verify: no manifests or exports in {store.uri('')} (check AUDIT_EXPORT_URL / export.url)", err=True)
         sys.exit(1)
     for report in reports:
         _echo_report(report)
+    if head is not None:
+        for note in head.notes:
+            click.echo(note)
+        for problem in head.problems:
+            click.echo(f"HEAD FAILED: {problem}")
     failed = sum(1 for r in reports if not r.ok)
     retired = sum(1 for r in reports if r.ok and r.retired)
     click.echo(f"\n{len(reports) - failed - retired} OK, {retired} retired, {failed} failed, of {len(reports)} days in {store.uri('')}")
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed or (head is not None and not head.ok) else 0)
 
 
 @main.command("rechain")
@@ -87,8 +89,8 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     from audit_pipeline.integrity.sealing import DaySealer
     from audit_pipeline.sources import open_source
 
-    start = _day(first, "--from")
-    end = _day(last, "--to") or start
+    start = parse_optional_day(first, "--from")
+    end = parse_optional_day(last, "--to") or start
     assert start is not None and end is not None
     if end < start:
         raise ConfigError(f"--to {end} is before --from {start}")
@@ -117,7 +119,7 @@ def relink_command(ctx: click.Context, first: str) -> None:
     Events are not changed: each day is re-hashed from an object that still matches its own
     manifest.  Exports do this by themselves; run it after an interrupted backfill.
     """
-    start = _day(first, "--from")
+    start = parse_optional_day(first, "--from")
     assert start is not None
     settings = load_settings(config_path(ctx))
     config = integrity_settings(settings)
@@ -127,7 +129,14 @@ def relink_command(ctx: click.Context, first: str) -> None:
     if not last or last[-1] < start:
         click.echo(f"no manifests from {start} on in {store.uri('')}")
         return
-    lines = link_forward(store, start, signer, Keyring.for_signer(signer), until=last[-1])
+    keyring = Keyring.for_signer(signer, config)
+    lines = link_forward(store, start, signer, keyring, until=last[-1])
+    witness = HeadWitness(settings.state_url) if settings.state_url else None
+    try:
+        update_head(store, signer, keyring, witness)
+    finally:
+        if witness is not None:
+            witness.close()
     for line in lines:
         click.echo(line)
     click.echo(f"{len(lines)} manifest(s) re-linked" if lines else f"every day from {start} on is already linked")

@@ -1,20 +1,23 @@
-"""Daily export assets (CSV, NDJSON, Parquet from one pass), their checks, job and schedule."""
+"""Daily export assets (CSV, NDJSON, Parquet from one pass), their one check pass per day, job and schedule."""
 
 import datetime as dt
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from audit_pipeline.checks.day import CHECK_NAMES, CheckName, DayCheckPass
 from audit_pipeline.daylock import day_lock
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.event_filters import daily_export_filter, describe
 from audit_pipeline.export import DayExport, export_day
+from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.readback import DayCheck, check_completeness, check_schema
 from audit_pipeline.retention.record import forced_reexport_reason, read_record
 from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
 from audit_pipeline.sources.base import TimeRange
@@ -39,14 +42,27 @@ _FORMAT_TEXT = {
     "parquet": "Parquet, zstd, typed (created_at timestamp[us, UTC]), sorted by (created_at, id)",
 }
 
-audit_logs_table = dg.AssetSpec(
-    SOURCE_TABLE,
-    description="HelloJohn's audit_logs table in PostgreSQL (or the embedded demo database), read with SELECT only.",
-    group_name="audit_logs",
-    kinds={"postgres"},
-    owners=["team:security-engineering"],
-    metadata={"dagster/column_schema": COLUMN_SCHEMA},
-)
+#: The Dagster kind of each source type: what the UI shows as the data's origin.
+SOURCE_KINDS = {"postgres": "postgres", "demo": "sqlite", "hellojohn_api": "api"}
+_SOURCE_TEXT = {
+    "postgres": "HelloJohn's audit_logs table in PostgreSQL, read with SELECT only.",
+    "demo": "The embedded demo database (SQLite, synthetic events): no source is configured.",
+    "hellojohn_api": "HelloJohn's audit log API, read with a secret key.",
+}
+
+
+def source_table_spec(source_type: str = "postgres") -> dg.AssetSpec:
+    return dg.AssetSpec(
+        SOURCE_TABLE,
+        description=_SOURCE_TEXT[source_type],
+        group_name="audit_logs",
+        kinds={SOURCE_KINDS[source_type]},
+        owners=["team:security-engineering"],
+        metadata={"dagster/column_schema": COLUMN_SCHEMA},
+    )
+
+
+audit_logs_table = source_table_spec()
 
 
 class ExportDayConfig(dg.Config):
@@ -80,118 +96,195 @@ def _metadata(export: DayExport, fmt: str, source_description: str) -> dict[str,
     return {k: v for k, v in meta.items() if v is not None}
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            key,
-            deps=[SOURCE_TABLE],
-            description=f"One UTC day of audit events as {_FORMAT_TEXT[fmt]}, at {{export}}/{fmt}/date=YYYY-MM-DD/.",
-            group_name="audit_exports",
-            kinds={fmt, "postgres"},
-            owners=["team:security-engineering"],
-            metadata={"dagster/column_schema": COLUMN_SCHEMA, "layout": f"{{export}}/{fmt}/date=YYYY-MM-DD/"},
-        )
-        for fmt, key in EXPORT_ASSETS.items()
-    ],
-    partitions_def=daily_partitions,
-    # No BackfillPolicy on purpose: a backfill then runs one partition per run tagged
-    # dagster/partition, so each day gets its own metadata, checks and manifest.  Any policy,
-    # even multi_run(1), makes partition-range runs whose check results Dagster 1.13 records
-    # without a partition (see "Operating it" in the README).
-    pool=EXPORT_POOL,
-    can_subset=False,
-    name="audit_logs_daily_export",
-)
-def audit_logs_daily_export(
-    context: dg.AssetExecutionContext,
-    audit: AuditPipelineResource,
-    config: ExportDayConfig,
-) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
-    """Stream the partition day from the source once, writing all three formats, then publish atomically."""
-    try:
-        settings = audit.settings()
-        store = audit.object_store()
-        # One export of the day at a time on every machine (a Celery step may be redelivered while it still runs).
-        with day_lock(settings, _day(context)) as lock:
-            # A forced re-export of a day retention emptied is recorded in its manifest as a rechain.
-            retired = read_record(store, _day(context)) if config.force else None
-            rechain = forced_reexport_reason(retired) if retired else None
-            sealer = DaySealer.from_settings(settings, store, _day(context), rechain_reason=rechain)  # entry chain + manifest (integrity section)
-            with audit.open_source() as source:
-                export = export_day(
-                    source,
-                    store,
-                    _day(context),
-                    settings.export,
-                    event_filter=daily_export_filter(settings.export),
-                    force=config.force,
-                    fail_before_publish=lock.confirm,
-                    **sealer.export_hooks(),
-                )
-                origin = source.description
-            sealed = sealer.after_publish(warn=context.log.warning)
-    except AuditPipelineError as exc:
-        # A message the operator can act on, instead of a stack trace in the UI.
-        raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
-    context.log.info(f"exported {export.rows} events of {export.day} from {origin} to {store.uri('')}")
-    context.log.info(sealed)
+_CHECK_TEXT = {
+    "complete": "The published {FMT} object is byte for byte what the export sealed (size and SHA-256, from the store's checksum or one "
+    "streaming read), and the sealed row count equals the source's count for the UTC day.",
+    "schema": "The {FMT} object states the 14 audit columns in their fixed order (and, for Parquet, their types): "
+    "the CSV header, the first NDJSON line or the Parquet footer, read without downloading the object.",
+    "integrity": "The day's manifest is signed and chained to the previous day, and the {FMT} object's SHA-256 and size match it. "
+    "The entry chain is recomputed from the rows by verify_job and `audit-pipeline verify`.",
+}
+
+
+def day_check_specs(daily_partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """complete, schema and integrity for each export asset, per partition day."""
+    with warnings.catch_warnings():  # partitioned check specs are "preview" in 1.13, as @asset_check(partitions_def=...) was
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                name,
+                asset=key,
+                description=_CHECK_TEXT[name].format(FMT=fmt.upper()),
+                blocking=name == "complete",
+                partitions_def=daily_partitions,
+            )
+            for fmt, key in EXPORT_ASSETS.items()
+            for name in CHECK_NAMES
+        ]
+
+
+_FORMAT_OF = {key: fmt for fmt, key in EXPORT_ASSETS.items()}
+
+
+def _recorded_metadata(instance: dg.DagsterInstance, day: dt.date) -> dict[str, dict[str, Any] | None]:
+    """Each format's latest materialization metadata for the day: the sealed figures when there is no manifest."""
+    recorded: dict[str, dict[str, Any] | None] = {}
     for fmt, key in EXPORT_ASSETS.items():
-        yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, origin))
+        found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
+        materialization = found[0].asset_materialization if found else None
+        recorded[fmt] = {k: v.value for k, v in materialization.metadata.items()} if materialization else None
+    return recorded
 
 
-def _result(check: DayCheck) -> dg.AssetCheckResult:
-    metadata = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in check.metadata.items()}
-    return dg.AssetCheckResult(passed=check.passed, description=check.description, metadata=metadata)
+def _as_metadata(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in values.items()}
 
 
-def _build_checks(fmt: str, key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(
-        asset=key,
-        name="complete",
-        description=f"Every published {fmt.upper()} object of the day, read back, holds exactly as many rows as the source has for that UTC day.",
+def day_check_results(
+    audit: AuditPipelineResource, day: dt.date, wanted: list[tuple[str, CheckName]] | None = None, instance: dg.DagsterInstance | None = None
+) -> dict[tuple[str, CheckName], dg.AssetCheckResult]:
+    """The verdicts of one check pass over ``day`` (every check unless ``wanted`` says which)."""
+    wanted = wanted or [(fmt, name) for fmt in EXPORT_ASSETS for name in CHECK_NAMES]
+    settings = audit.settings()
+    config = integrity_settings(settings)
+    source_rows, counted = None, None
+    if any(name == "complete" for _fmt, name in wanted):
+        with audit.open_source() as source:  # the one count of the day, with the export's filter
+            source_rows = source.count(TimeRange.for_day(day), daily_export_filter(settings.export))
+            counted = source.count_method  # how the source counted, e.g. from the export stream just read
+    recorded = _recorded_metadata(instance, day) if instance is not None and not config.enabled else None
+    verdicts = DayCheckPass(audit.object_store(), day, config).run(wanted, source_rows=source_rows, recorded=recorded)
+    for (_fmt, name), verdict in verdicts.items():
+        if name == "complete" and counted is not None:
+            verdict.metadata["count_method"] = counted
+    return {
+        (fmt, name): dg.AssetCheckResult(
+            asset_key=EXPORT_ASSETS[fmt],
+            check_name=name,
+            passed=v.passed,
+            severity=dg.AssetCheckSeverity.WARN if v.warning else dg.AssetCheckSeverity.ERROR,
+            description=v.description,
+            metadata=_as_metadata(v.metadata),
+        )
+        for (fmt, name), v in verdicts.items()
+    }
+
+
+@dataclass(frozen=True)
+class ExportDefinitions:
+    """The daily export asset, its checks, job and schedule, over one set of daily partitions."""
+
+    table: dg.AssetSpec
+    daily_export: dg.AssetsDefinition
+    checks: list[dg.AssetChecksDefinition]
+    job: Any
+    schedule: Any  # a ScheduleDefinition, or the unresolved partitioned schedule Dagster resolves at load
+
+    def definitions(self) -> dg.Definitions:
+        return dg.Definitions(assets=[self.table, self.daily_export], asset_checks=self.checks, jobs=[self.job], schedules=[self.schedule])
+
+
+def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, source_type: str = "postgres") -> ExportDefinitions:
+    """Built per configuration: the partitions start at ``export.partition_start``, the kinds name the source."""
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                key,
+                deps=[SOURCE_TABLE],
+                description=f"One UTC day of audit events as {_FORMAT_TEXT[fmt]}, at {{export}}/{fmt}/date=YYYY-MM-DD/.",
+                group_name="audit_exports",
+                kinds={fmt, SOURCE_KINDS[source_type]},
+                owners=["team:security-engineering"],
+                metadata={"dagster/column_schema": COLUMN_SCHEMA, "layout": f"{{export}}/{fmt}/date=YYYY-MM-DD/"},
+            )
+            for fmt, key in EXPORT_ASSETS.items()
+        ],
         partitions_def=daily_partitions,
-        blocking=True,
+        # No BackfillPolicy on purpose: a backfill then runs one partition per run tagged
+        # dagster/partition, so each day gets its own metadata, checks and manifest.  Any policy,
+        # even multi_run(1), makes partition-range runs whose check results Dagster 1.13 records
+        # without a partition (see "Operating it" in the README).
+        pool=EXPORT_POOL,
+        can_subset=False,
+        name="audit_logs_daily_export",
+    )
+    def audit_logs_daily_export(
+        context: dg.AssetExecutionContext,
+        audit: AuditPipelineResource,
+        config: ExportDayConfig,
+    ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+        """Stream the partition day from the source once, writing all three formats, then publish atomically."""
+        try:
+            settings = audit.settings()
+            store = audit.object_store()
+            # One export of the day at a time on every machine (a Celery step may be redelivered while it still runs).
+            with day_lock(settings, _day(context)) as lock:
+                # A forced re-export of a day retention emptied is recorded in its manifest as a rechain.
+                retired = read_record(store, _day(context)) if config.force else None
+                rechain = forced_reexport_reason(retired) if retired else None
+                sealer = DaySealer.from_settings(settings, store, _day(context), rechain_reason=rechain)  # entry chain + manifest (integrity section)
+                with audit.open_source() as source:
+                    export = export_day(
+                        source,
+                        store,
+                        _day(context),
+                        settings.export,
+                        event_filter=daily_export_filter(settings.export),
+                        force=config.force,
+                        fail_before_publish=lock.confirm,
+                        **sealer.export_hooks(),
+                    )
+                    origin = source.description
+                sealed = sealer.after_publish(warn=context.log.warning)
+        except AuditPipelineError as exc:
+            # A message the operator can act on, instead of a stack trace in the UI.
+            raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
+        context.log.info(f"exported {export.rows} events of {export.day} from {origin} to {store.uri('')}")
+        context.log.info(sealed)
+        for fmt, key in EXPORT_ASSETS.items():
+            yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, origin))
+
+    @dg.multi_asset_check(
+        specs=day_check_specs(daily_partitions),
+        name="audit_logs_daily_checks",
+        description="One pass over the partition day: the source is counted once, each published object is proved by its checksum, nothing is parsed.",
+        can_subset=True,
         pool=EXPORT_POOL,
     )
-    def complete(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
-        day = dt.date.fromisoformat(context.partition_key)
-        with audit.open_source() as source:
-            expected = source.count(TimeRange.for_day(day), daily_export_filter(audit.settings().export))  # same filter as the export
-        return _result(check_completeness(audit.object_store(), fmt, day, expected))
+    def audit_logs_daily_checks(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
+        """complete, schema and integrity of every selected export asset, for the partition day."""
+        wanted = [(_FORMAT_OF[k.asset_key], k.name) for k in context.selected_asset_check_keys]
+        try:
+            results = day_check_results(audit, dt.date.fromisoformat(context.partition_key), wanted, context.instance)  # type: ignore[arg-type]
+        except AuditPipelineError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
+        yield from results.values()
 
-    @dg.asset_check(
-        asset=key,
-        name="schema",
-        description=f"The {fmt.upper()} object has the 14 audit columns in their fixed order (and, for Parquet, their types).",
-        partitions_def=daily_partitions,
+    daily_export_job = dg.define_asset_job(
+        "daily_export_job",
+        selection=dg.AssetSelection.assets(*EXPORT_ASSETS.values()),
+        description="Export one UTC day of audit logs to CSV, NDJSON and Parquet, then check the published objects.",
+        tags={"dagster/max_retries": 2, "dagster/retry_strategy": "FROM_FAILURE"},
     )
-    def schema(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
-        return _result(check_schema(audit.object_store(), fmt, dt.date.fromisoformat(context.partition_key)))
 
-    return [complete, schema]
+    daily_export_schedule = dg.build_schedule_from_partitioned_job(
+        daily_export_job,
+        hour_of_day=0,
+        minute_of_hour=30,
+        name="daily_export_schedule",
+        description="Every night at 00:30 UTC, export the day that just closed.",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+
+    export_checks: list[dg.AssetChecksDefinition] = [audit_logs_daily_checks]
+    return ExportDefinitions(source_table_spec(source_type), audit_logs_daily_export, export_checks, daily_export_job, daily_export_schedule)
 
 
-export_checks = [check for fmt, key in EXPORT_ASSETS.items() for check in _build_checks(fmt, key)]
-
-daily_export_job = dg.define_asset_job(
-    "daily_export_job",
-    selection=dg.AssetSelection.assets(*EXPORT_ASSETS.values()),
-    description="Export one UTC day of audit logs to CSV, NDJSON and Parquet, then check the published objects.",
-    tags={"dagster/max_retries": 2, "dagster/retry_strategy": "FROM_FAILURE"},
-)
-
-daily_export_schedule = dg.build_schedule_from_partitioned_job(
-    daily_export_job,
-    hour_of_day=0,
-    minute_of_hour=30,
-    name="daily_export_schedule",
-    description="Every night at 00:30 UTC, export the day that just closed.",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-defs = dg.Definitions(
-    assets=[audit_logs_table, audit_logs_daily_export],
-    asset_checks=export_checks,
-    jobs=[daily_export_job],
-    schedules=[daily_export_schedule],
-)
+#: Over the partitions of the configuration found at import (AUDIT_CONFIG or ./audit_pipeline.yaml).
+_configured = build_export_definitions(daily_partitions)
+audit_logs_daily_export = _configured.daily_export
+export_checks = _configured.checks
+daily_export_job = _configured.job
+daily_export_schedule = _configured.schedule
+defs = _configured.definitions()

@@ -23,10 +23,12 @@ from audit_pipeline.defs.exports import SOURCE_TABLE
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.forwarding.config import forwarding_settings
-from audit_pipeline.forwarding.engine import Lag, compute_horizon, initial_position, measure_lag
+from audit_pipeline.forwarding.configured import configured_sinks, find_sink
+from audit_pipeline.forwarding.horizon import Lag, compute_horizon, initial_position, measure_lag
+from audit_pipeline.forwarding.ledger import late_total
 from audit_pipeline.forwarding.positions import PositionStore, SinkState
+from audit_pipeline.forwarding.sweep import check
 from audit_pipeline.settings import Settings, load_settings
-from audit_pipeline.sinks.registry import configured_sinks, find_sink
 from audit_pipeline.sources import Position, open_source
 
 ACTIVE_STATUSES = [
@@ -58,8 +60,9 @@ def _position_text(position: Position | None) -> str:
     return "(start)" if position is None else f"{position.created_at.isoformat()} {position.id}"
 
 
-def _lag_metadata(lag: Lag, state: SinkState | None, horizon: dt.datetime | None) -> dict[str, Any]:
+def _lag_metadata(lag: Lag, state: SinkState | None, horizon: dt.datetime | None, late_events: int = 0) -> dict[str, Any]:
     return {
+        "late_events_total": dg.MetadataValue.int(late_events),
         "events_behind": dg.MetadataValue.int(lag.events),
         "seconds_behind": dg.MetadataValue.float(round(lag.seconds, 3)),
         "dead_letters": dg.MetadataValue.int(state.dead_letters_pending if state else 0),
@@ -67,6 +70,13 @@ def _lag_metadata(lag: Lag, state: SinkState | None, horizon: dt.datetime | None
         "position": _position_text(state.position if state else None),
         "horizon": horizon.isoformat() if horizon else "",
     }
+
+
+def late_behind(source: Any, positions: PositionStore, sink_name: str, state: SinkState | None, late_window: float) -> bool:
+    """Whether the sweep would find events committed behind the sink's position (a run delivers them)."""
+    if not late_window or state is None or state.position is None:
+        return False
+    return check(source, positions.engine, sink_name, state.position, dt.timedelta(seconds=late_window)) is not None
 
 
 def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> dg.Definitions:
@@ -93,10 +103,13 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
             result = forwarder.run_pass(horizon=dt.datetime.fromisoformat(config.horizon))
             state = forwarder.positions.get(sink_name)
             lag = measure_lag(forwarder.source, state, forwarder.options.start)
+            late = late_total(forwarder.positions.engine, sink_name)
         finally:
             close_forwarder(forwarder)
         metadata = {
-            **_lag_metadata(lag, state, result.horizon),
+            **_lag_metadata(lag, state, result.horizon, late),
+            "late_events": dg.MetadataValue.int(result.late_events),
+            "truncated": dg.MetadataValue.int(result.truncated),
             "delivered": dg.MetadataValue.int(result.delivered),
             "dead_lettered": dg.MetadataValue.int(result.dead_lettered),
             "dead_letter_objects": dg.MetadataValue.json(result.dead_letter_keys),
@@ -129,7 +142,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
             state = positions.get(sink_name) or positions.initialise(sink_name, initial_position(configured.options.start, source))
             horizon = compute_horizon(source, fwd).value
             lag = measure_lag(source, state, configured.options.start)
-            observation = dg.AssetObservation(asset_key=asset_key, metadata=_lag_metadata(lag, state, horizon))
+            observation = dg.AssetObservation(asset_key=asset_key, metadata=_lag_metadata(lag, state, horizon, late_total(positions.engine, sink_name)))
             active = context.instance.get_runs(filters=dg.RunsFilter(job_name=forward_job.name, statuses=ACTIVE_STATUSES), limit=1)
             if active:
                 return dg.SensorResult(skip_reason=f"run {active[0].run_id} is forwarding to {sink_name}", asset_events=[observation], cursor=context.cursor)
@@ -138,7 +151,8 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
                 return dg.SensorResult(
                     skip_reason=f"{lease.holder} holds {sink_name}'s lease (e.g. audit-pipeline forward)", asset_events=[observation], cursor=context.cursor
                 )
-            if lag.oldest_pending is None or lag.oldest_pending >= horizon:
+            late = late_behind(source, positions, sink_name, state, fwd.late_window)
+            if not late and (lag.oldest_pending is None or lag.oldest_pending >= horizon):
                 return dg.SensorResult(
                     skip_reason=f"nothing older than the horizon {horizon.isoformat()} waits for {sink_name}", asset_events=[observation], cursor=context.cursor
                 )
@@ -149,7 +163,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
                 run_config=dg.RunConfig(ops={f"forward_{name}": ForwardRange(horizon=horizon.isoformat(), requested_from=start)}),
                 tags={SINK_TAG: sink_name},
             )
-            cursor = json.dumps({"run_key": run_key, "events_behind": lag.events})
+            cursor = json.dumps({"run_key": run_key, "events_behind": lag.events, "late_behind_position": late})
             return dg.SensorResult(run_requests=[request], asset_events=[observation], cursor=cursor)
         finally:
             source.close()
@@ -164,8 +178,7 @@ def build_forwarding_definitions(settings: Settings) -> dg.Definitions:
     parts = []
     for configured in configured_sinks(settings):
         configured.sink.close()
-        kind = configured.where.split(".", 1)[1].split("[", 1)[0]
-        parts.append(build_sink_definitions(configured.name, kind, fwd.sensor_interval_seconds))
+        parts.append(build_sink_definitions(configured.name, configured.kind, fwd.sensor_interval_seconds))
     return dg.Definitions.merge(*parts) if parts else dg.Definitions()
 
 

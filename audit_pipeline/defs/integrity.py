@@ -1,61 +1,118 @@
-"""Per-partition integrity checks: the verification of ``audit-pipeline verify``, one day and one format.
+"""Deep verification, scheduled: ``verify_job`` recomputes the entry chain from every object of a range of days.
 
-Each export asset gets an ``integrity`` check: the day's manifest is present and validly
-signed, links to the previous day, and the asset's object matches it (SHA-256 and the entry
-chain recomputed from the object).  A day whose only problem is its link to a previous day
-that is not exported yet (a backfill running out of order) fails with WARN severity; the
-previous day's export re-links it.
+The per-partition ``integrity`` check proves each object by its checksum against the signed
+manifest; recomputing the chain from the rows of every format is what ``audit-pipeline
+verify`` does, and this job runs it off the export's path: nightly over the last days, and
+a full pass weekly.  A day that fails verification fails the run, naming the day and what
+is wrong, so it shows in the UI (Runs, and the job's page).
+
+Both schedules start stopped (the demo runs none); turn them on in the UI or set
+``AUDIT_VERIFY_SCHEDULES=running``.  ``AUDIT_VERIFY_RECENT_DAYS`` (default 7),
+``AUDIT_VERIFY_NIGHTLY_CRON`` (default ``0 3 * * *``) and ``AUDIT_VERIFY_WEEKLY_CRON``
+(default ``0 4 * * 0``) change the window and the times (UTC).
 """
 
 import datetime as dt
+import os
 
 import dagster as dg
+from pydantic import Field
 
-from audit_pipeline.defs.exports import EXPORT_ASSETS
-from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.integrity.config import integrity_settings
-from audit_pipeline.integrity.manifest import manifest_key
+from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 
+RECENT_DAYS = int(os.environ.get("AUDIT_VERIFY_RECENT_DAYS") or 7)
+NIGHTLY_CRON = os.environ.get("AUDIT_VERIFY_NIGHTLY_CRON") or "0 3 * * *"
+WEEKLY_CRON = os.environ.get("AUDIT_VERIFY_WEEKLY_CRON") or "0 4 * * 0"
+SCHEDULE_STATUS = dg.DefaultScheduleStatus.RUNNING if os.environ.get("AUDIT_VERIFY_SCHEDULES") == "running" else dg.DefaultScheduleStatus.STOPPED
 
-def integrity_result(audit: AuditPipelineResource, fmt: str, day: dt.date) -> dg.AssetCheckResult:
-    """The check's verdict for one format of one day (what the UI shows for the partition)."""
-    config = integrity_settings(audit.settings())
-    if not config.enabled:
-        return dg.AssetCheckResult(passed=True, description="integrity.enabled is false: no manifests are written", metadata={"status": "disabled"})
-    report = Verifier(audit.object_store(), Keyring.build(config), formats=(fmt,)).verify_day(day)
-    return dg.AssetCheckResult(
-        passed=report.ok,
-        severity=dg.AssetCheckSeverity.WARN if report.only_link_problems else dg.AssetCheckSeverity.ERROR,
-        description="; ".join(p.message for p in report.problems) or "; ".join(report.notes) or None,
-        metadata={
-            "status": report.status,
-            "manifest": manifest_key(day),
-            "events": report.rows if report.rows is not None else -1,
-            "problems": dg.MetadataValue.json([{"kind": p.kind, "message": p.message} for p in report.problems]),
-            "notes": dg.MetadataValue.json(report.notes),
-        },
+
+class VerifyConfig(dg.Config):
+    days: int = Field(
+        default=RECENT_DAYS,
+        ge=0,
+        description="Verify the days that closed in the last this many days; 0 verifies every day in the store (a full pass).",
     )
 
 
-def _build_check(fmt: str, key: dg.AssetKey) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=key,
-        name="integrity",
-        description=(
-            f"The day's manifest is signed and chained to the previous day, and the {fmt.upper()} object matches it: "
-            "SHA-256 and the entry hash chain recomputed from its rows."
-        ),
-        partitions_def=daily_partitions,
-    )
-    def integrity(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
-        return integrity_result(audit, fmt, dt.date.fromisoformat(context.partition_key))
+@dg.op(
+    description="Verify exported days from the object store alone: manifests, signatures, links, and the entry chain recomputed from every object.",
+    tags={"kind": "integrity"},
+)
+def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource, config: VerifyConfig) -> dg.Output[None]:  # type: ignore[type-arg]
+    settings = integrity_settings(audit.settings())
+    if not settings.enabled:
+        context.log.info("integrity.enabled is false: there are no manifests to verify")
+        return dg.Output(None, metadata={"days": 0, "status": "disabled"})
+    verifier = Verifier(audit.object_store(), Keyring.build(settings))
+    # Only days between the first and the last exported one: a day not exported yet is not a failure.
+    known = sorted(set(verifier.manifest_days) | set(verifier.retired_days) | set(verifier.data_days()))
+    reports = []
+    if known:
+        first = max(known[0], dt.datetime.now(dt.UTC).date() - dt.timedelta(days=config.days)) if config.days else known[0]
+        if first <= known[-1]:
+            reports = verifier.verify_range(first, known[-1])
+    failed = [r for r in reports if not r.ok and not r.only_link_problems]
+    head = verifier.check_head(seen_head(audit.settings(), audit.object_store()))
+    for warning in verifier.keyring.warnings:
+        context.log.warning(warning)
+    for note in head.notes:
+        context.log.info(note)
+    for problem in head.problems:
+        context.log.error(f"head: {problem}")
+    for report in reports:
+        line = f"{report.day}: {report.status}" + (f" - {'; '.join(p.message for p in report.problems)}" if report.problems else "")
+        (context.log.error if report in failed else context.log.info)(line)
+    summary = {
+        "days": len(reports),
+        "failed": len(failed),
+        "range": f"{reports[0].day} .. {reports[-1].day}" if reports else "(no exported days)",
+        "problems": dg.MetadataValue.json({str(r.day): [p.message for p in r.problems] for r in reports if r.problems}),
+        "head_problems": dg.MetadataValue.json(head.problems),
+    }
+    if head.problems and not failed:
+        raise dg.Failure(
+            description=f"the export store's head does not check out: {head.problems[0]}. Run `audit-pipeline verify` for the details.",
+            metadata=summary,
+            allow_retries=False,
+        )
+    if failed:
+        names = ", ".join(str(r.day) for r in failed[:10]) + (f" and {len(failed) - 10} more" if len(failed) > 10 else "")
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(reports)} days do not verify: {names}; first: {failed[0].problems[0].message}. "
+            f"Run `audit-pipeline verify --from {failed[0].day} --to {failed[-1].day}` for the details.",
+            metadata=summary,
+            allow_retries=False,
+        )
+    return dg.Output(None, metadata=summary)
 
-    return integrity
+
+@dg.job(description="Deep verification of exported days (the entry chain recomputed from every object); nightly over recent days, weekly in full.")
+def verify_job() -> None:
+    verify_exports()
 
 
-integrity_checks = [_build_check(fmt, key) for fmt, key in EXPORT_ASSETS.items()]
+verify_recent_schedule = dg.ScheduleDefinition(
+    name="verify_recent_schedule",
+    job=verify_job,
+    cron_schedule=NIGHTLY_CRON,
+    execution_timezone="UTC",
+    run_config={"ops": {"verify_exports": {"config": {"days": RECENT_DAYS}}}},
+    default_status=SCHEDULE_STATUS,
+    description=f"Verify the last {RECENT_DAYS} days ({NIGHTLY_CRON} UTC).",
+)
 
-defs = dg.Definitions(asset_checks=integrity_checks)
+verify_full_schedule = dg.ScheduleDefinition(
+    name="verify_full_schedule",
+    job=verify_job,
+    cron_schedule=WEEKLY_CRON,
+    execution_timezone="UTC",
+    run_config={"ops": {"verify_exports": {"config": {"days": 0}}}},
+    default_status=SCHEDULE_STATUS,
+    description=f"Verify every exported day ({WEEKLY_CRON} UTC).",
+)
+
+defs = dg.Definitions(jobs=[verify_job], schedules=[verify_recent_schedule, verify_full_schedule])

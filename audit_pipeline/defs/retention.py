@@ -1,7 +1,8 @@
 """Retention as a Dagster job on a daily schedule; each run records what it deleted and kept as metadata.
 
 The schedule passes the tick's UTC date as ``today``, so a retried or re-executed run of
-the same tick computes the same cutoffs and deletes nothing more.  The job runs in its own
+the same tick computes the same cutoffs and deletes nothing more.  ``today`` is bounded by
+the source database's date: a later one fails the run and deletes nothing.  The job runs in its own
 pool; every step is idempotent, so a run that failed half-way is simply re-executed.
 """
 
@@ -20,7 +21,10 @@ RETENTION_POOL = "audit_retention"
 
 
 class RetentionConfig(dg.Config):
-    today: str | None = Field(default=None, description="UTC day the ages are counted from (YYYY-MM-DD); default: the run's start date.")
+    today: str | None = Field(
+        default=None,
+        description="UTC day the ages are counted from (YYYY-MM-DD); default: the source database's date. It may be earlier (to preview), never later.",
+    )
     dry_run: bool = Field(default=False, description="Only plan: record what would be deleted, change nothing.")
 
 
@@ -52,7 +56,9 @@ def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, aud
     except ValueError:
         raise dg.Failure(description=f"config today must be a day as YYYY-MM-DD, got {config.today!r}") from None
     try:
-        result = run_retention(audit.settings(), today=today, dry_run=config.dry_run, log=context.log.info, warn=context.log.warning)
+        result = run_retention(
+            audit.settings(), today=today, dry_run=config.dry_run, log=context.log.info, warn=context.log.warning, today_option="config today"
+        )
     except AuditPipelineError as exc:
         raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
     metadata = _metadata(result)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from audit_pipeline.forwarding.config import forwarding_settings
+from audit_pipeline.forwarding.configured import find_sink
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.positions import PositionStore
+from audit_pipeline.redaction import redact
 from audit_pipeline.settings import Settings
-from audit_pipeline.sinks.registry import find_sink
+from audit_pipeline.sinks.privacy import privacy_filter
 from audit_pipeline.sources import open_source
 from audit_pipeline.storage import ObjectStore
 
@@ -26,7 +28,17 @@ def open_forwarder(settings: Settings, sink_name: str, *, log: Callable[[str], N
     source = open_source(settings)
     positions = PositionStore.from_settings(settings)
     dead_letters = DeadLetterStore(ObjectStore.from_settings(settings.export))
-    forwarder = Forwarder(configured.sink, source, positions, dead_letters, fwd, options, log=log)
+    # Every line the engine logs passes the redaction, whatever a sink or driver put in it.
+    forwarder = Forwarder(
+        configured.sink,
+        source,
+        positions,
+        dead_letters,
+        fwd,
+        options,
+        log=(lambda message: log(redact(message))) if log else None,
+        transform=privacy_filter(options.privacy),  # what this sink may see; its dead letters hold the same
+    )
     return forwarder
 
 

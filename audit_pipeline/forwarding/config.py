@@ -8,96 +8,34 @@ sink's own model sees the section, so sink modules never need to know about them
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from audit_pipeline.sections.forwarding import COMMON_SINK_KEYS, ForwardingSettings, RetrySettings, SinkForwarding, StartSpec, parse_duration
 from audit_pipeline.settings import Settings, parse_section
 
-
-class RetrySettings(BaseModel):
-    """Exponential backoff with full jitter; a pass gives up on a batch after ``give_up_seconds``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    initial_seconds: float = Field(default=1.0, gt=0, le=600)
-    max_seconds: float = Field(default=30.0, gt=0, le=3600)
-    #: How long one batch may keep failing before the pass stops, leaving the position where it is.
-    give_up_seconds: float = Field(default=300.0, ge=0, le=86_400)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RetrySettings:
-        if self.max_seconds < self.initial_seconds:
-            raise ValueError("max_seconds must be at least initial_seconds")
-        return self
-
-
-class ForwardingSettings(BaseModel):
-    """The ``forwarding:`` section."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Only events older than this (database clock) are forwarded; covers commit latency and
-    #: timestamps an application takes just before it begins its transaction.
-    settle_seconds: float = Field(default=10.0, ge=0, le=86_400)
-    #: Also hold back behind the oldest open transaction that has written (needs pg_read_all_stats).
-    watch_open_transactions: bool = True
-    #: Largest batch handed to a sink; a sink may ask for smaller ones (count and bytes).
-    batch_events: int = Field(default=5_000, ge=1, le=100_000)
-    #: Rows read from the source per query; bounds memory together with the source's batch size.
-    read_events: int = Field(default=50_000, ge=1, le=1_000_000)
-    #: Catch-up speed limit per sink, events per second; unset = as fast as the sink takes them.
-    max_events_per_second: float | None = Field(default=None, gt=0)
-    #: Seconds between passes when following (``forward`` without ``--once``).
-    poll_seconds: float = Field(default=5.0, gt=0, le=3600)
-    #: A forwarder holds a per-sink lease in the state database for this long, renewed every batch.
-    lease_seconds: float = Field(default=30.0, ge=1, le=3600)
-    #: How often each Dagster sensor looks for pending events.
-    sensor_interval_seconds: int = Field(default=30, ge=5, le=86_400)
-    retry: RetrySettings = RetrySettings()
-
-
-#: ``start`` as written: ``earliest``, ``now`` or a UTC day ``YYYY-MM-DD``.
-StartSpec = Literal["earliest", "now"] | dt.date
-
-
-class SinkForwarding(BaseModel):
-    """Keys any ``sinks.<name>`` section may carry in addition to the sink's own settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: Where a sink with no position yet begins; ignored once it has a position.
-    start: StartSpec = "now"
-    #: Overrides ``forwarding.max_events_per_second`` for this sink.
-    max_events_per_second: float | None = Field(default=None, gt=0)
-    #: Set false to keep a sink configured but not forwarded (no sensor, ``forward`` refuses).
-    enabled: bool = True
-
-    @field_validator("start", mode="before")
-    @classmethod
-    def _start(cls, value: Any) -> Any:
-        if isinstance(value, dt.datetime):
-            raise ValueError("start takes a day (YYYY-MM-DD), 'earliest' or 'now', not a time")
-        if isinstance(value, dt.date) or value in ("earliest", "now"):
-            return value
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise ValueError(f"start must be 'earliest', 'now' or a day as YYYY-MM-DD, got {value!r}")
-
-
-COMMON_SINK_KEYS = frozenset(SinkForwarding.model_fields)
+__all__ = [
+    "COMMON_SINK_KEYS",
+    "ForwardingSettings",
+    "RetrySettings",
+    "SinkForwarding",
+    "StartSpec",
+    "forwarding_settings",
+    "parse_duration",
+    "split_sink_section",
+]
 
 
 def forwarding_settings(settings: Settings) -> ForwardingSettings:
-    return parse_section(ForwardingSettings, settings.forwarding, "forwarding")
+    return settings.forwarding
 
 
 def split_sink_section(raw: Any, where: str) -> tuple[SinkForwarding, Any]:
-    """Separate the common forwarding keys from a sink's own section."""
+    """Separate the common forwarding keys from a sink's own section.
+
+    A typed section (as the loaded settings hold it) is both: its forwarding keys are copied
+    out, and it is itself an instance of the sink's own settings model."""
+    if isinstance(raw, SinkForwarding):
+        return SinkForwarding.model_validate({k: getattr(raw, k) for k in COMMON_SINK_KEYS}), raw
     if not isinstance(raw, dict):
         return SinkForwarding(), raw
     common = {k: v for k, v in raw.items() if k in COMMON_SINK_KEYS}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,17 +25,13 @@ import pyarrow as pa
 
 from audit_pipeline.errors import StorageError
 from audit_pipeline.jsontext import jsonb_text, parse_exact
+from audit_pipeline.layout import dead_letter_key, dead_letter_prefix
+from audit_pipeline.redaction import redact
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.storage import ObjectStore
 
-PREFIX = "deadletters"
 CONTENT_TYPE = "application/x-ndjson"
-
-
-def sink_folder(sink: str) -> str:
-    """A sink name as a folder name (``webhook:SIEM`` → ``webhook_SIEM``)."""
-    return re.sub(r"[^A-Za-z0-9._=-]", "_", sink)
 
 
 @dataclass
@@ -44,6 +39,8 @@ class DeadLetterObject:
     key: str
     events: EventBatch
     reasons: list[str]
+    #: True for events the sink accepted only cut down (kept whole here for the record, not replayed).
+    delivered: bool = False
 
 
 class DeadLetterStore:
@@ -51,21 +48,33 @@ class DeadLetterStore:
         self.store = store
 
     def prefix(self, sink: str) -> str:
-        return f"{PREFIX}/{sink_folder(sink)}/"
+        return dead_letter_prefix(sink)
 
-    def write(self, sink: str, events: EventBatch, reasons: list[str]) -> str:
-        """Store rejected events with their reasons; returns the object key."""
+    def write(self, sink: str, events: EventBatch, reasons: list[str], *, delivered: bool = False) -> str:
+        """Store rejected events with their reasons; returns the object key.
+
+        ``delivered`` marks events the sink took only with fields cut (``"delivered": "truncated"``):
+        kept whole for the record, never replayed.
+        """
         if len(events) != len(reasons):
             raise ValueError("one reason per dead-lettered event")
         ids = events.ids
         digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
         first = events.batch.column(COLUMNS.index("created_at"))[0].as_py()
-        micros = (first - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-        key = f"{self.prefix(sink)}date={first.date().isoformat()}/{micros:017d}-{digest}.ndjson"
+        key = dead_letter_key(sink, first, digest, truncated=delivered)
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        head = b'{"sink":' + json.dumps(sink).encode() + b',"dead_lettered_at":"' + now.encode() + b'","reason":'
+        head = (
+            b'{"sink":'
+            + json.dumps(sink).encode()
+            + b',"dead_lettered_at":"'
+            + now.encode()
+            + b'",'
+            + (b'"delivered":"truncated",' if delivered else b"")
+            + b'"reason":'
+        )
         lines = [
-            head + json.dumps(reason, ensure_ascii=False).encode() + b',"event":' + line + b"}\n" for reason, line in zip(reasons, events.lines(), strict=True)
+            head + json.dumps(redact(reason), ensure_ascii=False).encode() + b',"event":' + line + b"}\n"
+            for reason, line in zip(reasons, events.lines(), strict=True)
         ]
         self.store.put_bytes(key, b"".join(lines), CONTENT_TYPE)
         return key
@@ -77,6 +86,7 @@ class DeadLetterStore:
     def read(self, key: str) -> DeadLetterObject:
         data = self.store.read_bytes(key)
         records, reasons = [], []
+        delivered = False
         for number, line in enumerate(data.splitlines(), 1):
             if not line.strip():
                 continue
@@ -87,12 +97,16 @@ class DeadLetterStore:
                 raise StorageError(f"dead-letter object {self.store.uri(key)} line {number} is not a dead-letter record ({exc}); fix or remove it") from None
             records.append(event)
             reasons.append(str(record.get("reason", "")))
+            delivered = delivered or record.get("delivered") == "truncated"
         batch = pa.RecordBatch.from_pylist(records, schema=ARROW_SCHEMA)
-        return DeadLetterObject(key, EventBatch(batch), reasons)
+        return DeadLetterObject(key, EventBatch(batch), reasons, delivered)
 
-    def iter_objects(self, sink: str) -> Iterator[DeadLetterObject]:
-        """One object at a time (each holds at most one batch), oldest first."""
+    def iter_objects(self, sink: str, delivered: bool | None = None) -> Iterator[DeadLetterObject]:
+        """One object at a time (each holds at most one batch), oldest first; ``delivered`` selects
+        the cut-down-but-delivered records (True), the rejected ones (False) or both (None)."""
         for key in self.keys(sink):
+            if delivered is not None and key.endswith("-truncated.ndjson") != delivered:
+                continue
             yield self.read(key)
 
     def rewrite(self, sink: str, obj: DeadLetterObject, keep: list[int], reasons: dict[int, str]) -> None:

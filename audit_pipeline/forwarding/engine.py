@@ -1,214 +1,63 @@
-"""The forwarding engine: source events after a sink's position, up to a safe horizon, into the sink.
+"""The forwarder: source events after a sink's position, up to a safe horizon, into the sink.
 
 How it keeps every event exactly once (or, for sinks without an idempotency key, at least once):
 
 * **Order and position.** Events are read in ``(created_at, id)`` order with keyset pagination
-  (``after=position``), so events sharing a timestamp are neither skipped nor repeated.  The
-  position moves only after every event of a batch is acknowledged by the sink or written to the
-  dead-letter store (:mod:`.deadletters`), in a transaction fenced by the sink's lease
-  (:mod:`.positions`).
-* **Concurrent writers: the horizon.** A row becomes visible when its transaction commits, but its
-  ``created_at`` is usually the transaction's *start*.  A pass therefore reads only events older
-  than ``db now - settle_seconds`` and, where the role can see other sessions in
-  ``pg_stat_activity``, older than the oldest open writing transaction's start less the same lag.
-  An event below the horizon has committed already, so reading past it never leaves a gap.
-* **Crash.** Killed mid-batch, a forwarder has not moved the position; the next one re-sends that
-  batch.  Elasticsearch answers ``409`` for ids it already has (counted as delivered, not
-  duplicated); other sinks may receive that one batch twice (at-least-once), which is why batches
-  stay small.  A crashed forwarder's lease expires after ``lease_seconds``.
-* **Retries and outages.** Events the sink reports as retryable are re-sent, alone, after an
-  exponential backoff with full jitter (at least the sink's ``Retry-After``).  A batch that keeps
-  failing for ``retry.give_up_seconds`` ends the pass with the position left before it, so the
-  next pass (or run) resumes there: PostgreSQL is the buffer, nothing is dropped.
-* **Bounded memory.** At most ``read_events`` rows are requested per query, streamed in source
-  batches; one batch is being sent while the next one is prepared.
+  (``after=position``) in large windows streamed as Arrow batches, so events sharing a timestamp
+  are neither skipped nor repeated.  The position moves only past the longest contiguous run of
+  batches whose every event was acknowledged by the sink or written to the dead letters
+  (:mod:`.window`, :mod:`.deadletters`), in a transaction fenced by the sink's lease (:mod:`.positions`).
+* **Concurrent writers.** Only events below the horizon (:mod:`.horizon`) are read; events
+  committed behind the position anyway are found by the late-commit sweep (:mod:`.sweep`).
+* **Crash.** Killed mid-pass, a forwarder has not moved the position past the batches in flight;
+  the next one re-sends them.  Elasticsearch answers ``409`` for ids it already has; other sinks
+  may receive those batches twice (at-least-once).
+* **Retries and outages** follow the retry policy (:mod:`.retry`); a batch that keeps failing
+  ends the pass with the position before it and the last real failure as the reason.
+* **Bounded memory.** One source query streams batches; a bounded number of encoded chunks wait
+  (:mod:`.batching`) and at most ``concurrency`` batches are in flight.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.forwarding.batching import BatchTransform, last_position, prefetch, split
 from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
-from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, events_by_day, new_holder
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
-from audit_pipeline.sources.base import AuditSource, Position, TimeRange
-from audit_pipeline.streaming import read_ahead
+from audit_pipeline.forwarding.delivery import Courier, Settled
+from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, SinkBusy
+from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
+from audit_pipeline.forwarding.leases import Lease
+from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, events_by_day
+from audit_pipeline.forwarding.results import PassResult, ReplayResult, show_position
+from audit_pipeline.forwarding.retry import RetryPolicy
+from audit_pipeline.forwarding.sweep import Sweep
+from audit_pipeline.forwarding.window import InFlight
+from audit_pipeline.sinks.base import EventBatch, Sink, SinkFailure
+from audit_pipeline.sources.base import AuditSource, TimeRange
 
-UTC = dt.UTC
-#: The lower bound of ``start: earliest``: before any audit event.
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MICROSECOND = dt.timedelta(microseconds=1)
-
-
-class ForwardingError(AuditPipelineError):
-    """A pass could not finish; the message says why and what to do."""
-
-
-class SinkBusy(ForwardingError):
-    """Another forwarder holds the sink's lease."""
-
-
-class DeliveryStalled(ForwardingError):
-    """A batch kept failing for longer than ``retry.give_up_seconds``."""
-
-
-# -- the horizon ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Horizon:
-    """Events strictly older than ``value`` are safe to read: none can still commit below it."""
-
-    value: dt.datetime
-    now: dt.datetime
-    #: Start of the oldest open writing transaction, when visible and watched.
-    oldest_open_write: dt.datetime | None
-    #: False when the role cannot see other sessions, so only the settle lag protects; None when the source cannot tell.
-    sees_other_transactions: bool | None
+__all__ = [
+    "EARLIEST",
+    "DeliveryStalled",
+    "Forwarder",
+    "ForwardingError",
+    "Horizon",
+    "Lag",
+    "PassResult",
+    "ReplayResult",
+    "SinkBusy",
+    "compute_horizon",
+    "initial_position",
+    "measure_lag",
+]
 
 
-def source_now(source: AuditSource) -> dt.datetime:
-    """The database clock when the source has one (rows get ``created_at`` from it), else ours."""
-    now = getattr(source, "now", None)
-    value: dt.datetime = now() if callable(now) else dt.datetime.now(UTC)
-    return value.astimezone(UTC)
-
-
-def compute_horizon(source: AuditSource, settings: ForwardingSettings) -> Horizon:
-    settle = dt.timedelta(seconds=settings.settle_seconds)
-    now = source_now(source)
-    value = now - settle
-    oldest = None
-    sees: bool | None = None
-    if settings.watch_open_transactions:
-        oldest = source.oldest_open_write_start()
-        check = getattr(source, "can_see_other_transactions", None)
-        sees = bool(check()) if callable(check) else None
-        if oldest is not None:
-            oldest = oldest.astimezone(UTC)
-            value = min(value, oldest - settle)
-    return Horizon(value, now, oldest, sees)
-
-
-def initial_position(start: object, source: AuditSource) -> Position | None:
-    """Where a sink without a position begins: None is before the first event."""
-    if start == "earliest":
-        return None
-    if start == "now":
-        return Position(source_now(source), "")
-    if isinstance(start, dt.date):
-        return Position(dt.datetime(start.year, start.month, start.day, tzinfo=UTC), "")
-    raise ValueError(f"unknown start {start!r}")
-
-
-# -- lag -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Lag:
-    """How far a sink is behind the source: events after its position, and the oldest one's age."""
-
-    events: int
-    seconds: float
-    oldest_pending: dt.datetime | None
-
-
-def events_after(source: AuditSource, position: Position | None, end: dt.datetime) -> int:
-    """Exactly how many events lie after ``position`` and before ``end`` (counts; rows only for ties)."""
-    if position is None:
-        return source.count(TimeRange(EARLIEST, max(end, EARLIEST)))
-    if position.created_at >= end:
-        return 0
-    later = source.count(TimeRange(position.created_at + _ONE_MICROSECOND, max(end, position.created_at + _ONE_MICROSECOND)))
-    same = TimeRange(position.created_at, position.created_at + _ONE_MICROSECOND)
-    if source.count(same) <= (1 if position.id else 0):
-        return later  # no other event shares the position's timestamp
-    tied = sum(b.num_rows for b in source.iter_batches(same, after=position))
-    return later + tied
-
-
-def first_pending(source: AuditSource, position: Position | None, end: dt.datetime) -> dt.datetime | None:
-    """``created_at`` of the first event after ``position`` before ``end``, if any (one row read)."""
-    start = position.created_at if position else EARLIEST
-    if start >= end:
-        return None
-    for batch in source.iter_batches(TimeRange(start, end), after=position, limit=1):
-        if batch.num_rows:
-            value: dt.datetime = batch.column("created_at")[0].as_py()
-            return value
-    return None
-
-
-def measure_lag(source: AuditSource, state: SinkState | None, start: object) -> Lag:
-    now = source_now(source)
-    position = state.position if state else initial_position(start, source)
-    if state is None and start == "now":
-        return Lag(0, 0.0, None)
-    events = events_after(source, position, now)
-    if not events:
-        return Lag(0, 0.0, None)
-    oldest = first_pending(source, position, now)
-    seconds = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-    return Lag(events, seconds, oldest)
-
-
-# -- results and progress ------------------------------------------------------------------------
-@dataclass
-class PassResult:
-    sink: str
-    horizon: dt.datetime
-    position: Position | None
-    delivered: int = 0
-    dead_lettered: int = 0
-    #: Events the sink does not want (``Sink.accepts``): passed over as handled.
-    skipped: int = 0
-    batches: int = 0
-    dead_letter_keys: list[str] = field(default_factory=list)
-    #: Why the pass stopped before the horizon; None when it got there.
-    stopped: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def complete(self) -> bool:
-        return self.stopped is None
-
-    def summary(self) -> str:
-        text = f"{self.sink}: {self.delivered:,} delivered, {self.dead_lettered:,} dead-lettered"
-        if self.skipped:
-            text += f", {self.skipped:,} not wanted by the sink"
-        text += f" in {self.seconds:.1f}s; position {_show(self.position)}"
-        if self.stopped:
-            text += f"; STOPPED before the horizon {self.horizon.isoformat()}: {self.stopped}"
-        return text
-
-
-def _show(position: Position | None) -> str:
-    return "(start)" if position is None else f"{position.created_at.isoformat()} {position.id}"
-
-
-@dataclass
-class ReplayResult:
-    sink: str
-    objects: int = 0
-    delivered: int = 0
-    still_rejected: int = 0
-    stopped: str | None = None
-
-    def summary(self) -> str:
-        text = f"{self.sink}: replayed {self.objects} dead-letter object(s): {self.delivered:,} delivered, {self.still_rejected:,} rejected again"
-        if self.stopped:
-            text += f"; STOPPED: {self.stopped}"
-        return text
-
-
-# -- the forwarder -------------------------------------------------------------------------------
 class Forwarder:
     """Moves one sink forward; used by the ``forward`` command and the Dagster runs alike."""
 
@@ -224,6 +73,8 @@ class Forwarder:
         log: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        now: Clock | None = None,
+        transform: BatchTransform | None = None,
         progress_interval: float = 1.0,
     ) -> None:
         self.sink = sink
@@ -233,52 +84,36 @@ class Forwarder:
         self.settings = settings
         self.options = options or SinkForwarding()
         self.log = log or (lambda _message: None)
-        self._sleep = sleep
         self._clock = clock
+        #: The database clock the horizon is computed from (injectable: tests move time instead of sleeping).
+        self.now = now
+        #: The one hook where a source batch is changed before this sink sees it (e.g. privacy transforms).
+        self.transform = transform
         self.progress_interval = progress_interval
-        self.holder = new_holder()
+        self.lease = Lease(positions, sink.name, settings.lease_seconds, clock=clock, sleep=sleep, log=self.log)
+        self.retry = RetryPolicy(settings.retry, clock=clock, sleep=self.lease.pause, log=self.log)
+        self.courier = Courier(sink, self.retry, self.lease.check)
+        self.sweep = Sweep(self)
         self._prepared = False
-        self._leased = False
-        self._heartbeat: _Heartbeat | None = None
+        self._warned: set[str] = set()
         #: Set to end the current pass at the next batch boundary (SIGTERM while following).
         self.interrupt = threading.Event()
-        self._rng = random.Random()
         self._max_events = max(1, min(settings.batch_events, sink.max_batch_events))
         self._max_bytes = max(1, sink.max_batch_bytes)
-        rate = self.options.max_events_per_second or settings.max_events_per_second
-        self.max_rate: float | None = rate
+        self.max_rate: float | None = self.options.max_events_per_second or settings.max_events_per_second
+        self.concurrency = self.options.concurrency or sink.default_concurrency
+
+    @property
+    def holder(self) -> str:
+        return self.lease.holder
 
     # -- lease ---------------------------------------------------------------------------------
     def acquire(self, wait_seconds: float | None = None) -> None:
         """Take the sink's lease, waiting up to ``wait_seconds`` (default: one lease, so a crashed holder's lease can expire)."""
-        wait = self.settings.lease_seconds + 1 if wait_seconds is None else wait_seconds
-        deadline = self._clock() + wait
-        told = False
-        while True:
-            other = self.positions.acquire(self.sink.name, self.holder, self.settings.lease_seconds)
-            if other is None:
-                self._leased = True
-                self._heartbeat = _Heartbeat(self.positions, self.sink.name, self.holder, self.settings.lease_seconds)
-                return
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise SinkBusy(
-                    f"sink {self.sink.name} is being forwarded by {other.holder} (lease for {other.expires_in:.0f}s more); "
-                    "only one forwarder per sink may run at a time"
-                )
-            if not told:
-                self.log(f"{self.sink.name}: waiting for the lease held by {other.holder} ({other.expires_in:.0f}s left)")
-                told = True
-            self._sleep(min(remaining, max(0.2, min(other.expires_in, 1.0))))
+        self.lease.acquire(wait_seconds)
 
     def release(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-            self._heartbeat = None
-        if self._leased:
-            self._leased = False
-            with contextlib.suppress(Exception):
-                self.positions.release(self.sink.name, self.holder)
+        self.lease.release()
 
     @contextlib.contextmanager
     def leased(self, wait_seconds: float | None = None) -> Iterator[Forwarder]:
@@ -288,98 +123,136 @@ class Forwarder:
         finally:
             self.release()
 
-    def _renew(self) -> None:
-        """Fail fast if the heartbeat found the lease gone (the position commit checks it again)."""
-        if self._heartbeat is not None and self._heartbeat.lost is not None:
-            raise self._heartbeat.lost
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep (the heartbeat keeps the lease alive), checking the lease in between."""
-        end = self._clock() + seconds
-        while True:
-            remaining = end - self._clock()
-            if remaining <= 0:
-                return
-            self._sleep(min(remaining, 1.0))
-            self._renew()
-
     # -- one pass --------------------------------------------------------------------------------
     def state(self) -> SinkState:
         state = self.positions.get(self.sink.name)
         if state is None:
-            state = self.positions.initialise(self.sink.name, initial_position(self.options.start, self.source))
-            self.log(f"{self.sink.name}: new sink, starting at {_show(state.position)} (start: {self.options.start})")
+            state = self.positions.initialise(self.sink.name, initial_position(self.options.start, self.source, self.now))
+            where = "the earliest event" if state.position is None else f"the position {show_position(state.position)}"
+            self.log(f"{self.sink.name}: new sink, starting at {where} (start: {self.options.start})")
         return state
+
+    def horizon(self) -> Horizon:
+        info = compute_horizon(self.source, self.settings, self.now)
+        if self.settings.watch_open_transactions:
+            if info.sees_other_transactions is False:
+                self._warn_once(
+                    "activity",
+                    f"{self.sink.name}: this database role cannot see other sessions' transactions (grant pg_read_all_stats); "
+                    f"only the {self.settings.settle_seconds:g}s settle lag guards against late commits",
+                )
+            if info.sees_prepared_transactions is False:
+                self._warn_once(
+                    "prepared",
+                    f"{self.sink.name}: this database role cannot read pg_prepared_xacts; prepared transactions are guarded only by the "
+                    f"{self.settings.settle_seconds:g}s settle lag and the late-commit sweep (forwarding.late_window)",
+                )
+        return info
 
     def run_pass(self, horizon: dt.datetime | None = None) -> PassResult:
         """Forward everything after the position and before the horizon (computed now unless given).
 
         Delivery problems end the pass early with ``stopped`` set, never with a half-moved position.
         """
-        if not self._leased:
+        if not self.lease.held:
             raise RuntimeError("run_pass needs the sink's lease: use `with forwarder.leased():`")
         started = self._clock()
         if horizon is None:
-            info = compute_horizon(self.source, self.settings)
-            horizon = info.value
-            if self.settings.watch_open_transactions and info.sees_other_transactions is False and not getattr(self, "_warned_visibility", False):
-                self._warned_visibility = True
-                self.log(
-                    f"{self.sink.name}: this database role cannot see other sessions' transactions (grant pg_read_all_stats); "
-                    f"only the {self.settings.settle_seconds:g}s settle lag guards against late commits"
-                )
+            horizon = self.horizon().value
         state = self.state()
         result = PassResult(self.sink.name, horizon, state.position)
         try:
-            self._prepare()
+            if not self._prepared:
+                self.courier.prepare()
+                self._prepared = True
+            self.sweep.run(result)
             self._forward(result, horizon)
         except (SinkFailure, AuditPipelineError) as exc:
             result.stopped = str(exc)
         result.seconds = self._clock() - started
         return result
 
-    def _prepare(self) -> None:
-        if self._prepared:
-            return
-        self._with_retries("preparing the sink", self.sink.prepare)
-        self._prepared = True
-
     def _forward(self, result: PassResult, horizon: dt.datetime) -> None:
         position = result.position
         backlog = None
-        last_report = self._clock()
-        pass_start = self._clock()
-        sent_for_rate = 0
-        while True:
-            start = position.created_at if position else EARLIEST
-            if start >= horizon:
-                return
-            if backlog is None:
-                backlog = events_after(self.source, position, horizon)
-                if not backlog:
-                    return
-                self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
-            read = 0
-            batches = self.source.iter_batches(TimeRange(start, horizon), after=position, limit=self.settings.read_events)
-            for events in _prefetch(batches, self._max_events):
-                read += len(events)
-                for part in _split(events, self._max_events, self._max_bytes):
-                    if self.interrupt.is_set():
-                        return  # asked to stop: the position is at a batch boundary
-                    self._deliver(part, result)
-                    position = result.position
-                    sent_for_rate += len(part)
-                    if self.max_rate:
-                        ahead = sent_for_rate / self.max_rate - (self._clock() - pass_start)
-                        if ahead > 0:
-                            self._pause(ahead)
-                    if self._clock() - last_report >= self.progress_interval:
-                        last_report = self._clock()
-                        self._report(result, backlog, pass_start)
-            if read < self.settings.read_events:
-                if backlog:
-                    self._report(result, backlog, pass_start)
-                return
+        pass_start = last_report = self._clock()
+        submitted = 0
+        window: InFlight[Settled] = InFlight(self.courier.settle, self.concurrency, self.sink.name)
+        try:
+            while not self.interrupt.is_set():
+                start = position.created_at if position else EARLIEST
+                if start >= horizon:
+                    break
+                if backlog is None:
+                    backlog = events_after(self.source, position, horizon)
+                    if not backlog:
+                        break
+                    self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
+                read = 0
+                batches = self.source.iter_batches(TimeRange(start, horizon), after=position, limit=self.settings.read_events)
+                with contextlib.closing(prefetch(batches, self._max_events, self.transform)) as chunks:
+                    for events in chunks:
+                        read += len(events)
+                        for part in split(events, self._max_events, self._max_bytes):
+                            if self.interrupt.is_set():
+                                break  # asked to stop: what is in flight is finished and committed below
+                            for done, settled in window.submit(part):
+                                self._commit(done, settled, result)
+                            position = last_position(part)
+                            submitted += len(part)
+                            self._keep_rate(submitted, pass_start)
+                            if self._clock() - last_report >= self.progress_interval:
+                                last_report = self._clock()
+                                self._report(result, backlog, pass_start)
+                        if self.interrupt.is_set():
+                            break
+                if read < self.settings.read_events:
+                    break
+            for done, settled in window.drain():
+                self._commit(done, settled, result)
+            if backlog:
+                self._report(result, backlog, pass_start)
+        finally:
+            window.close()
+
+    def _keep_rate(self, submitted: int, pass_start: float) -> None:
+        if self.max_rate:
+            ahead = submitted / self.max_rate - (self._clock() - pass_start)
+            if ahead > 0:
+                self.lease.pause(ahead)
+
+    def _commit(self, events: EventBatch, settled: Settled, result: PassResult, *, late: bool = False) -> None:
+        """Dead letters first, then the position (with the sweep's ledger) in one fenced transaction."""
+        self._keep_dead_letters(events, settled, result)
+        last = last_position(events)
+        self.positions.advance(
+            self.sink.name,
+            self.holder,
+            None if late else last,
+            delivered=settled.delivered + settled.skipped,
+            dead_lettered=len(settled.rejected),
+            lease_seconds=self.settings.lease_seconds,
+            per_day=events_by_day(events.batch, settled.rejected),
+            ledger=self.sweep.ledger_entry(events),
+            ledger_window=self.sweep.window,
+        )
+        if not late:
+            result.position = last
+        result.delivered += settled.delivered
+        result.skipped += settled.skipped
+        result.dead_lettered += len(settled.rejected)
+        result.truncated += len(settled.truncated)
+        result.batches += 1
+
+    def _keep_dead_letters(self, events: EventBatch, settled: Settled, result: PassResult) -> None:
+        for reasons, delivered in ((settled.rejected, False), (settled.truncated, True)):
+            if not reasons:
+                continue
+            indices = sorted(reasons)
+            key = self.dead_letters.write(self.sink.name, events.take(indices), [reasons[i] for i in indices], delivered=delivered)
+            result.dead_letter_keys.append(key)
+            what = "delivered cut down to fit" if delivered else "rejected"
+            self.log(f"{self.sink.name}: {len(indices)} event(s) {what}, kept whole in {self.dead_letters.store.uri(key)}: {reasons[indices[0]]}")
 
     def _report(self, result: PassResult, backlog: int | None, pass_start: float) -> None:
         done = result.delivered + result.dead_lettered + result.skipped
@@ -390,78 +263,15 @@ class Forwarder:
             text += f"/{backlog:,} ({100 * done / backlog:.0f}%)"
             if rate > 0 and done < backlog:
                 text += f", ~{(backlog - done) / rate:.0f}s left"
-        text += f", {rate:,.0f} events/s, at {_show(result.position)}"
+        text += f", {rate:,.0f} events/s, at {show_position(result.position)}"
         if result.dead_lettered:
             text += f", {result.dead_lettered:,} dead-lettered"
         self.log(text)
 
-    # -- one batch -------------------------------------------------------------------------------
-    def _deliver(self, batch: EventBatch, result: PassResult) -> None:
-        n = len(batch)
-        pending = list(range(n)) if type(self.sink).accepts is Sink.accepts else [i for i, t in enumerate(batch.types) if self.sink.accepts(t)]
-        skipped = n - len(pending)
-        delivered, rejected = self._settle(batch, pending)
-        if rejected:
-            indices = sorted(rejected)
-            key = self.dead_letters.write(self.sink.name, batch.take(indices), [rejected[i] for i in indices])
-            result.dead_letter_keys.append(key)
-            self.log(f"{self.sink.name}: {len(indices)} event(s) rejected, kept in {self.dead_letters.store.uri(key)}: {rejected[indices[0]]}")
-        last = _last_position(batch)
-        self.positions.advance(
-            self.sink.name,
-            self.holder,
-            last,
-            delivered=delivered + skipped,
-            dead_lettered=len(rejected),
-            lease_seconds=self.settings.lease_seconds,
-            per_day=events_by_day(batch.batch, rejected),
-        )
-        result.position = last
-        result.delivered += delivered
-        result.skipped += skipped
-        result.dead_lettered += len(rejected)
-        result.batches += 1
-
-    def _settle(self, batch: EventBatch, pending: list[int]) -> tuple[int, dict[int, str]]:
-        """Send until every pending event is delivered or rejected; returns (delivered, rejected reasons).
-
-        Raises :class:`DeliveryStalled` when some keep failing for ``retry.give_up_seconds``.
-        """
-        n = len(batch)
-        delivered = 0
-        rejected: dict[int, str] = {}
-        failing_since: float | None = None
-        attempt = 0
-        while pending:
-            self._renew()
-            part = batch if len(pending) == n else batch.take(pending)
-            report = self._send(part)
-            retry: list[int] = []
-            reason = ""
-            for j, outcome in enumerate(report.outcomes):
-                i = pending[j]
-                if outcome is Outcome.DELIVERED:
-                    delivered += 1
-                elif outcome is Outcome.REJECTED:
-                    rejected[i] = report.reasons.get(j) or "rejected by the sink (no reason given)"
-                else:
-                    retry.append(i)
-                    reason = report.reasons.get(j) or reason
-            pending = retry
-            if pending:
-                now = self._clock()
-                failing_since = now if failing_since is None else failing_since
-                delay = self._backoff(attempt, report.retry_after)
-                if now - failing_since + delay > self.settings.retry.give_up_seconds:
-                    raise DeliveryStalled(
-                        f"{len(pending)} event(s) still not accepted by {self.sink.name} after {now - failing_since:.0f}s "
-                        f"(retry.give_up_seconds={self.settings.retry.give_up_seconds:g}); last answer: {reason or 'retry'}; "
-                        "the position stays before them and the next pass resumes there"
-                    )
-                self.log(f"{self.sink.name}: {len(pending)} event(s) to retry in {delay:.1f}s ({reason or 'retry'})")
-                self._pause(delay)
-                attempt += 1
-        return delivered, rejected
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log(message)
 
     # -- dead letters ------------------------------------------------------------------------------
     def replay_dead_letters(self) -> ReplayResult:
@@ -469,18 +279,22 @@ class Forwarder:
 
         A crash between a send and the rewrite of its object leaves the object in place, so the
         next replay sends those events again (Elasticsearch: 409, delivered once; other sinks: at least once).
+        Events that were delivered cut down are kept for the record and not sent again.
         """
-        if not self._leased:
+        if not self.lease.held:
             raise RuntimeError("replay needs the sink's lease: use `with forwarder.leased():`")
         result = ReplayResult(self.sink.name)
         started = self._clock()
         try:
-            self._prepare()
-            for obj in self.dead_letters.iter_objects(self.sink.name):
-                delivered, rejected = self._settle(obj.events, list(range(len(obj.events))))
+            if not self._prepared:
+                self.courier.prepare()
+                self._prepared = True
+            for obj in self.dead_letters.iter_objects(self.sink.name, delivered=False):
+                settled = self.courier.settle(obj.events, list(range(len(obj.events))))
+                rejected = settled.rejected
                 self.dead_letters.rewrite(self.sink.name, obj, sorted(rejected), rejected)
-                self.positions.replayed(self.sink.name, delivered, events_by_day(obj.events.batch, rejected))
-                result.delivered += delivered
+                self.positions.replayed(self.sink.name, settled.delivered, events_by_day(obj.events.batch, rejected))
+                result.delivered += settled.delivered
                 result.still_rejected += len(rejected)
                 result.objects += 1
                 if rejected:
@@ -492,49 +306,12 @@ class Forwarder:
             result.stopped = str(exc)
         return result
 
-    def _send(self, part: EventBatch) -> DeliveryReport:
-        try:
-            report = self.sink.send(part)
-        except (SinkFailure, LeaseLost):
-            raise
-        except Exception as exc:  # a sink should report, not raise; treat the unexpected as transient
-            return DeliveryReport.all(len(part), Outcome.RETRY, f"{type(exc).__name__}: {_first_line(exc)}")
-        if len(report.outcomes) != len(part):
-            raise ForwardingError(f"sink {self.sink.name} answered {len(report.outcomes)} outcomes for {len(part)} events (a bug in the sink)")
-        return report
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        retry = self.settings.retry
-        ceiling = min(retry.max_seconds, retry.initial_seconds * (2**attempt))
-        delay = self._rng.uniform(retry.initial_seconds / 2, ceiling)
-        return max(delay, retry_after or 0.0)
-
-    def _with_retries(self, what: str, action: Callable[[], None]) -> None:
-        failing_since = None
-        attempt = 0
-        while True:
-            try:
-                action()
-                return
-            except (SinkFailure, AuditPipelineError):
-                raise
-            except Exception as exc:
-                now = self._clock()
-                failing_since = now if failing_since is None else failing_since
-                delay = self._backoff(attempt, None)
-                reason = f"{type(exc).__name__}: {_first_line(exc)}"
-                if now - failing_since + delay > self.settings.retry.give_up_seconds:
-                    raise DeliveryStalled(
-                        f"{self.sink.name}: {what} kept failing for {now - failing_since:.0f}s "
-                        f"(retry.give_up_seconds={self.settings.retry.give_up_seconds:g}): {reason}; nothing was sent, the next pass resumes at the same position"
-                    ) from None
-                self.log(f"{self.sink.name}: {what} failed ({reason}); retrying in {delay:.1f}s")
-                self._pause(delay)
-                attempt += 1
-
     # -- following -------------------------------------------------------------------------------
     def follow(self, stop: threading.Event | None = None, passes: int | None = None) -> Iterator[PassResult]:
-        """Run passes every ``poll_seconds`` (the caller holds the lease), yielding each result."""
+        """Run passes every ``poll_seconds`` (the caller holds the lease), yielding each result.
+
+        The source keeps its connection between passes, so a pass costs a few queries, not a connect.
+        """
         stop = stop or threading.Event()
         self.interrupt = stop
         done = 0
@@ -550,85 +327,9 @@ class Forwarder:
             end = self._clock() + self.settings.poll_seconds
             while not stop.is_set() and self._clock() < end:
                 stop.wait(min(1.0, max(0.0, end - self._clock())))
-                self._renew()
+                self.lease.check()
 
     def close(self) -> None:
         self.release()
         with contextlib.suppress(Exception):
             self.sink.close()
-
-
-class _Heartbeat:
-    """Renews the lease every third of its length while a forwarder holds it.
-
-    A slow request or a long retry wait does not lose the lease; a dead process (crash, SIGKILL)
-    stops renewing, so its lease expires and another forwarder takes over.
-    """
-
-    def __init__(self, positions: PositionStore, sink: str, holder: str, lease_seconds: float) -> None:
-        self.lost: LeaseLost | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(positions, sink, holder, lease_seconds), name=f"lease-{sink}", daemon=True)
-        self._thread.start()
-
-    def _run(self, positions: PositionStore, sink: str, holder: str, lease_seconds: float) -> None:
-        while not self._stop.wait(lease_seconds / 3):
-            try:
-                positions.renew(sink, holder, lease_seconds)
-            except LeaseLost as exc:
-                self.lost = exc
-                return
-            except Exception:  # noqa: S112 - the state database blinked: try again next beat; the commit is fenced anyway
-                continue
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-# -- helpers -------------------------------------------------------------------------------------
-def _last_position(events: EventBatch) -> Position:
-    """The batch's last ``(created_at, id)``, without converting the whole columns to Python."""
-    arrow = events.batch
-    return Position(arrow.column(COLUMNS.index("created_at"))[-1].as_py(), arrow.column(COLUMNS.index("id"))[-1].as_py())
-
-
-def _split(events: EventBatch, max_events: int, max_bytes: int) -> Iterator[EventBatch]:
-    """Consecutive parts of at most ``max_events`` events and ``max_bytes`` NDJSON bytes (at least one event)."""
-    n = len(events)
-    if n <= max_events:
-        _, offsets = events.ndjson()
-        if int(offsets[-1]) <= max_bytes:
-            yield events
-            return
-    _, offsets = events.ndjson()
-    start = 0
-    while start < n:
-        by_bytes = int(np.searchsorted(offsets, offsets[start] + max_bytes, side="right")) - 1
-        stop = min(n, start + max_events, max(start + 1, by_bytes))
-        yield events.slice(start, stop)
-        start = stop
-
-
-def _encoded_chunks(batches: Iterator[object], chunk_rows: int) -> Iterator[EventBatch]:
-    """Cut source batches into chunks of ``chunk_rows`` events, NDJSON-encoded as they are cut."""
-    for batch in batches:
-        rows = batch.num_rows  # type: ignore[attr-defined]
-        for start in range(0, rows, chunk_rows):
-            events = EventBatch(batch.slice(start, chunk_rows))  # type: ignore[attr-defined]
-            events.ndjson()
-            yield events
-
-
-def _prefetch(batches: Iterator[object], chunk_rows: int, depth: int = 3) -> Iterator[EventBatch]:
-    """Read the source and encode the next chunks in a thread while the current one is being sent.
-
-    At most ``depth`` chunks wait, besides the source batch being cut up, so memory stays
-    bounded whatever the backlog.
-    """
-    return read_ahead(_encoded_chunks(batches, chunk_rows), depth, name="forwarding-reader")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

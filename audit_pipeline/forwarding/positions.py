@@ -17,7 +17,7 @@ Besides the position, each sink has a per-UTC-day count of the events it has del
 (``audit_pipeline_delivered_by_day``), added in the *same* transaction that moves the
 position.  Retention compares it with the day's rows before deleting them: a position only
 says how far a sink got, not that every event behind it arrived (a row that commits
-behind the position is never sent).  ``audit_pipeline_delivery_counting`` records where
+behind the position later than the sweep's window is never sent).  ``audit_pipeline_delivery_counting`` records where
 counting began for each sink, so that days before it are told apart from undelivered ones.
 """
 
@@ -37,11 +37,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
-from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
+from audit_pipeline.forwarding import ledger as late_ledger
+from audit_pipeline.forwarding.ledger import LedgerEntry
+from audit_pipeline.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import Position
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 metadata = sa.MetaData()
 positions_table = sa.Table(
@@ -90,14 +91,6 @@ class LeaseLost(AuditPipelineError):
 
 class PositionConflict(AuditPipelineError):
     """A position would move backwards: a bug or two writers; refused."""
-
-
-def micros(value: dt.datetime) -> int:
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def from_micros(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 @dataclass(frozen=True)
@@ -177,13 +170,15 @@ class PositionStore:
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
+                late_ledger.metadata.create_all(self.engine, checkfirst=True)
                 return
             except (IntegrityError, ProgrammingError):
                 # Another process created the tables at the same moment.
                 time.sleep(0.1 * (attempt + 1))
             except OperationalError as exc:
-                raise AuditPipelineError(f"cannot open the state database {self.description} ({_first_line(exc)}); check {self.setting}") from None
+                raise AuditPipelineError(f"cannot open the state database {self.description} ({first_line(exc)}); check {self.setting}") from None
         metadata.create_all(self.engine, checkfirst=True)
+        late_ledger.metadata.create_all(self.engine, checkfirst=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -269,7 +264,7 @@ class PositionStore:
                 conn.execute(
                     positions_table.insert().values(
                         sink=sink,
-                        created_at_us=micros(position.created_at) if position else None,
+                        created_at_us=epoch_micros(position.created_at) if position else None,
                         event_id=position.id if position else None,
                         delivered=0,
                         dead_lettered=0,
@@ -280,7 +275,7 @@ class PositionStore:
                 conn.execute(
                     counting_table.insert().values(
                         sink=sink,
-                        created_at_us=micros(position.created_at) if position else None,
+                        created_at_us=epoch_micros(position.created_at) if position else None,
                         event_id=position.id if position else None,
                         from_start=True,
                     )
@@ -295,17 +290,22 @@ class PositionStore:
         self,
         sink: str,
         holder: str,
-        position: Position,
+        position: Position | None,
         *,
         delivered: int,
         dead_lettered: int,
         lease_seconds: float,
         per_day: Mapping[dt.date, int] | None = None,
+        ledger: LedgerEntry | None = None,
+        ledger_window: dt.timedelta | None = None,
     ) -> None:
         """Move the position forward after a batch was acknowledged, renewing the lease, in one transaction.
 
         ``per_day``: the batch's delivered (or skipped) events per UTC day, added to the sink's
         delivered counts in the same transaction, so a count never runs ahead of or behind the position.
+        ``position`` None counts events delivered behind the position (late commits) without moving it.
+        ``ledger`` records the batch's ids for the late-commit sweep, pruning entries older than
+        ``ledger_window`` behind the position, in the same transaction.
         """
         with self.engine.begin() as conn:
             self._renew(conn, sink, holder, lease_seconds)
@@ -313,23 +313,26 @@ class PositionStore:
             if row is None:
                 raise PositionConflict(f"sink {sink} has no position to advance; it must be initialised first")
             current = _state(row).position
-            if current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
+            if position is not None and current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
                 raise PositionConflict(f"refusing to move sink {sink} back from {_show(current)} to {_show(position)}")
             if per_day is not None:
                 self._start_counting(conn, sink, current)
                 self._count(conn, sink, per_day)
-            conn.execute(
-                positions_table.update()
-                .where(positions_table.c.sink == sink)
-                .values(
-                    created_at_us=micros(position.created_at),
-                    event_id=position.id,
-                    delivered=positions_table.c.delivered + delivered,
-                    dead_lettered=positions_table.c.dead_lettered + dead_lettered,
-                    dead_letters_pending=positions_table.c.dead_letters_pending + dead_lettered,
-                    updated_at=time.time(),
-                )
-            )
+            values: dict[str, object] = {
+                "delivered": positions_table.c.delivered + delivered,
+                "dead_lettered": positions_table.c.dead_lettered + dead_lettered,
+                "dead_letters_pending": positions_table.c.dead_letters_pending + dead_lettered,
+                "updated_at": time.time(),
+            }
+            if position is not None:
+                values.update(created_at_us=epoch_micros(position.created_at), event_id=position.id)
+            else:
+                late_ledger.count_late(conn, sink, delivered + dead_lettered)
+            conn.execute(positions_table.update().where(positions_table.c.sink == sink).values(**values))
+            if ledger is not None and ledger_window is not None:
+                end = position or current
+                edge = epoch_micros(end.created_at - ledger_window) if end is not None else 0
+                late_ledger.record(conn, sink, ledger, edge)
 
     def replayed(self, sink: str, count: int, per_day: Mapping[dt.date, int] | None = None) -> None:
         """Dead letters delivered by a replay no longer count as pending (and count as delivered on their days)."""
@@ -355,7 +358,7 @@ class PositionStore:
             conn.execute(
                 counting_table.insert().values(
                     sink=sink,
-                    created_at_us=micros(current.created_at) if current else None,
+                    created_at_us=epoch_micros(current.created_at) if current else None,
                     event_id=current.id if current else None,
                     from_start=current is None,
                 )
@@ -384,24 +387,19 @@ class PositionStore:
             row = conn.execute(sa.select(counting_table).where(counting_table.c.sink == sink)).first()
         if row is None:
             return None
-        position = Position(from_micros(int(row.created_at_us)), row.event_id or "") if row.created_at_us is not None else None
+        position = Position(from_epoch_micros(int(row.created_at_us)), row.event_id or "") if row.created_at_us is not None else None
         return CountingStart(position, bool(row.from_start))
 
 
 def _state(row: sa.Row) -> SinkState:  # type: ignore[type-arg]
     position = None
     if row.created_at_us is not None:
-        position = Position(from_micros(int(row.created_at_us)), row.event_id or "")
+        position = Position(from_epoch_micros(int(row.created_at_us)), row.event_id or "")
     return SinkState(row.sink, position, int(row.delivered), int(row.dead_lettered), int(row.dead_letters_pending), float(row.updated_at))
 
 
 def _show(position: Position) -> str:
     return f"({position.created_at.isoformat()}, {position.id})"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _sqlite_immediate_transactions(engine: Engine) -> None:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from audit_pipeline.csv_records import record_blocks
 from audit_pipeline.encoding import CSV_HEADER, encode_ndjson
 from audit_pipeline.integrity.chain import split_lines
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP_TYPE
@@ -152,37 +153,37 @@ def csv_batch_to_canonical(
     return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
+def _csv_reader(block: bytes) -> pacsv.CSVStreamingReader:
+    """Arrow's reader over whole records, with a parse block big enough for all of them (no straddling)."""
+    return pacsv.open_csv(
+        pa.BufferReader(block),
+        read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=max(BLOCK, len(block) + 1), use_threads=False),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(COLUMNS, pa.string()),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+        ),
+    )
+
+
 def csv_chunks(handle: BinaryIO, formula_protection: bool, literal_cells: Mapping[int, Sequence[str]] | None = None) -> Iterator[memoryview]:
+    """Canonical chunks of a CSV stream, any record size: split at record ends first, then parsed."""
     header = handle.read(len(CSV_HEADER))
     if header != CSV_HEADER:
         raise CanonicalError(0, f"the CSV header is {header[:120]!r}, not the 14 audit columns")
-    try:
-        reader = pacsv.open_csv(
-            handle,
-            read_options=pacsv.ReadOptions(column_names=list(COLUMNS), block_size=BLOCK),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(COLUMNS, pa.string()),
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=False,
-                null_values=[""],
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        if str(exc).startswith("Empty CSV file"):  # the header alone: a day without events
-            return
-        raise CanonicalError(1, f"the CSV does not parse: {exc}") from None
     row = 1
-    while True:
+    for block in record_blocks(handle, BLOCK):
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
+            reader = _csv_reader(block)
+            batches = list(reader)
         except pa.ArrowInvalid as exc:
             raise CanonicalError(row, f"the CSV does not parse after event {row - 1}: {exc}") from None
-        if batch.num_rows:
-            yield encode_ndjson(csv_batch_to_canonical(batch, row, formula_protection, literal_cells))
-            row += batch.num_rows
+        for batch in batches:
+            if batch.num_rows:
+                yield encode_ndjson(csv_batch_to_canonical(batch, row, formula_protection, literal_cells))
+                row += batch.num_rows
 
 
 # -- Parquet --------------------------------------------------------------------------------------

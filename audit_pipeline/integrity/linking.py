@@ -73,7 +73,11 @@ def link_target(store: ObjectStore, day: dt.date, keyring: Keyring) -> LinkTarge
             raise IntegrityError(f"{key} is unreadable ({exc}); the chain of {day} continues from it. Run `audit-pipeline verify --from {before}`") from None
         check = keyring.check(previous, store)
         if not check.ok:
-            raise IntegrityError(f"refusing to continue the chain of {day} from {key}: {check.message}. Run `audit-pipeline verify --from {before}`")
+            raise IntegrityError(
+                f"refusing to continue the chain of {day} from {key}: {check.message}. Nothing was published; "
+                f"run `audit-pipeline verify --from {before}`, and if {before} is a forgery restore its exports from a trusted copy "
+                f"(or re-export it with the key: `audit-pipeline rechain --from {before} --reason ...`)"
+            )
         last = previous.history[-1] if previous.history else None
         rechained = last.reason if last is not None and last.action == "rechained" else None
         return LinkTarget(bytes.fromhex(previous.chain.last_hash), PreviousDay(day=before, manifest_sha256=sha256_hex(raw)), rechained)

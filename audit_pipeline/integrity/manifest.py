@@ -13,35 +13,40 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
+# The keys are the layout's; named here too for the modules that take them from the manifest.
+from audit_pipeline.layout import (
+    HEAD_KEY as HEAD_KEY,
+)
+from audit_pipeline.layout import (
+    MANIFEST_PREFIX as MANIFEST_PREFIX,
+)
+from audit_pipeline.layout import (
+    PUBLIC_KEY_KEY as PUBLIC_KEY_KEY,
+)
+from audit_pipeline.layout import (
+    PUBLIC_KEYS_PREFIX as PUBLIC_KEYS_PREFIX,
+)
+from audit_pipeline.layout import (
+    day_of_manifest_key as day_of_manifest_key,
+)
+from audit_pipeline.layout import (
+    manifest_key as manifest_key,
+)
+from audit_pipeline.layout import (
+    public_key_key as public_key_key,
+)
 from audit_pipeline.storage import ObjectStore
 
 MANIFEST_FORMAT: Final = "audit_pipeline.manifest/1"
 CHAIN_ALGORITHM: Final = "sha256(previous-hash || ndjson-line-with-newline)"
-MANIFEST_PREFIX = "manifests"
-PUBLIC_KEY_KEY = f"{MANIFEST_PREFIX}/public_key.pem"
+HEAD_FORMAT: Final = "audit_pipeline.head/1"
 CONTENT_TYPE = "application/json"
 
-_MANIFEST_KEY = re.compile(r"^manifests/date=(\d{4}-\d{2}-\d{2})\.json$")
-
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-
-
-def manifest_key(day: dt.date) -> str:
-    return f"{MANIFEST_PREFIX}/date={day.isoformat()}.json"
-
-
-def public_key_key(key_id: str) -> str:
-    return f"{MANIFEST_PREFIX}/public_keys/{key_id}.pem"
-
-
-def day_of_manifest_key(key: str) -> dt.date | None:
-    match = _MANIFEST_KEY.match(key)
-    return dt.date.fromisoformat(match.group(1)) if match else None
 
 
 def sha256_hex(data: bytes) -> str:
@@ -173,6 +178,25 @@ def _parse(model: type[Any], data: bytes) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(document)"
         raise ManifestError(f"{where}: {first['msg']}") from None
+
+
+class Head(SignedDocument):
+    """The newest sealed day, signed: deleting the newest days or replaying an older head is then visible.
+
+    ``counter`` grows by one with every update, so of two validly signed heads the newer is
+    known; ``signed_from`` is the first day whose manifest was signed, after which an
+    unsigned manifest is a downgrade.
+    """
+
+    format: Literal["audit_pipeline.head/1"] = HEAD_FORMAT
+    day: dt.date
+    manifest_sha256: Hex64
+    counter: int
+    signed_from: dt.date | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Head:
+        return _parse(cls, data)  # type: ignore[no-any-return]
 
 
 def parse_document(model: type[Any], data: bytes) -> Any:

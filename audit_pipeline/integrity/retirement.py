@@ -16,7 +16,6 @@ from typing import Final, Literal
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.integrity.manifest import (
     CONTENT_TYPE,
-    MANIFEST_PREFIX,
     Hex64,
     Manifest,
     ManifestError,
@@ -27,13 +26,10 @@ from audit_pipeline.integrity.manifest import (
     sha256_hex,
 )
 from audit_pipeline.integrity.signing import Signer
+from audit_pipeline.layout import retirement_key as retirement_key
 from audit_pipeline.storage import ObjectStore
 
 RETIREMENT_FORMAT: Final = "audit_pipeline.retirement/1"
-
-
-def retirement_key(day: dt.date) -> str:
-    return f"{MANIFEST_PREFIX}/retired/date={day.isoformat()}.json"
 
 
 class Retirement(SignedDocument):

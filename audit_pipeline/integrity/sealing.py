@@ -25,19 +25,23 @@ again.  Two exports of the same day must not run at once (Dagster runs one per p
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.event_filters import describe
 from audit_pipeline.export import BeforePublish, DayExport, object_key
 from audit_pipeline.integrity.canonical import literal_apostrophe_cells, ndjson_chunks
 from audit_pipeline.integrity.chain import EntryChain, line_offsets
 from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
 from audit_pipeline.integrity.errors import IntegrityError
+from audit_pipeline.integrity.head import HeadWitness, update_head
 from audit_pipeline.integrity.linking import LinkTarget, link_change, link_forward, link_target, read_optional
 from audit_pipeline.integrity.manifest import (
     CONTENT_TYPE,
+    HEAD_KEY,
     ChainInfo,
     CsvInfo,
     EventRef,
@@ -53,6 +57,8 @@ from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import EventFilter
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import WrittenFile, open_text_reader
+
+logger = logging.getLogger(__name__)
 
 
 def _event_time(value: dt.datetime) -> str:
@@ -77,15 +83,18 @@ class DaySealer:
         formula_protection: bool,
         rechain_reason: str | None = None,
         clock: Callable[[], dt.datetime] | None = None,
+        witness: HeadWitness | None = None,
     ) -> None:
         self.store = store
         self.day = day
         self.config = config
         self.enabled = config.enabled
         self.signer = signer
-        self.keyring = Keyring.for_signer(signer)
+        self.keyring = Keyring.for_signer(signer, config)
         self.formula_protection = formula_protection
         self.rechain_reason = rechain_reason
+        #: Where the highest head written is remembered (the state database), to notice a replayed head.
+        self.witness = witness
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.target = link_target(store, day, self.keyring) if self.enabled else LinkTarget(bytes(32), None)
         self.chain = EntryChain(self.target.seed, config.checkpoint_rows)
@@ -98,7 +107,10 @@ class DaySealer:
     def from_settings(cls, settings: Settings, store: ObjectStore, day: dt.date, rechain_reason: str | None = None) -> DaySealer:
         config = integrity_settings(settings)
         signer = load_signer(config) if config.enabled else None
-        return cls(store, day, config, signer, formula_protection=settings.export.csv_formula_protection, rechain_reason=rechain_reason)
+        for warning in Keyring.for_signer(signer, config).warnings:
+            logger.warning(warning)
+        witness = HeadWitness(settings.state_url) if config.enabled and settings.state_url else None
+        return cls(store, day, config, signer, formula_protection=settings.export.csv_formula_protection, rechain_reason=rechain_reason, witness=witness)
 
     def export_hooks(self) -> dict[str, Any]:
         """Keyword arguments for ``export_day`` (none when integrity is disabled)."""
@@ -232,10 +244,18 @@ class DaySealer:
             f"{self.day}: manifest {self.outcome} ({manifest_key(self.day)}, {self.manifest.rows} events, "
             f"last hash {self.manifest.chain.last_hash[:16]}…, {'signed ' + self.signer.algorithm if self.signer else 'unsigned'})"
         )
+        linked: list[str] = []
         try:
             linked = link_forward(self.store, self.day, self.signer, self.keyring)
         except IntegrityError as exc:
             if warn is not None:
                 warn(f"could not link the days after {self.day}: {exc}")
-            return summary
+        try:
+            update_head(self.store, self.signer, self.keyring, self.witness)
+        except AuditPipelineError as exc:
+            if warn is not None:
+                warn(f"could not update {HEAD_KEY} after {self.day}: {exc}; the next export updates it")
+        finally:
+            if self.witness is not None:
+                self.witness.close()
         return summary + "".join(f"; {line}" for line in linked)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -22,7 +23,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.integrity.config import IntegritySettings
-from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, Signature, SignedDocument, public_key_key
+from audit_pipeline.integrity.manifest import (
+    HEAD_KEY,
+    MANIFEST_PREFIX,
+    PUBLIC_KEY_KEY,
+    PUBLIC_KEYS_PREFIX,
+    Head,
+    Manifest,
+    ManifestError,
+    Signature,
+    SignedDocument,
+    day_of_manifest_key,
+    manifest_key,
+    public_key_key,
+    read_optional,
+)
 from audit_pipeline.storage import ObjectStore
 
 _HMAC_KEY_ID_LABEL = b"audit_pipeline key id"
@@ -180,20 +195,35 @@ class SignatureCheck:
 
 @dataclass
 class Keyring:
-    """The keys a verifier trusts.
+    """The keys a verifier trusts, and from which day on a manifest must be signed.
 
-    ``pinned`` Ed25519 keys (from ``--public-key`` files or the configured private key) are
-    the only ones accepted once any is known; without any, the key published in the store
-    for the signature's key id is used, which shows that manifests are consistent but not
-    who wrote them (whoever can write the store can also replace that key).
+    ``pinned`` Ed25519 keys (from ``--public-key`` files, ``integrity.public_key_files`` or the
+    configured private key) and configured HMAC keys are the only ones accepted once any is
+    known.  Without any, the key published in the store for the signature's key id is used,
+    which shows that manifests are consistent but not who wrote them (whoever can write the
+    store can also replace that key).
+
+    Signatures are required from the first signed day on (the signed head's ``signed_from`` or
+    the first manifest with a valid signature, whichever is earlier) as soon as a key is
+    configured or the store publishes a public key; with a key but no signed day at all,
+    every manifest must be signed.  Otherwise stripping the signatures of the newest days and
+    re-exporting forgeries unsigned would pass (a downgrade).
     """
 
     pinned: dict[str, Ed25519PublicKey] = field(default_factory=dict)
     hmac: dict[str, HmacSigner] = field(default_factory=dict)
-    #: Fail unsigned manifests (set when the verifier was given a public key).
+    #: Fail unsigned manifests from the first signed day on (everywhere when none is signed).
     require_signature: bool = False
     #: The exporter's view: accept signatures by keys it cannot check (rotated keys), fail only invalid ones.
     lenient: bool = False
+    #: Why signatures are required, as the failure says it.
+    required_because: str = "--public-key was given"
+    #: ``integrity.require_signature: false``: never required, not even when the store publishes a key.
+    optional: bool = False
+    #: Messages every run shows (signatures turned off on purpose).
+    warnings: list[str] = field(default_factory=list)
+    _first_signed: dict[str, dt.date | None] = field(default_factory=dict, repr=False)
+    _publishes: dict[str, bool] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, config: IntegritySettings | None, public_key_files: Iterable[Path] = ()) -> Keyring:
@@ -214,41 +244,126 @@ class Keyring:
             if hmac_key is not None:
                 signer = HmacSigner(hmac_key)
                 keyring.hmac[signer.key_id] = signer
+            keyring._apply_requirement(config)
         return keyring
 
     @classmethod
-    def for_signer(cls, signer: Signer | None) -> Keyring:
+    def for_signer(cls, signer: Signer | None, config: IntegritySettings | None = None) -> Keyring:
+        """The exporter's keyring: its own key, and signatures required once it signs."""
         keyring = cls(lenient=True)
         if isinstance(signer, Ed25519Signer):
             keyring.pinned[signer.key_id] = signer.public_key
         elif isinstance(signer, HmacSigner):
             keyring.hmac[signer.key_id] = signer
+        if signer is not None:
+            keyring.require_signature = True
+            keyring.required_because = f"this export signs with {signer.algorithm} key {signer.key_id}"
+        if config is not None:
+            keyring._apply_requirement(config)
         return keyring
 
+    def _apply_requirement(self, config: IntegritySettings) -> None:
+        if config.require_signature is False:
+            self.require_signature, self.optional = False, True
+            warning = config.signatures_optional_warning()
+            if warning:
+                self.warnings.append(warning)
+        elif not self.require_signature and (config.require_signature or config.has_key):
+            self.require_signature = True
+            self.required_because = "integrity.require_signature is true" if config.require_signature else "a signing key is configured in integrity:"
+
+    # -- when a signature is required ---------------------------------------------------------
+    def signature_required(self, store: ObjectStore, day: dt.date | None) -> str | None:
+        """Why ``day``'s document must be signed, or None when it may be unsigned."""
+        if self.optional:
+            return None
+        because = self.required_because
+        if not self.require_signature:
+            where = store.uri("")
+            if where not in self._publishes:
+                self._publishes[where] = store.exists(PUBLIC_KEY_KEY) or bool(store.list(PUBLIC_KEYS_PREFIX))
+            if not self._publishes[where]:
+                return None
+            because = f"the store publishes a public key ({PUBLIC_KEY_KEY})"
+        first = self.first_signed_day(store)
+        if first is None:
+            return because
+        if day is None or day >= first:
+            return f"{because}; manifests are signed from {first} on, and an unsigned one after that is a downgrade or a forgery"
+        return None
+
+    def first_signed_day(self, store: ObjectStore) -> dt.date | None:
+        """The signed head's ``signed_from`` or the first validly signed manifest, whichever is earlier."""
+        where = store.uri("")
+        if where not in self._first_signed:
+            self._first_signed[where] = self._find_first_signed(store)
+        return self._first_signed[where]
+
+    def forget(self, store: ObjectStore) -> None:
+        """Look the first signed day up again (after this process signed a day)."""
+        self._first_signed.pop(store.uri(""), None)
+        self._publishes.pop(store.uri(""), None)
+
+    def _find_first_signed(self, store: ObjectStore) -> dt.date | None:
+        found: list[dt.date] = []
+        raw = read_optional(store, HEAD_KEY)
+        if raw is not None:
+            try:
+                head = Head.from_bytes(raw)
+            except ManifestError:
+                head = None
+            if head is not None and head.signed_from is not None and head.signature is not None and self._check_signature(head, store).ok:
+                found.append(head.signed_from)
+        days = sorted(d for d in (day_of_manifest_key(k) for k in store.list(MANIFEST_PREFIX)) if d is not None)
+        for day in days:
+            if found and day >= min(found):
+                break
+            data = read_optional(store, manifest_key(day))
+            try:
+                manifest = Manifest.from_bytes(data) if data is not None else None
+            except ManifestError:
+                continue
+            if manifest is not None and manifest.signature is not None and self._check_signature(manifest, store).ok:
+                found.append(day)
+                break
+        return min(found, default=None)
+
+    # -- checking -------------------------------------------------------------------------------
     def check(self, document: SignedDocument, store: ObjectStore) -> SignatureCheck:
-        signature = document.signature
-        if signature is None:
-            if self.require_signature:
-                return SignatureCheck(False, "unsigned, but a signature is required (--public-key was given)")
+        if document.signature is None:
+            reason = self.signature_required(store, getattr(document, "day", None))
+            if reason is not None:
+                return SignatureCheck(False, f"unsigned, but a signature is required ({reason})")
             return SignatureCheck(True, "unsigned")
+        return self._check_signature(document, store)
+
+    def _check_signature(self, document: SignedDocument, store: ObjectStore) -> SignatureCheck:
+        signature = document.signature
+        assert signature is not None
         try:
             value = base64.b64decode(signature.value, validate=True)
         except ValueError:
             return SignatureCheck(False, "signature invalid: not base64")
         payload = document.signing_payload()
+        trusted_only = bool(self.pinned or self.hmac) and not self.lenient
         if signature.algorithm == "hmac-sha256":
             signer = self.hmac.get(signature.key_id)
             if signer is None:
                 if self.lenient:
                     return SignatureCheck(True, f"HMAC-SHA256 with another key ({signature.key_id}), not checked")
+                if self.pinned and not self.hmac:
+                    return SignatureCheck(
+                        False, f"signed with HMAC key {signature.key_id}, but the trusted keys are Ed25519 ({', '.join(sorted(self.pinned))}): not trusted"
+                    )
                 return SignatureCheck(False, f"signed with HMAC key {signature.key_id}, which is not the configured integrity.hmac_key; cannot check it")
             if not signer.matches(payload, value):
                 return SignatureCheck(False, f"signature invalid (HMAC key {signature.key_id})")
             return SignatureCheck(True, f"HMAC-SHA256, key {signature.key_id}")
         note = ""
         key = self.pinned.get(signature.key_id)
-        if key is None and self.pinned and not self.lenient:
-            return SignatureCheck(False, f"signed by Ed25519 key {signature.key_id}, which is not a trusted key ({', '.join(sorted(self.pinned))})")
+        if key is None and trusted_only:
+            trusted = ", ".join(sorted([*self.pinned, *(f"HMAC {k}" for k in self.hmac)]))
+            return SignatureCheck(False, f"signed by Ed25519 key {signature.key_id}, which is not a trusted key ({trusted})")
         if key is None:
             published = public_key_key(signature.key_id)
             if not store.exists(published):

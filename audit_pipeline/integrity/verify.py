@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -21,6 +20,7 @@ from typing import Literal
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
 from audit_pipeline.integrity.chain import GENESIS, EntryChain
+from audit_pipeline.integrity.head import HeadCheck, Seen, check_head
 from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.manifest import (
     MANIFEST_PREFIX,
@@ -33,12 +33,11 @@ from audit_pipeline.integrity.manifest import (
 )
 from audit_pipeline.integrity.retirement import Retirement, retirement_key
 from audit_pipeline.integrity.signing import Keyring
+from audit_pipeline.layout import day_in_data_key, day_of_retirement_key
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
 
 ProblemKind = Literal["manifest", "signature", "link", "gap", "object", "events"]
-_RETIRED_KEY = re.compile(r"^manifests/retired/date=(\d{4}-\d{2}-\d{2})\.json$")
-_DATA_DAY = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,16 @@ class DayReport:
         if self.problems:
             return "FAILED"
         return "RETIRED" if self.retired else "OK"
+
+    @property
+    def problems_besides_gaps(self) -> list[Problem]:
+        """Problems other than "the day before was never exported when this day was sealed" (a backfill hole).
+
+        Such a gap says nothing about this day's own events or about a replaced neighbour (the
+        day never linked to one), so retention may still trust the day; every other problem,
+        links included, means it may not.
+        """
+        return [p for p in self.problems if p.kind != "gap"]
 
     @property
     def only_link_problems(self) -> bool:
@@ -110,7 +119,7 @@ class Verifier:
         self._manifest_keys = set(keys)
         self._format_keys: dict[str, list[str]] = {}
         self.manifest_days = sorted(d for d in (day_of_manifest_key(k) for k in keys) if d is not None)
-        self.retired_days = sorted(dt.date.fromisoformat(m.group(1)) for m in (_RETIRED_KEY.match(k) for k in keys) if m)
+        self.retired_days = sorted(d for d in map(day_of_retirement_key, keys) if d is not None)
 
     # -- what the store holds -------------------------------------------------------------------
     def _objects(self, fmt: str) -> list[str]:
@@ -129,22 +138,33 @@ class Verifier:
         raw = self._read(retirement_key(day))
         return Retirement.from_bytes(raw) if raw is not None else None
 
+    def in_chain(self, day: dt.date) -> bool:
+        """The day has a manifest or a retirement record: it is part of the chain and its neighbours rely on it."""
+        return manifest_key(day) in self._manifest_keys or retirement_key(day) in self._manifest_keys
+
     # -- ranges ---------------------------------------------------------------------------------
     def data_days(self) -> list[dt.date]:
         days: set[dt.date] = set()
         for fmt in FORMATS:
             for key in self._objects(fmt):
-                match = _DATA_DAY.search("/" + key)
-                if match:
-                    try:
-                        days.add(dt.date.fromisoformat(match.group(1)))
-                    except ValueError:  # not a calendar day (e.g. date=2024-02-30): not one of our exports
-                        continue
+                day = day_in_data_key(key)  # None for a date= that is not a calendar day: not one of our exports
+                if day is not None:
+                    days.add(day)
         return sorted(days)
 
-    def verify_range(self, first: dt.date | None = None, last: dt.date | None = None) -> list[DayReport]:
-        """Every day from ``first`` (default: the earliest manifest or export) to ``last`` (default: the latest)."""
+    def check_head(self, witness: Seen | None = None) -> HeadCheck:
+        """What ``manifests/head.json`` says about the newest days (see :mod:`.head`)."""
+        return check_head(self.store, self.keyring, self.manifest_days[-1] if self.manifest_days else None, witness)
+
+    def verify_range(self, first: dt.date | None = None, last: dt.date | None = None, head: HeadCheck | None = None) -> list[DayReport]:
+        """Every day from ``first`` (default: the earliest manifest or export) to ``last``.
+
+        ``last`` defaults to the latest day in the store, or the day a valid head names when
+        that is later: days deleted from the end of the chain then show as missing.
+        """
         known = sorted(set(self.manifest_days) | set(self.retired_days) | set(self.data_days()))
+        if last is None and head is not None and head.head is not None and head.trusted:
+            known.append(head.head.day)
         if first is None and not known:
             return []
         start = first or known[0]
@@ -227,8 +247,8 @@ class Verifier:
                 else:
                     report.notes.append("start of the chain")
                 return
-            elif earlier:
-                report.add("gap", f"manifest missing for {before}: a gap in the chain before this day")
+            elif earlier:  # this day was linked to a manifest that is gone: removed, not merely never exported
+                report.add("link", f"manifest missing for {before}: a gap in the chain before this day")
                 return
             else:
                 report.notes.append(f"start of the verifiable range: linked to {before}, which is no longer in the store")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from audit_pipeline.forwarding.engine import EARLIEST
+from audit_pipeline.forwarding.horizon import EARLIEST
 from audit_pipeline.settings import Settings
 
 
@@ -31,8 +31,8 @@ class SinkHold:
 
 def sink_holds(settings: Settings) -> list[SinkHold]:
     """One hold per enabled sink that still needs rows; opens the state database only when sinks exist."""
+    from audit_pipeline.forwarding.configured import configured_sinks
     from audit_pipeline.forwarding.positions import PositionStore
-    from audit_pipeline.sinks.registry import configured_sinks
 
     sinks = configured_sinks(settings)
     try:

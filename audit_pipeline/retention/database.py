@@ -72,6 +72,21 @@ class RetentionDatabase:
                 f"GRANT SELECT, DELETE ON {self.table} TO that role (keep the export role read-only)"
             )
 
+    def now(self) -> dt.datetime:
+        """The database's clock (``created_at`` of new rows comes from it)."""
+        row = self._connect().execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        value: dt.datetime = row[0]
+        return value.astimezone(dt.UTC)
+
+    def rows_after(self, day: dt.date, created_at: dt.datetime, event_id: str) -> int:
+        """Rows of ``day`` after the position ``(created_at, id)``: what a sink that started there owes."""
+        query = sql.SQL(
+            'SELECT count(*) FROM {} WHERE created_at >= %s AND created_at < %s AND (created_at > %s OR (created_at = %s AND id COLLATE "C" > %s))'
+        ).format(self._table)
+        row = self._connect().execute(query, (_midnight(day), _midnight(day + dt.timedelta(days=1)), created_at, created_at, event_id)).fetchone()
+        return int(row[0]) if row else 0
+
     def rows_per_day(self, before: dt.date) -> list[tuple[dt.date, int]]:
         """Days before ``before`` that still hold rows, oldest first, with their row counts."""
         query = sql.SQL("SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) FROM {} WHERE created_at < %s GROUP BY 1 ORDER BY 1").format(self._table)

@@ -88,7 +88,7 @@ class DailyIndex:
 
 def elasticsearch_sink(settings: Settings) -> ElasticsearchSink:
     """The configured Elasticsearch sink (enabled or not): its client and index pattern."""
-    from audit_pipeline.sinks.registry import configured_sinks
+    from audit_pipeline.forwarding.configured import configured_sinks
 
     for configured in configured_sinks(settings, include_disabled=True):
         if isinstance(configured.sink, ElasticsearchSink):

@@ -2,10 +2,18 @@
 
 Safely exported means: the day's exports exist, hold as many events as the database has
 for the day (read back from the objects, not taken from the writer's word), and, with
-integrity on, verify against the signed manifest (SHA-256 and the entry chain recomputed
-from every object still there; objects retention already retired are accepted as such).
-A day whose only verification problem is its link to a neighbouring day (a gap in the
-chain, a backfill out of order) still counts: its own events are intact.
+integrity on, verify exactly as ``audit-pipeline verify`` does with the configured keys
+(signature required once a key exists, SHA-256 and the entry chain recomputed from every
+object still there; objects retention already retired are accepted as such), with no
+problem at all, links included.  The one exception is a day sealed while the day before it
+had never been exported (a hole in a backfill): it never linked to anything that could
+have been replaced.
+
+Neighbours count too: a forged day can be internally consistent, and only the next day's
+link (which recorded the original manifest's SHA-256) gives it away.  So a day is kept when
+the day before or after it is in the chain (has a manifest or retirement record) and does
+not verify: a failing day stops deletion of itself and of every day its chain evidence
+touches.
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ from dataclasses import dataclass, field
 
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.head import Seen
+from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.manifest import Manifest, manifest_key, sha256_hex
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.integrity.verify import Verifier
+from audit_pipeline.integrity.verify import DayReport, Verifier
 from audit_pipeline.readback import check_completeness
 from audit_pipeline.retention.exports import ID_SOURCES, ExportObject
 from audit_pipeline.retention.record import RetentionRecord
@@ -45,7 +55,9 @@ class ExportChecker:
         self.formula_protection = formula_protection
         #: Per format, the oldest day whose export must still be there.
         self.cutoffs = cutoffs
-        self._verifier = Verifier(store, Keyring.build(integrity)) if integrity.enabled else None
+        self.keyring = Keyring.build(integrity)
+        self._verifier = Verifier(store, self.keyring) if integrity.enabled else None
+        self._reports: dict[dt.date, DayReport] = {}
 
     def check(self, day: dt.date, database_rows: int, record: RetentionRecord | None) -> ExportEvidence:
         if record is not None and record.status == "deleted":
@@ -70,10 +82,11 @@ class ExportChecker:
             if any(self.store.list(day_prefix(fmt, day)) for fmt in FORMATS):
                 return ExportEvidence(False, f"its objects have no manifest ({key}): export the day again (materialize partition {day}) to seal it")
             return ExportEvidence(False, f"not exported: no manifest and no objects (materialize partition {day})")
-        report = self._verifier.verify_day(day)
-        if report.problems and not report.only_link_problems:
-            first = report.problems[0]
-            more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+        report = self._report(day)
+        problems = report.problems_besides_gaps
+        if problems:
+            first = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             return ExportEvidence(False, f"its exports do not verify: {first.message}{more}; run `audit-pipeline verify --from {day} --to {day}`")
         manifest = Manifest.from_bytes(raw)
         present = [o for o in manifest.objects if self.store.exists(o.key)]
@@ -86,10 +99,49 @@ class ExportChecker:
                 f"export the day again (materialize partition {day}) before its rows can be deleted",
                 manifest.rows,
             )
+        neighbour = self._failing_neighbour(day)
+        if neighbour is not None:
+            return ExportEvidence(False, neighbour)
         by_format = {o.format: o for o in present}
         source = next(by_format[f] for f in ID_SOURCES if f in by_format)
-        note = "exports verified" + (f" (chain link: {report.problems[0].message})" if report.problems else "")
-        return ExportEvidence(True, note, manifest.rows, ExportObject(source.format, day, source.key), sha256_hex(raw), manifest.csv.model_dump())
+        return ExportEvidence(
+            True,
+            "exports verified, and the neighbouring days' links to it",
+            manifest.rows,
+            ExportObject(source.format, day, source.key),
+            sha256_hex(raw),
+            manifest.csv.model_dump(),
+        )
+
+    def head_problem(self, seen: Seen | None) -> str | None:
+        """Why nothing may be deleted because the store's head shows tampering (deleted newest days, a rolled-back head)."""
+        if self._verifier is None:
+            return None
+        head = self._verifier.check_head(seen)
+        if head.ok:
+            return None
+        return f"the export store's head does not check out ({head.problems[0]}): nothing is deleted until `audit-pipeline verify` passes"
+
+    def _report(self, day: dt.date) -> DayReport:
+        """The day's verification, once per plan (each day is also a neighbour of two others)."""
+        assert self._verifier is not None
+        if day not in self._reports:
+            self._reports[day] = self._verifier.verify_day(day)
+        return self._reports[day]
+
+    def _failing_neighbour(self, day: dt.date) -> str | None:
+        assert self._verifier is not None
+        for other, which in ((day + ONE_DAY, "the next day"), (day - ONE_DAY, "the previous day")):
+            if not self._verifier.in_chain(other):
+                continue
+            problems = self._report(other).problems_besides_gaps
+            if problems:
+                first, last = min(day, other), max(day, other)
+                return (
+                    f"{which}, {other}, does not verify ({problems[0].message}), and its chain evidence touches this day: "
+                    f"kept until it does; run `audit-pipeline verify --from {first} --to {last}`"
+                )
+        return None
 
     def _read_back(self, day: dt.date, expected: int) -> ExportEvidence:
         present: dict[str, list[str]] = {fmt: self.store.list(day_prefix(fmt, day)) for fmt in FORMATS}

@@ -11,7 +11,6 @@ leaves objects that still verify; the next run deletes them.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,10 +23,10 @@ from audit_pipeline.integrity.config import IntegritySettings
 from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_key
 from audit_pipeline.integrity.retirement import read_retirement, record_retirement
 from audit_pipeline.integrity.signing import Signer
+from audit_pipeline.layout import parse_data_key
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
 
-_DAY_KEY = re.compile(r"^(csv|ndjson|parquet)/date=(\d{4}-\d{2}-\d{2})/[^/]+$")
 #: The order in which an intact object is chosen to read a day's ids from: cheapest first.
 ID_SOURCES = ("parquet", "ndjson", "csv")
 
@@ -43,12 +42,9 @@ def daily_objects(store: ObjectStore, fmt: str) -> list[ExportObject]:
     """Every object of the daily layout for ``fmt``, oldest day first."""
     found = []
     for key in store.list(fmt):
-        match = _DAY_KEY.match(key)
-        if match and match.group(1) == fmt:
-            try:
-                found.append(ExportObject(fmt, dt.date.fromisoformat(match.group(2)), key))
-            except ValueError:
-                continue  # date=2024-02-30: not a day, so not ours to delete
+        parsed = parse_data_key(key)  # None for date=2024-02-30 or a nested key: not ours to delete
+        if parsed is not None and parsed.format == fmt:
+            found.append(ExportObject(fmt, parsed.day, key))
     return sorted(found, key=lambda o: (o.day, o.key))
 
 

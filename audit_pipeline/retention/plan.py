@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.retention.backlog import SinkHold, sink_holds
 from audit_pipeline.retention.database import RetentionDatabase
+from audit_pipeline.retention.delivered import DeliveryCounts
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
 from audit_pipeline.retention.exported import ExportChecker, ExportEvidence
-from audit_pipeline.retention.exports import ExportObject, due_objects, manifest_problem
+from audit_pipeline.retention.exports import ExportObject, due_objects, exported_ids, manifest_problem
 from audit_pipeline.retention.policy import RetentionPolicy
 from audit_pipeline.retention.record import read_record
 from audit_pipeline.settings import Settings
@@ -132,33 +134,66 @@ def _plan_database(plan: RetentionPlan, settings: Settings, store: ObjectStore, 
     with RetentionDatabase(plan.policy.database_url, settings.source.table) as database:
         database.check(deleting)
         days = database.rows_per_day(cutoff)
-    if not days:
-        return
-    log(f"{len(days)} day(s) before {cutoff} still hold rows; checking their exports")
-    holds = sink_holds(settings)
-    export_cutoffs = {fmt: plan.cutoffs[fmt] for fmt in FORMATS}
-    checker = ExportChecker(store, integrity_settings(settings), settings.export.csv_formula_protection, export_cutoffs)
-    held: dict[str, list[DatabaseDay]] = {}
-    for day, rows in days:
-        blocking = [h for h in holds if h.holds(day)]
-        if blocking:
-            names = ", ".join(f"{h.sink} (position {h.position})" for h in blocking)
-            entry = DatabaseDay(day, rows, "keep", f"not yet delivered by sink {names}")
-            for hold in blocking:
-                held.setdefault(hold.sink, []).append(entry)
-        else:
-            record = read_record(store, day)
-            evidence = checker.check(day, rows, record if record is not None and record.status != "re-exported" else None)
-            entry = DatabaseDay(day, rows, "delete" if evidence.safe else "keep", evidence.reason, evidence)
-        plan.database.append(entry)
+        if not days:
+            return
+        log(f"{len(days)} day(s) before {cutoff} still hold rows; checking their exports and what every sink holds")
+        holds = sink_holds(settings)
+        export_cutoffs = {fmt: plan.cutoffs[fmt] for fmt in FORMATS}
+        checker = ExportChecker(store, integrity_settings(settings), settings.export.csv_formula_protection, export_cutoffs)
+        plan.warnings.extend(checker.keyring.warnings)
+        head_problem = checker.head_problem(seen_head(settings, store))
+        if head_problem is not None:
+            plan.warnings.append(head_problem)
+        counts = DeliveryCounts(settings, plan.cutoffs["elasticsearch"])
+        held: dict[str, list[DatabaseDay]] = {}
+        try:
+            for day, rows in days:
+                blocking = [h for h in holds if h.holds(day)]
+                if blocking:
+                    names = ", ".join(f"{h.sink} (position {h.position})" for h in blocking)
+                    entry = DatabaseDay(day, rows, "keep", f"not yet delivered by sink {names}")
+                    for hold in blocking:
+                        held.setdefault(hold.sink, []).append(entry)
+                else:
+                    record = read_record(store, day)
+                    evidence = checker.check(day, rows, record if record is not None and record.status != "re-exported" else None)
+                    entry = DatabaseDay(day, rows, "delete" if evidence.safe else "keep", evidence.reason, evidence)
+                    if evidence.safe and head_problem is not None:
+                        entry = DatabaseDay(day, rows, "keep", head_problem)
+                    elif evidence.safe:
+                        shortfall = _delivery_shortfall(counts, database, store, day, evidence, plan.policy.batch_rows)
+                        if shortfall is not None:
+                            entry = DatabaseDay(day, rows, "keep", shortfall, evidence)
+                plan.database.append(entry)
+        finally:
+            counts.close()
     for hold in holds:
         _warn_held(plan, hold, held.get(hold.sink, []))
-    unexported = [d for d in plan.days_kept if d.evidence is not None]
+    unexported = [d for d in plan.days_kept if d.evidence is not None and not d.evidence.safe]
     if unexported:
         plan.warnings.append(
             f"{len(unexported)} day(s) past retention.database ({plan.policy.database}) are kept because they are not safely exported "
             f"({unexported[0].day}: {unexported[0].reason})"
         )
+    short = [d for d in plan.days_kept if d.evidence is not None and d.evidence.safe]
+    if short:
+        plan.warnings.append(
+            f"{len(short)} day(s) past retention.database are kept because a sink holds fewer of their events ({short[0].day}: {short[0].reason})"
+        )
+
+
+def _delivery_shortfall(
+    counts: DeliveryCounts, database: RetentionDatabase, store: ObjectStore, day: dt.date, evidence: ExportEvidence, batch_rows: int
+) -> str | None:
+    """Why a safely exported day is still kept because a sink holds fewer of its events, if it is."""
+    source, rows = evidence.id_object, evidence.exported_rows
+    assert source is not None and rows is not None
+    return counts.shortfall(
+        day,
+        rows,
+        ids=lambda: exported_ids(store, source, batch_rows, evidence.csv_options),
+        rows_after=lambda created_at, event_id: database.rows_after(day, created_at, event_id),
+    )
 
 
 def _warn_held(plan: RetentionPlan, hold: SinkHold, days: list[DatabaseDay]) -> None:

@@ -17,15 +17,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.layout import retention_record_key as record_key
 from audit_pipeline.storage import ObjectStore
 
-PREFIX = "retention"
 CONTENT_TYPE = "application/json"
 FORMAT = "audit_pipeline.retention-record/1"
-
-
-def record_key(day: dt.date) -> str:
-    return f"{PREFIX}/date={day.isoformat()}.json"
 
 
 @dataclass(frozen=True)

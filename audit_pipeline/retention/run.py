@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.signing import load_signer
+from audit_pipeline.retention.clock import database_now, retention_day
 from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
 from audit_pipeline.retention.exports import ExportObject, exported_ids, retire_objects
@@ -67,10 +68,14 @@ def run_retention(
     log: Callable[[str], None] = lambda _: None,
     warn: Callable[[str], None] = lambda _: None,
     clock: Callable[[], dt.datetime] | None = None,
+    today_option: str = "--today",
 ) -> RetentionResult:
-    """Apply (or, with ``dry_run``, only plan) the ``retention:`` policy as of ``today`` (default: the UTC date)."""
+    """Apply (or, with ``dry_run``, only plan) the ``retention:`` policy as of ``today``.
+
+    ``today`` defaults to the source database's date and may only be earlier than it
+    (``today_option`` names the setting in the error); see :mod:`.clock`.
+    """
     now = clock or (lambda: dt.datetime.now(dt.UTC))
-    today = today or now().date()
     policy = retention_policy(settings)
     if policy.legal_hold:
         warn(LEGAL_HOLD_MESSAGE)
@@ -78,10 +83,14 @@ def run_retention(
     if not policy.deletes_anything:
         log("retention: every policy is unlimited; nothing to do")
         return RetentionResult(None, dry_run)
+    day = retention_day(today, database_now(settings, policy), now(), today_option)
+    for message in day.warnings:
+        warn(message)
+    today = day.today
     store = ObjectStore.from_settings(settings.export)
     log(f"retention as of {today}: {policy.describe()}")
     plan = build_plan(settings, policy, store, today, deleting=not dry_run, log=log)
-    result = RetentionResult(plan, dry_run, warnings=list(plan.warnings))
+    result = RetentionResult(plan, dry_run, warnings=[*day.warnings, *plan.warnings])
     for message in plan.warnings:
         warn(message)
     if dry_run:

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from audit_pipeline.encoding import encode_ndjson, ndjson_line_offsets
+from audit_pipeline.redaction import redact
 from audit_pipeline.schema import COLUMNS
 
 
@@ -52,6 +53,15 @@ class EventBatch:
         part = EventBatch(self.batch.slice(start, stop - start))
         first = int(offsets[start])
         part.__dict__["_ndjson"] = (chunk[first : int(offsets[stop])], offsets[start : stop + 1] - first)
+        return part
+
+    def with_line(self, line: bytes) -> EventBatch:
+        """This one-event batch carrying ``line`` as its JSON (an event cut to fit a sink's limit)."""
+        if len(self) != 1:
+            raise ValueError("with_line applies to a batch of one event")
+        part = EventBatch(self.batch)
+        data = line + b"\n"
+        part.__dict__["_ndjson"] = (memoryview(data), ndjson_line_offsets(data))
         return part
 
     def line(self, i: int) -> bytes:
@@ -115,10 +125,18 @@ class DeliveryReport:
     reasons: dict[int, str] = field(default_factory=dict)
     #: Seconds the sink asked us to wait before retrying (Retry-After), if any.
     retry_after: float | None = None
+    #: Delivered events whose largest fields were cut to the sink's per-event limit: index → why.
+    truncated: dict[int, str] = field(default_factory=dict)
+    #: The real failure behind this send's retries (connection refused, a 503...), for the stop message.
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        self.reasons = {i: redact(r) for i, r in self.reasons.items()}
 
     @classmethod
     def all(cls, n: int, outcome: Outcome, reason: str | None = None, retry_after: float | None = None) -> DeliveryReport:
-        return cls([outcome] * n, {i: reason for i in range(n)} if reason else {}, retry_after)
+        failure = reason if outcome is Outcome.RETRY else None
+        return cls([outcome] * n, {i: reason for i in range(n)} if reason else {}, retry_after, failure=failure)
 
     def indices(self, outcome: Outcome) -> list[int]:
         return [i for i, o in enumerate(self.outcomes) if o is outcome]
@@ -126,7 +144,10 @@ class DeliveryReport:
 
 class SinkFailure(Exception):
     """The sink as a whole cannot take events (bad credentials, 401/403, webhook gone);
-    the message names the setting to fix and never contains a secret."""
+    the message names the setting to fix and never contains a secret (it is redacted here)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class Sink(abc.ABC):
@@ -137,6 +158,8 @@ class Sink(abc.ABC):
     #: Largest batch the engine should hand over (count); the engine also honours ``max_batch_bytes``.
     max_batch_events: int = 1_000
     max_batch_bytes: int = 5_000_000
+    #: Requests in flight at once unless ``sinks.<name>.concurrency`` says otherwise; 1 keeps the sink's order.
+    default_concurrency: int = 1
 
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """One-time setup before the first send (e.g. install an index template)."""
@@ -147,7 +170,10 @@ class Sink(abc.ABC):
 
     @abc.abstractmethod
     def send(self, events: EventBatch) -> DeliveryReport:
-        """Deliver the events; never raise for per-event problems, report them. Raise :class:`SinkFailure` only when the sink is unusable."""
+        """Deliver the events; never raise for per-event problems, report them. Raise :class:`SinkFailure` only when the sink is unusable.
+
+        Called from several threads at once when ``concurrency`` is above 1: keep per-call state local.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

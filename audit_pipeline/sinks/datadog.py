@@ -8,8 +8,10 @@ attribute, spliced from the event's canonical NDJSON line so values are never re
 
 Limits from Datadog's "Send logs" reference, enforced here rather than discovered: at most
 1,000 entries and 5 MB uncompressed per request (a batch is split into several requests), and
-1 MB per entry. Datadog would silently truncate a larger entry, so such an event is rejected
-instead and kept whole in the dead letters, with the reason. A 413 splits the request in two.
+1 MB per entry. Datadog would cut a larger entry where it pleases; instead the sink sends it with
+its largest fields cut to fit and marked (``truncated: true``, ``truncated_fields``,
+``event_sha256``, see :mod:`audit_pipeline.sinks.oversize`), and the engine keeps the whole event
+in the dead letters with the reason. A 413 splits the request in two.
 
 Old events: Datadog keeps a log's own timestamp only when it is at most 18 hours in the past
 (2 hours in the future). An event outside that window (a catch-up after an outage, a backfill)
@@ -28,98 +30,29 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import socket
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sections.datadog import SITES, DatadogSettings
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http
+from audit_pipeline.sinks import http, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
-#: Datadog sites and their logs intake hosts (Datadog API reference, "Send logs", v2).
-SITES: dict[str, str] = {
-    "datadoghq.com": "http-intake.logs.datadoghq.com",
-    "us3.datadoghq.com": "http-intake.logs.us3.datadoghq.com",
-    "us5.datadoghq.com": "http-intake.logs.us5.datadoghq.com",
-    "datadoghq.eu": "http-intake.logs.datadoghq.eu",
-    "ap1.datadoghq.com": "http-intake.logs.ap1.datadoghq.com",
-    "ap2.datadoghq.com": "http-intake.logs.ap2.datadoghq.com",
-    "uk1.datadoghq.com": "http-intake.logs.uk1.datadoghq.com",
-    "ddog-gov.com": "http-intake.logs.ddog-gov.com",
-    "us2.ddog-gov.com": "http-intake.logs.us2.ddog-gov.com",
-}
-#: The web UI host names people copy from their browser, mapped to the site they belong to.
-_SITE_ALIASES = {"app.datadoghq.com": "datadoghq.com", "app.datadoghq.eu": "datadoghq.eu", "app.ddog-gov.com": "ddog-gov.com"}
+__all__ = ["SITES", "DatadogSettings", "DatadogSink"]
 
 MAX_ENTRIES = 1_000
 MAX_PAYLOAD_BYTES = 5_000_000
 MAX_ENTRY_BYTES = 1_000_000
+#: A cut entry stays this far below 1 MB, whatever whitespace a receiver measures it with.
+_FIT_MARGIN = 4_096
 MAX_AGE = dt.timedelta(hours=18)
 MAX_AHEAD = dt.timedelta(hours=2)
 #: Room for the request to reach Datadog (and a retry or two) before its timestamps age out.
 WINDOW_MARGIN = dt.timedelta(minutes=10)
-
-
-class DatadogSettings(BaseModel):
-    """``sinks.datadog`` in the YAML, with the fields HelloJohn's own Datadog integration uses."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_key: SecretStr
-    site: str = "datadoghq.com"
-    #: Full intake URL, for a proxy or a test receiver; overrides ``site``.
-    url: str | None = None
-    service: str = "hellojohn"
-    source: str = "hellojohn-audit"
-    hostname: str = Field(default_factory=socket.gethostname)
-    #: ``["env:prod", "team:security"]``, ``{env: prod}`` or ``"env:prod,team:security"``.
-    tags: list[str] | dict[str, str] | str = Field(default_factory=list)
-    late_events: Literal["ingest_time", "dead_letter"] = "ingest_time"
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
-
-    @field_validator("api_key")
-    @classmethod
-    def _key_present(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("is empty; set it from the environment, e.g. api_key: ${DD_API_KEY}")
-        return value
-
-    @field_validator("site")
-    @classmethod
-    def _known_site(cls, value: str) -> str:
-        site = _SITE_ALIASES.get(value.strip().lower(), value.strip().lower())
-        if site not in SITES:
-            raise ValueError(f"unknown Datadog site {value!r}; use one of {', '.join(SITES)} (or set url)")
-        return site
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL of the logs intake, e.g. https://proxy.internal/api/v2/logs")
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_list(cls, value: list[str] | dict[str, str] | str) -> list[str]:
-        if isinstance(value, str):
-            items = [t.strip() for t in value.split(",") if t.strip()]
-        elif isinstance(value, dict):
-            items = [f"{k}:{v}" for k, v in value.items()]
-        else:
-            items = [t.strip() for t in value]
-        for tag in items:
-            if not tag or "," in tag:
-                raise ValueError(f"tag {tag!r} must be non-empty and contain no comma")
-        return items
-
-    def intake_url(self) -> str:
-        return self.url or f"https://{SITES[self.site]}/api/v2/logs"
 
 
 class DatadogSink(Sink):
@@ -174,14 +107,17 @@ class DatadogSink(Sink):
                 entries.append(None)
                 continue
             stamp = b',"timestamp":%d' % (us // 1000) if window == "in" else b""
-            entry = b"".join((heads[window, cols["result"][i] == "failure"], http.json_string(_summary(cols, i)), stamp, b",", line[1:]))
+            head = b"".join((heads[window, cols["result"][i] == "failure"], http.json_string(_summary(cols, i)), stamp, b","))
+            entry = head + line[1:]
             if len(entry) > MAX_ENTRY_BYTES:
-                report.outcomes[i] = Outcome.REJECTED
-                report.reasons[i] = (
-                    f"the log entry is {len(entry):,} bytes, over Datadog's 1 MB per-log limit (Datadog would truncate it); kept whole here instead"
-                )
-                entries.append(None)
-                continue
+                fitted = oversize.fit(line, MAX_ENTRY_BYTES - _FIT_MARGIN - len(head) + 1)
+                if fitted is None:
+                    report.outcomes[i] = Outcome.REJECTED
+                    report.reasons[i] = f"the log entry is {len(entry):,} bytes, over Datadog's 1 MB per-log limit, and cannot be cut to fit"
+                    entries.append(None)
+                    continue
+                report.truncated[i] = oversize.reason("Datadog", "1 MB per-log limit", len(entry), fitted[1])
+                entry = head + fitted[0][1:]
             entries.append(entry)
         return entries
 
@@ -202,7 +138,9 @@ class DatadogSink(Sink):
         try:
             response = self._client.post(self._url, content=gzip.compress(body, compresslevel=3), headers=headers)
         except httpx.HTTPError as exc:
-            http.mark(report, chunk, Outcome.RETRY, f"Datadog: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            setting = "sinks.datadog.url" if self.config.url else "sinks.datadog.site"
+            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self._url), setting)
+            http.mark(report, chunk, Outcome.RETRY, f"Datadog: {reason}")
             return False
         status = response.status_code
         if 200 <= status < 300:

@@ -19,22 +19,24 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from audit_pipeline.errors import ConfigError
+from audit_pipeline.retry_after import parse_retry_after
 from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sections.elasticsearch import DEFAULT_INDEX, ElasticsearchSettings, _redact, render_index
 from audit_pipeline.settings import parse_section
+from audit_pipeline.sinks import http, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
-DEFAULT_INDEX = "hellojohn-audit-%Y.%m.%d"
+__all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index"]
+
 #: Bump when the mappings change; a template with another version is replaced on first use.
 TEMPLATE_VERSION = 1
 _KEYWORD = {"type": "keyword", "ignore_above": 8191}  # 8191 chars stay under Lucene's 32 KB term limit
-_INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 
 
 def index_mappings() -> dict[str, Any]:
@@ -59,80 +61,10 @@ def index_mappings() -> dict[str, Any]:
     return {"dynamic": "false", "properties": properties}
 
 
-class ElasticsearchSettings(BaseModel):
-    """``sinks.elasticsearch``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str | list[str]
-    api_key: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    #: PEM file of the CA that signed the cluster's certificate.
-    ca_certs: str | None = None
-    verify_certs: bool = True
-    #: strftime pattern applied to each event's UTC created_at.
-    index: str = DEFAULT_INDEX
-    template_name: str = "hellojohn-audit"
-    #: Install the index template on first use (needs manage_index_templates); false if admins manage it.
-    manage_template: bool = True
-    template_priority: int = Field(default=200, ge=0)
-    batch_events: int = Field(default=5_000, ge=1, le=100_000)
-    batch_bytes: int = Field(default=10_000_000, ge=10_000, le=100_000_000)
-    request_timeout: float = Field(default=60.0, gt=0)
-    http_compress: bool = False
-
-    @field_validator("url")
-    @classmethod
-    def _urls(cls, value: str | list[str]) -> str | list[str]:
-        for url in [value] if isinstance(value, str) else value:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"must be http(s)://host:port, got {_redact(url)!r}")
-            if parts.username or parts.password:
-                raise ValueError("must not contain credentials; use username/password (or api_key) with ${ENV} values")
-        return value
-
-    @field_validator("index")
-    @classmethod
-    def _index(cls, value: str) -> str:
-        sample = render_index(value)
-        if not sample or _INVALID_INDEX.search(sample) or sample[0] in "-_+" or sample in (".", "..") or len(sample.encode()) > 255:
-            raise ValueError(
-                f"gives the index name {sample!r}, which Elasticsearch refuses: use lowercase letters, digits, '-', '.', '_' and strftime codes such as %Y.%m.%d"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _credentials(self) -> ElasticsearchSettings:
-        if self.api_key is not None and (self.username or self.password):
-            raise ValueError("give either api_key or username/password, not both")
-        if bool(self.username) != bool(self.password):
-            raise ValueError("username and password go together")
-        return self
-
-
-def render_index(pattern: str, when: Any = None) -> str:
-    import datetime as dt
-
-    value = when or dt.datetime(2024, 1, 15, tzinfo=dt.UTC)
-    return str(pc.strftime(pa.array([value], pa.timestamp("us", tz="UTC")), format=pattern)[0].as_py())
-
-
 def template_patterns(pattern: str) -> list[str]:
     """The index patterns the template covers: the literal part before the first strftime code, then ``*``."""
     head = pattern.split("%", 1)[0]
     return [head + "*"] if "%" in pattern else [pattern]
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return parts._replace(netloc=netloc).geturl()
-    return url
 
 
 def _json_strings(column: pa.Array) -> pa.Array:
@@ -146,6 +78,8 @@ def _json_strings(column: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(quote, escaped.cast(pa.large_string()), quote, pa.scalar("", pa.large_string()))
 
 
+#: Room for the action line and separators beside an event in a bulk request.
+_ACTION_ROOM = 1_024
 _DAILY_CODES = re.compile(r"%[Ymdyj%]")
 _MICROS_PER_DAY = 86_400_000_000
 
@@ -159,8 +93,6 @@ def index_names(created_at: pa.Array, pattern: str) -> pa.Array:
     if _DAILY_CODES.sub("", pattern).count("%"):
         return pc.strftime(created_at, format=pattern).cast(pa.large_string())
     import datetime as dt
-
-    import numpy as np
 
     micros = created_at.cast(pa.int64()).to_numpy(zero_copy_only=False)
     days = np.floor_divide(micros, _MICROS_PER_DAY)
@@ -180,7 +112,6 @@ def bulk_body(events: EventBatch, index_pattern: str) -> bytes:
     pieces = ['{"create":{"_index":"', indices, '","_id":', ids, "}}\n", lines, ""]
     joined = pc.binary_join_element_wise(*[pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in pieces])
     total = joined.buffers()[1]
-    import numpy as np
 
     bounds = np.frombuffer(total, dtype=np.int64)
     start, end = int(bounds[joined.offset]), int(bounds[joined.offset + n])
@@ -199,6 +130,8 @@ def _reason(error: Any) -> str:
 
 class ElasticsearchSink(Sink):
     name = "elasticsearch"
+    #: Bulk requests are independent (``create`` with ``_id``): two in flight keep the cluster busy while the next is built.
+    default_concurrency = 2
 
     def __init__(self, settings: ElasticsearchSettings, *, where: str = "sinks.elasticsearch", client: Any = None) -> None:
         self.settings = settings
@@ -335,6 +268,10 @@ class ElasticsearchSink(Sink):
         from elasticsearch import ApiError
 
         n = len(events)
+        _, offsets = events.ndjson()
+        big = np.flatnonzero(np.diff(offsets) > self.settings.max_content_length - _ACTION_ROOM)
+        if len(big):
+            return self._send_with_oversized(events, [int(i) for i in big])
         body = bulk_body(events, self.settings.index)
         try:
             response = self.client.bulk(operations=body, filter_path=["errors", "items.*.status", "items.*.error"])
@@ -348,7 +285,8 @@ class ElasticsearchSink(Sink):
             self._raise_for(exc, "indexing events")
             return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status}", retry_after)
         except TransportError as exc:
-            return DeliveryReport.all(n, Outcome.RETRY, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            reason = http.transport_reason(exc, self.settings.request_timeout, self.description, f"{self.where}.url")
+            return DeliveryReport.all(n, Outcome.RETRY, f"Elasticsearch: {reason}")
         result = response.body if hasattr(response, "body") else response
         if not result.get("errors"):
             return DeliveryReport.all(n, Outcome.DELIVERED)
@@ -377,6 +315,34 @@ class ElasticsearchSink(Sink):
             reasons[i] = f"{status} {_reason(error)}"
         return DeliveryReport(outcomes, reasons)
 
+    def _send_with_oversized(self, events: EventBatch, big: list[int]) -> DeliveryReport:
+        """Events over ``max_content_length`` go alone, cut to fit and marked; the others as usual."""
+        n = len(events)
+        report = DeliveryReport([Outcome.RETRY] * n)
+        rest = [i for i in range(n) if i not in set(big)]
+        if rest:
+            part = self.send(events.take(rest))
+            for j, i in enumerate(rest):
+                report.outcomes[i] = part.outcomes[j]
+                if j in part.reasons:
+                    report.reasons[i] = part.reasons[j]
+            report.retry_after, report.failure = part.retry_after, part.failure
+        limit = self.settings.max_content_length - _ACTION_ROOM
+        for i in big:
+            line = events.line(i)
+            fitted = oversize.fit(line, limit)
+            if fitted is None:
+                report.outcomes[i] = Outcome.REJECTED
+                report.reasons[i] = f"the event is {len(line):,} bytes, over {self.where}.max_content_length, and cannot be cut to fit"
+                continue
+            single = self.send(EventBatch(events.batch.slice(i, 1)).with_line(fitted[0]))
+            report.outcomes[i] = single.outcomes[0]
+            if single.outcomes[0] is Outcome.DELIVERED:
+                report.truncated[i] = oversize.reason("Elasticsearch", f"http.max_content_length ({self.where}.max_content_length)", len(line), fitted[1])
+            elif 0 in single.reasons:
+                report.reasons[i] = single.reasons[0]
+        return report
+
     def _split(self, events: EventBatch, reason: str) -> DeliveryReport:
         n = len(events)
         if n == 1:
@@ -404,8 +370,4 @@ def _error_type(body: Any) -> str:
 
 
 def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after") if headers is not None else None
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(headers.get("retry-after")) if headers is not None else None

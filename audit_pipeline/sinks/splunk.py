@@ -24,7 +24,6 @@ no idempotency key; each event's ``id`` lets Splunk users drop duplicates).
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -32,57 +31,17 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sections.splunk import EVENT_PATH, SplunkSettings
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http
+from audit_pipeline.sinks import http, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
-EVENT_PATH = "/services/collector/event"
 ACK_PATH = "/services/collector/ack"
 _TOKEN_CODES = {1: "Token disabled", 2: "Token is required", 3: "Invalid authorization", 4: "Invalid token"}
 _BAD_EVENT_CODES = {5, 6, 12, 13, 15}
 _RETRY_CODES = {8, 9, 18, 19, 20}
-
-
-class SplunkSettings(BaseModel):
-    """``sinks.splunk`` in the YAML, with the fields HelloJohn's own Splunk integration uses."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hec_url: str
-    hec_token: SecretStr
-    index: str | None = None
-    sourcetype: str = "_json"
-    source: str = "hellojohn-audit"
-    host: str = Field(default_factory=socket.gethostname)
-    use_ack: bool = False
-    ack_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
-    #: Requests are split below this size; Splunk's ``max_content_length`` must be at least this.
-    max_request_bytes: int = Field(default=1_000_000, ge=10_000)
-    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
-    tls_verify: bool = True
-    #: PEM bundle for a HEC with a private CA (Splunk's default certificate is self-signed).
-    tls_ca_file: str | None = None
-
-    @field_validator("hec_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        value = value.strip()
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL such as https://splunk.example.com:8088")
-        for suffix in (EVENT_PATH, "/services/collector"):
-            if value.rstrip("/").endswith(suffix):
-                value = value.rstrip("/")[: -len(suffix)]
-        return value.rstrip("/")
-
-    @field_validator("hec_token")
-    @classmethod
-    def _token_present(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("is empty; set it from the environment, e.g. hec_token: ${SPLUNK_HEC_TOKEN}")
-        return value
 
 
 class SplunkSink(Sink):
@@ -96,7 +55,6 @@ class SplunkSink(Sink):
         verify: bool | str = config.tls_ca_file or config.tls_verify
         self._client = http.client(config.timeout_seconds, verify=verify)
         self._token = config.hec_token.get_secret_value()
-        self._awaiting: dict[int, Sequence[int]] = {}  # ackId -> the events of that request, during a send
         self._headers = {"Authorization": f"Splunk {self._token}", "Content-Type": "application/json"}
         if config.use_ack:
             self._headers["X-Splunk-Request-Channel"] = str(uuid.uuid4())
@@ -112,28 +70,45 @@ class SplunkSink(Sink):
     def close(self) -> None:
         self._client.close()
 
-    def _envelopes(self, events: EventBatch) -> list[bytes]:
+    def _envelopes(self, events: EventBatch, report: DeliveryReport) -> list[bytes | None]:
         created = events.batch.column(COLUMNS.index("created_at")).cast(pa.int64()).to_pylist()
-        return [b'{"time":' + _epoch_seconds(created[i]) + self._meta + line + b"}" for i, line in enumerate(events.lines())]
+        envelopes: list[bytes | None] = []
+        limit = self.config.max_request_bytes
+        for i, line in enumerate(events.lines()):
+            head = b'{"time":' + _epoch_seconds(created[i]) + self._meta
+            envelope = head + line + b"}"
+            if len(envelope) > limit:
+                fitted = oversize.fit(line, limit - len(head) - 1)
+                if fitted is None:
+                    http.mark(
+                        report, [i], Outcome.REJECTED, f"the event is {len(envelope):,} bytes, over sinks.splunk.max_request_bytes, and cannot be cut to fit"
+                    )
+                    envelopes.append(None)
+                    continue
+                report.truncated[i] = oversize.reason("Splunk HEC", f"max_request_bytes ({limit:,})", len(envelope), fitted[1])
+                envelope = head + fitted[0] + b"}"
+            envelopes.append(envelope)
+        return envelopes
 
     def send(self, events: EventBatch) -> DeliveryReport:
         report = DeliveryReport([Outcome.RETRY] * len(events))
-        envelopes = self._envelopes(events)
-        self._awaiting = {}
+        envelopes = self._envelopes(events, report)
+        awaiting: dict[int, Sequence[int]] = {}  # ackId -> the events of that request
         for chunk in _chunks(envelopes, self.config.max_request_bytes):
-            if not self._post(chunk, envelopes, report):
+            if not self._post(chunk, envelopes, report, awaiting):
                 break
-        if self._awaiting:
-            self._await_acks(report)
+        if awaiting:
+            self._await_acks(report, awaiting)
         return http.explain_unsent(report)
 
-    def _post(self, chunk: Sequence[int], envelopes: list[bytes], report: DeliveryReport) -> bool:
+    def _post(self, chunk: Sequence[int], envelopes: list[bytes | None], report: DeliveryReport, awaiting: dict[int, Sequence[int]]) -> bool:
         """Send one request; False when it must be retried (and nothing after it should be sent)."""
-        body = b"".join(envelopes[i] for i in chunk)
+        body = b"".join(envelopes[i] or b"" for i in chunk)
         try:
             response = self._client.post(self.config.hec_url + EVENT_PATH, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self.config.hec_url), "sinks.splunk.hec_url")
+            http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC: {reason}")
             return False
         status, answer = response.status_code, _answer(response)
         code = answer.get("code")
@@ -142,7 +117,7 @@ class SplunkSink(Sink):
                 ack_id = answer.get("ackId")
                 if not isinstance(ack_id, int):
                     raise SinkFailure("Splunk HEC returned no ackId although sinks.splunk.use_ack is true; enable indexer acknowledgement on the token")
-                self._awaiting[ack_id] = chunk  # delivered once Splunk confirms it indexed them
+                awaiting[ack_id] = chunk  # delivered once Splunk confirms it indexed them
                 return True
             http.mark(report, chunk, Outcome.DELIVERED)
             return True
@@ -171,7 +146,7 @@ class SplunkSink(Sink):
                 )
                 return True
             half = len(chunk) // 2
-            return self._post(chunk[:half], envelopes, report) and self._post(chunk[half:], envelopes, report)
+            return self._post(chunk[:half], envelopes, report, awaiting) and self._post(chunk[half:], envelopes, report, awaiting)
         if status in (408, 429) or status >= 500 or code in _RETRY_CODES:
             wait = http.retry_after(response)
             if wait is not None:
@@ -179,10 +154,12 @@ class SplunkSink(Sink):
             http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC answered {status}: {http.excerpt(response, [self._token])}")
             return False
         if status == 400 and code in _BAD_EVENT_CODES:
-            return self._reject_bad_event(chunk, envelopes, report, answer)
+            return self._reject_bad_event(chunk, envelopes, report, answer, awaiting)
         raise SinkFailure(f"Splunk HEC answered HTTP {status} ({http.excerpt(response, [self._token])}); check sinks.splunk.hec_url ({self.config.hec_url})")
 
-    def _reject_bad_event(self, chunk: Sequence[int], envelopes: list[bytes], report: DeliveryReport, answer: dict[str, Any]) -> bool:
+    def _reject_bad_event(
+        self, chunk: Sequence[int], envelopes: list[bytes | None], report: DeliveryReport, answer: dict[str, Any], awaiting: dict[int, Sequence[int]]
+    ) -> bool:
         reason = f"Splunk HEC refused the event (code {answer.get('code')}: {answer.get('text', '')})"
         position = answer.get("invalid-event-number")
         if isinstance(position, int) and 0 <= position < len(chunk):
@@ -194,20 +171,20 @@ class SplunkSink(Sink):
             http.mark(report, chunk, Outcome.REJECTED, reason)
             return True
         half = len(chunk) // 2
-        return self._post(chunk[:half], envelopes, report) and self._post(chunk[half:], envelopes, report)
+        return self._post(chunk[:half], envelopes, report, awaiting) and self._post(chunk[half:], envelopes, report, awaiting)
 
-    def _await_acks(self, report: DeliveryReport) -> None:
+    def _await_acks(self, report: DeliveryReport, awaiting: dict[int, Sequence[int]]) -> None:
         """Poll ``/services/collector/ack`` for every request of this batch at once, until all are
         indexed or ``ack_timeout_seconds`` pass; unconfirmed requests are retried."""
         deadline = time.monotonic() + self.config.ack_timeout_seconds
         delay = 0.2
         while True:
-            for ack_id in self._acknowledged(list(self._awaiting)):
-                http.mark(report, self._awaiting.pop(ack_id), Outcome.DELIVERED)
-            if not self._awaiting:
+            for ack_id in self._acknowledged(list(awaiting)):
+                http.mark(report, awaiting.pop(ack_id), Outcome.DELIVERED)
+            if not awaiting:
                 return
             if time.monotonic() + delay > deadline:
-                for ack_id, chunk in self._awaiting.items():
+                for ack_id, chunk in awaiting.items():
                     http.mark(
                         report,
                         chunk,
@@ -234,10 +211,12 @@ class SplunkSink(Sink):
         return [i for i in ack_ids if isinstance(acks, dict) and acks.get(str(i)) is True]
 
 
-def _chunks(envelopes: list[bytes], limit: int) -> Iterator[list[int]]:
+def _chunks(envelopes: list[bytes | None], limit: int) -> Iterator[list[int]]:
     chunk: list[int] = []
     size = 0
     for i, envelope in enumerate(envelopes):
+        if envelope is None:
+            continue
         if chunk and size + len(envelope) > limit:
             yield chunk
             chunk, size = [], 0

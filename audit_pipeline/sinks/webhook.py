@@ -21,8 +21,6 @@ rejects that event into the dead letters with the receiver's answer as the reaso
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import fnmatch
 import hashlib
@@ -33,98 +31,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from standardwebhooks.webhooks import Webhook
 
+from audit_pipeline.sections.webhook import WebhookSettings, _key
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
-_OURS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host", "user-agent"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-:+/=~]+$")
-
-
-class WebhookSettings(BaseModel):
-    """One entry of ``sinks.webhooks``, with the fields HelloJohn's webhook registration uses."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    url: str
-    #: Glob patterns over ``audit.<type>``, e.g. ``audit.*`` or ``audit.user.*``.
-    events: list[str] = Field(default_factory=lambda: ["audit.*"])
-    #: One secret, or several during a key rotation (all are used to sign).
-    secret: SecretStr | list[SecretStr]
-    #: Extra headers, e.g. ``{X-Source: hellojohn}``; values are treated as secrets (never logged).
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    batch: bool = False
-    batch_size: int = Field(default=100, ge=1, le=1_000)
-    timeout_seconds: float = Field(default=15.0, gt=0, le=120)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value or any(ord(c) < 32 for c in value):
-            raise ValueError("must be a non-empty name without control characters, e.g. SIEM Audit Forward")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL, e.g. https://siem.example.com/api/ingest")
-        return value
-
-    @field_validator("events")
-    @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError('selects no event; use ["audit.*"] for all events')
-        for pattern in value:
-            if not (pattern == "*" or pattern.startswith("audit.")):
-                raise ValueError(f"pattern {pattern!r} can never match: event names are audit.<type>, e.g. audit.* or audit.user.*")
-        return value
-
-    @field_validator("secret")
-    @classmethod
-    def _secrets(cls, value: SecretStr | list[SecretStr]) -> SecretStr | list[SecretStr]:
-        items = value if isinstance(value, list) else [value]
-        if not items:
-            raise ValueError("needs at least one secret")
-        for n, item in enumerate(items):
-            _key(item.get_secret_value(), f"secret #{n + 1}")
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for header in value:
-            if not _TOKEN.match(header):
-                raise ValueError(f"{header!r} is not a valid HTTP header name")
-            if header.lower() in _OURS:
-                raise ValueError(f"{header!r} is set by the pipeline itself and cannot be overridden")
-        return value
-
-    def secrets(self) -> list[str]:
-        items = self.secret if isinstance(self.secret, list) else [self.secret]
-        return [s.get_secret_value() for s in items]
-
-
-def _key(secret: str, what: str) -> bytes:
-    """The HMAC key: the secret's UTF-8 bytes, or the base64 payload of a ``whsec_`` secret."""
-    if not secret:
-        raise ValueError(f"{what} is empty; set it from the environment, e.g. secret: ${{WEBHOOK_SECRET}}")
-    if not secret.startswith("whsec_"):
-        return secret.encode("utf-8")
-    try:
-        key = base64.b64decode(secret[len("whsec_") :], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{what} starts with whsec_ but the rest is not base64 (the Standard Webhooks secret form)") from None
-    if not key:
-        raise ValueError(f"{what} is whsec_ with nothing after it")
-    return key
 
 
 def webhook_id(audit_id: str) -> str:
@@ -143,8 +57,9 @@ def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str
 
 
 class WebhookSink(Sink):
-    def __init__(self, config: WebhookSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: WebhookSettings, clock: Callable[[], float] = time.time, where: str = "sinks.webhooks") -> None:
         self.config = config
+        self.where = where
         self.name = f"webhook:{config.name}"
         self.max_batch_events = config.batch_size if config.batch else 20
         self.max_batch_bytes = 4_000_000
@@ -158,7 +73,7 @@ class WebhookSink(Sink):
     @classmethod
     def from_config(cls, raw: dict[str, Any], where: str = "sinks.webhooks[0]") -> WebhookSink:
         """Build one webhook from its entry in ``sinks.webhooks`` (the registry builds one per entry)."""
-        return cls(parse_section(WebhookSettings, raw, where))
+        return cls(parse_section(WebhookSettings, raw, where), where=where)
 
     def accepts(self, event_type: str) -> bool:
         name = f"audit.{event_type}"
@@ -200,7 +115,8 @@ class WebhookSink(Sink):
         try:
             response = self._client.post(self.config.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {http.transport_reason(exc, self.config.timeout_seconds)}")
+            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self.config.url), f"{self.where}.url (name: {self.config.name})")
+            http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {reason}")
             return False
         status = response.status_code
         if 200 <= status < 300:

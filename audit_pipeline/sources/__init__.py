@@ -5,6 +5,7 @@ in ``(created_at, id)`` order with ids compared bytewise, which is the order the
 the integrity chain and the forwarding positions all rely on.
 """
 
-from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange, open_source
+from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+from audit_pipeline.sources.registry import open_source
 
 __all__ = ["AuditSource", "EventFilter", "Position", "TimeRange", "open_source"]

@@ -15,29 +15,26 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
+from audit_pipeline.isotime import epoch_micros
 from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
 from audit_pipeline.settings import DEFAULT_STATE_DIR
 from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
 from audit_pipeline.sources.synthetic import generate_events
 
 DEMO_DAYS = tuple(dt.date(2024, 1, 13) + dt.timedelta(days=i) for i in range(4))
 DEMO_EVENTS_PER_DAY = 2_000
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 metadata_obj = sa.MetaData()
 audit_logs = sa.Table(
     "audit_logs",
     metadata_obj,
-    sa.Column("id", sa.Text, primary_key=True),
-    *(sa.Column(c, sa.Text, nullable=c != "type" and c != "result") for c in COLUMNS[1:12]),
-    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
-    sa.Column("metadata", sa.Text, nullable=False),
+    # The columns and their NOT NULL from the schema; created_at as epoch microseconds (SQLite has no timestamp type).
+    *(
+        sa.Column(c, sa.BigInteger if c == "created_at" else sa.Text, primary_key=c == "id", nullable=c not in REQUIRED, index=c == "created_at")
+        for c in COLUMNS
+    ),
 )
-
-
-def _micros(value: dt.datetime) -> int:
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 class DemoSource(AuditSource):
@@ -69,7 +66,7 @@ class DemoSource(AuditSource):
         rows = []
         for event in events:
             row = dict(event)
-            row["created_at"] = _micros(event["created_at"])
+            row["created_at"] = epoch_micros(event["created_at"])
             row["metadata"] = event["metadata"] if isinstance(event["metadata"], str) else jsonb_text(event["metadata"])
             rows.append(row)
         if rows:
@@ -80,9 +77,9 @@ class DemoSource(AuditSource):
 
     def _select(self, time_range: TimeRange, after: Position | None, event_filter: EventFilter | None) -> sa.Select[Any]:
         t = audit_logs.c
-        query = sa.select(*[t[c] for c in COLUMNS]).where(t.created_at >= _micros(time_range.start), t.created_at < _micros(time_range.end))
+        query = sa.select(*[t[c] for c in COLUMNS]).where(t.created_at >= epoch_micros(time_range.start), t.created_at < epoch_micros(time_range.end))
         if after is not None:
-            at = _micros(after.created_at)
+            at = epoch_micros(after.created_at)
             query = query.where(sa.or_(t.created_at > at, sa.and_(t.created_at == at, t.id > after.id)))
         if event_filter is not None and not event_filter.is_empty:
             f = event_filter

@@ -1,6 +1,6 @@
 """HelloJohn API events → rows of the canonical schema, exactly as PostgreSQL would print them.
 
-The list endpoint returns each event as a JSON object.  Two shapes are accepted: the
+The list endpoint and the export stream return each event as a JSON object.  Two shapes are accepted: the
 table's flat columns (``actor_id``, ``actor_email``, ...), and the nested ``actor``/``resource``
 objects of HelloJohn's "Querying Audit Logs" page; a flat key wins when both are present.
 Fields the table does not have (``user_agent`` at the top level, ``meta``...) are ignored.
@@ -9,19 +9,26 @@ A nullable column that is absent is NULL, as JSON APIs omit nulls; a NOT NULL co
 the wrong JSON type, is an error naming the event and the field.
 
 ``metadata`` is re-printed in PostgreSQL's jsonb text form (:mod:`audit_pipeline.jsontext`):
-keys in jsonb order, numbers exactly as sent.  ``created_at`` becomes integer microseconds
+keys in jsonb order, numbers exactly as sent.  Most metadata holds no fractional number: it is
+re-ordered and printed by one C-level ``json.dumps``.  A value holding a float (a parser that
+reads numbers as binary floats, such as orjson, was used) raises :class:`InexactNumber`, so that
+the caller parses the event again keeping every digit (``Decimal``), which prints exactly.  ``created_at`` becomes integer microseconds
 since the epoch (UTC), which is what the Arrow column holds and what orders events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 
 from audit_pipeline.errors import SourceError
+from audit_pipeline.isotime import epoch_micros as micros
+from audit_pipeline.isotime import from_epoch_micros as from_micros
 from audit_pipeline.isotime import parse_instant
 from audit_pipeline.jsontext import jsonb_text
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
@@ -36,24 +43,49 @@ _NESTED = {
 _CREATED_AT = COLUMNS.index("created_at")
 _TEXT_COLUMNS = COLUMNS[:_CREATED_AT]  # id ... result; created_at and metadata come last
 assert COLUMNS[_CREATED_AT:] == ("created_at", "metadata")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MISSING = object()
 #: The common spelling (``2024-01-15T14:23:05.123456Z``), which ``fromisoformat`` reads exactly.
 _PLAIN_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 
 
+class InexactNumber(Exception):
+    """The event was parsed with binary floats; parse it again with ``Decimal`` to keep every digit."""
+
+
+class _NeedsSlowPath(Exception):
+    pass
+
+
+def _key_order(key: str) -> tuple[int, bytes]:
+    encoded = key.encode("utf-8", "surrogatepass")
+    return (len(encoded), encoded)
+
+
+def _jsonb_ordered(value: Any) -> Any:
+    """``value`` with every object's keys in jsonb order; floats and Decimals are left to the exact printer."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _jsonb_ordered(value[key]) for key in sorted(value, key=_key_order)}
+    if kind is list:
+        return [_jsonb_ordered(item) for item in value]
+    if kind is float:
+        raise InexactNumber
+    if kind is Decimal:
+        raise _NeedsSlowPath
+    return value
+
+
+def metadata_text(value: Any) -> str:
+    """``metadata`` as PostgreSQL prints the jsonb value; :class:`InexactNumber` if it holds a binary float."""
+    try:
+        return json.dumps(_jsonb_ordered(value), ensure_ascii=False, separators=(", ", ": "))
+    except _NeedsSlowPath:
+        return jsonb_text(value)
+
+
 def _label(event: Any, index: int) -> str:
     event_id = event.get("id") if isinstance(event, dict) else None
-    return f"event {event_id!r}" if isinstance(event_id, str) else f"event #{index} of the page"
-
-
-def micros(value: dt.datetime) -> int:
-    """Microseconds since the epoch, exactly (no float on the way)."""
-    return (value - _EPOCH) // dt.timedelta(microseconds=1)
-
-
-def from_micros(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
+    return f"event {event_id!r}" if isinstance(event_id, str) else f"event #{index} of the response"
 
 
 def _instant(value: Any, event: Any, index: int) -> int:
@@ -97,7 +129,7 @@ def event_row(event: Any, index: int) -> list[Any]:
     metadata = get("metadata", _MISSING)
     if metadata is _MISSING:
         raise SourceError(f"the HelloJohn API returned {_label(event, index)} without 'metadata', which every audit event has")
-    row.append(jsonb_text(metadata))  # JSON null stays the jsonb value null
+    row.append(metadata_text(metadata))  # JSON null stays the jsonb value null
     return row
 
 
@@ -141,3 +173,7 @@ class RowBuffer:
                         event_id = self._columns[0][row]
                         return f"the HelloJohn API returned event {event_id!r} whose {name} is not valid Unicode (a lone surrogate escape)"
         return "the HelloJohn API returned text that is not valid Unicode"
+
+
+# micros and from_micros: isotime's epoch_micros and from_epoch_micros, under the names the API modules use
+__all__ = ["InexactNumber", "RowBuffer", "event_row", "from_micros", "metadata_text", "micros", "row_key"]

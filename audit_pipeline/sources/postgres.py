@@ -1,15 +1,19 @@
 """PostgreSQL source: Arrow batches through ADBC (binary COPY underneath), keyset order.
 
-ADBC streams ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into Arrow record batches
+ADBC (its low-level API) streams ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into Arrow record batches
 of bounded size (``adbc.postgresql.batch_size_hint_bytes``), which measured close to
 PostgreSQL's own ``COPY ... (FORMAT csv)`` with flat memory.  ``COPY (query)`` needs
 only SELECT, so a read-only role is enough.  Small control queries (preflight, counts,
-``pg_stat_activity``) go through psycopg.
+``pg_stat_activity``) go through psycopg.  The bulk-read connection is kept between queries
+and passes (opening one costs about a quarter of a second), in autocommit so it never holds a
+transaction open between reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +21,7 @@ import psycopg
 import pyarrow as pa
 from sqlalchemy.engine import make_url
 
-from audit_pipeline.errors import ConfigError, SourceError
+from audit_pipeline.errors import ConfigError, SourceError, first_line
 from audit_pipeline.schema import COLUMNS, conform
 from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
 
@@ -101,6 +105,10 @@ class PostgresSource(AuditSource):
         self.table = table
         self.batch_rows = batch_rows
         self._conn: psycopg.Connection[Any] | None = None
+        #: The bulk-read connection and statement, kept between queries (and passes, while following):
+        #: opening an ADBC connection costs about a quarter of a second.
+        self._reader: _BulkReader | None = None
+        self._reader_lock = threading.Lock()
 
     # -- control connection ---------------------------------------------------------------
     def _control(self) -> psycopg.Connection[Any]:
@@ -108,7 +116,8 @@ class PostgresSource(AuditSource):
             try:
                 self._conn = psycopg.connect(self._libpq_url, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as exc:
-                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                # libpq's lines (what failed, then a hint), tabs and all, as one readable line
+                reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
                 raise SourceError(f"cannot connect to the audit database {self.description} ({reason}); check {self._setting}") from None
         return self._conn
 
@@ -150,6 +159,29 @@ class PostgresSource(AuditSource):
         )
         return row[0] if row and row[0] is not None else None
 
+    def oldest_prepared_start(self) -> dt.datetime | None:
+        """When the oldest transaction prepared in this database (``PREPARE TRANSACTION``) was prepared.
+
+        A prepared transaction leaves ``pg_stat_activity`` but may still commit rows stamped before
+        it; ``pg_prepared_xacts`` lists it until ``COMMIT PREPARED`` or ``ROLLBACK PREPARED``.
+        """
+        try:
+            row = self._control().execute("SELECT min(prepared) FROM pg_prepared_xacts WHERE database = current_database()").fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            return None
+        return row[0] if row and row[0] is not None else None
+
+    def can_see_prepared_transactions(self) -> bool:
+        row = self._control().execute("SELECT has_table_privilege('pg_catalog.pg_prepared_xacts', 'SELECT')").fetchone()
+        return bool(row and row[0])
+
+    def count_through(self, start: dt.datetime, position: Position) -> int:
+        """Events with ``start <= created_at`` at or before ``position`` in ``(created_at, id)`` order."""
+        ts = _timestamp_literal(position.created_at)
+        condition = f'created_at >= {_timestamp_literal(start)} AND (created_at < {ts} OR (created_at = {ts} AND id COLLATE "C" <= {sql_literal(position.id)}))'
+        row = self._control().execute(f"SELECT count(*) FROM {self.table} WHERE {condition}").fetchone()
+        return int(row[0]) if row else 0
+
     def can_see_other_transactions(self) -> bool:
         row = (
             self._control()
@@ -173,36 +205,88 @@ class PostgresSource(AuditSource):
         limit: int | None = None,
         event_filter: EventFilter | None = None,
     ) -> Iterator[pa.RecordBatch]:
-        import adbc_driver_postgresql.dbapi as adbc
-
         query = f'SELECT {_select_list()} FROM {self.table} WHERE {_where(time_range, after, event_filter)} ORDER BY created_at, id COLLATE "C"'
         if limit is not None:
             query += f" LIMIT {int(limit)}"
+        reader = self._take_reader()
+        finished = False
         try:
-            conn = adbc.connect(self._libpq_url)
-        except Exception as exc:  # ADBC raises its own DB-API hierarchy
-            raise SourceError(f"cannot connect to the audit database {self.description} ({_first_line(exc)}); check {self._setting}") from None
-        try:
-            cursor = conn.cursor()
-            # ~600 bytes a row: batches of about batch_rows rows, bounded in bytes either way.
-            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(max(1, self.batch_rows) * 600)})
             try:
-                cursor.execute(query)
-                reader = cursor.fetch_record_batch()
+                stream = reader.read(query)
             except Exception as exc:
-                raise SourceError(f"reading {self.table} from {self.description} failed: {_first_line(exc)}") from None
-            for batch in reader:
+                raise SourceError(f"reading {self.table} from {self.description} failed: {first_line(exc)}") from None
+            for batch in stream:
                 if batch.num_rows:
                     yield conform(batch)
+            finished = True
         finally:
-            conn.close()
+            self._give_back(reader, keep=finished)
+
+    def _take_reader(self) -> _BulkReader:
+        """The kept bulk-read connection when it is free, else a new one (another thread is reading)."""
+        with self._reader_lock:
+            kept, self._reader = self._reader, None
+        if kept is not None:
+            return kept
+        try:
+            return _BulkReader(self._libpq_url, max(1, self.batch_rows) * 600)
+        except Exception as exc:  # ADBC raises its own error hierarchy
+            raise SourceError(f"cannot connect to the audit database {self.description} ({first_line(exc)}); check {self._setting}") from None
+
+    def _give_back(self, reader: _BulkReader, *, keep: bool) -> None:
+        """Keep a connection whose result was read to the end; close one abandoned mid-stream (its COPY is still running)."""
+        if keep:
+            with self._reader_lock:
+                if self._reader is None:
+                    self._reader = reader
+                    return
+        reader.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
     def close(self) -> None:
+        with self._reader_lock:
+            kept, self._reader = self._reader, None
+        if kept is not None:
+            self._give_back(kept, keep=False)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+class _BulkReader:
+    """One ADBC connection and its statement, reused query after query.
+
+    ADBC's low-level API is used rather than its DB-API module, which imports pandas (about
+    40 MB of memory for nothing here).  ADBC connections are in autocommit, so no transaction
+    stays open between reads.
+    """
+
+    def __init__(self, url: str, batch_bytes: int) -> None:
+        import adbc_driver_manager
+        import adbc_driver_postgresql
+
+        self._database = adbc_driver_postgresql.connect(url)
+        try:
+            self._connection = adbc_driver_manager.AdbcConnection(self._database)
+            self._statement = adbc_driver_manager.AdbcStatement(self._connection)
+            # ~600 bytes a row: batches of about batch_rows rows, bounded in bytes either way.
+            self._statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_bytes)})
+        except Exception:
+            self.close()
+            raise
+
+    def read(self, query: str) -> pa.RecordBatchReader:
+        self._statement.set_sql_query(query)
+        handle, _ = self._statement.execute_query()
+        return pa.RecordBatchReader._import_from_c(handle.address)
+
+    def close(self) -> None:
+        for name in ("_statement", "_connection", "_database"):
+            handle = getattr(self, name, None)
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
+                setattr(self, name, None)

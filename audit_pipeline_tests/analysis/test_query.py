@@ -176,3 +176,13 @@ def test_s3_output_parquet_to_stdout(s3_archive: ObjectStore) -> None:
     result = CliRunner().invoke(main, ["query", "SELECT id FROM audit_logs ORDER BY id", "--format", "parquet"])
     assert result.exit_code == 0
     assert pq.read_table(io.BytesIO(result.stdout_bytes)).num_rows == sum(PER_DAY)
+
+
+def test_ndjson_rows_and_statements_without_a_result(pg, local_archive: ObjectStore) -> None:
+    result = _query("SELECT id, result, country FROM audit_logs WHERE date = '2024-03-01' ORDER BY id LIMIT 3", "--format", "ndjson")
+    assert result.exit_code == 0, result.output
+    expected = pg.fetch("SELECT id, result, country FROM audit_logs WHERE created_at < '2024-03-02' ORDER BY id COLLATE \"C\" LIMIT 3")
+    assert [json.loads(line) for line in result.output.splitlines()] == [{"id": i, "result": r, "country": c} for i, r, c in expected]
+    setting = _query("SET threads = 1;", "--format", "ndjson")  # not a query: DuckDB's own answer, still NDJSON
+    assert setting.exit_code == 0, setting.output
+    assert all(isinstance(json.loads(line), dict) for line in setting.output.splitlines())

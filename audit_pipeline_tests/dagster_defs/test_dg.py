@@ -28,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 DG = Path(sys.executable).parent / "dg"
 EXPORTS_PAGE = REPO / "docs" / "exports.md"
 
+pytestmark = pytest.mark.slow  # each starts Dagster in a new process (10-60 s); CI runs `dg check defs` itself
+
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:

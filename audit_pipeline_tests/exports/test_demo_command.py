@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
 from audit_pipeline.sources.demo import DEMO_DAYS, DEMO_EVENTS_PER_DAY
 
 
+@pytest.mark.slow
 def test_demo_exports_the_demo_days_and_prints_where(workdir):
     result = CliRunner().invoke(main, ["demo"], catch_exceptions=False)
     assert result.exit_code == 0, result.output

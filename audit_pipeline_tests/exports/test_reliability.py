@@ -123,7 +123,8 @@ def test_a_reader_never_sees_a_partial_object(pg, tmp_path):
     for _ in range(3):
         _export(pg, store)
     stop.set()
-    thread.join()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the reader thread did not stop"
     assert seen and set(seen) == {len(complete)}
     assert len(read_ndjson_rows(key.read_bytes())) == 2_000
 

@@ -6,17 +6,21 @@ import datetime as dt
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
 from audit_pipeline.sinks.elasticsearch import ElasticsearchSink
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.forwarding.conftest import make_forwarder
+from audit_pipeline_tests.helpers import wait_until
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
 UTC = dt.UTC
 WRITERS = 8
 RUN_SECONDS = 5.0
+JOIN_SECONDS = 120  # a writer's last transaction or a forwarding pass that takes longer than this is stuck
 
 
 def _writer(url: str, number: int, stop: threading.Event, written: list[int]) -> None:
@@ -46,6 +50,7 @@ def _writer(url: str, number: int, stop: threading.Event, written: list[int]) ->
     written[number] = count
 
 
+@pytest.mark.slow
 def test_every_event_written_concurrently_is_indexed_exactly_once(pg: PgDatabase, tmp_path, es: ElasticsearchStandIn) -> None:
     sink = ElasticsearchSink.from_config({"url": es.url, "batch_events": 250})
     forwarder = make_forwarder(pg.url, sink, tmp_path, settle_seconds=1, read_events=1_000)
@@ -61,18 +66,24 @@ def test_every_event_written_concurrently_is_indexed_exactly_once(pg: PgDatabase
                 passes.append(result.delivered)
                 time.sleep(0.2)
 
-    writers = [threading.Thread(target=_writer, args=(pg.url, n, stop_writers, written)) for n in range(WRITERS)]
-    loop = threading.Thread(target=forward_loop)
-    loop.start()
-    for w in writers:
-        w.start()
-    time.sleep(RUN_SECONDS)
-    stop_writers.set()
-    for w in writers:
-        w.join()
-    time.sleep(1.5)  # let the last commits settle, then one more pass
-    stop_forwarder.set()
-    loop.join()
+    # Threads run as futures: an assertion or error inside one is raised again here by result(), so it
+    # fails the test (a plain Thread would only print it), and every wait has a deadline.
+    with ThreadPoolExecutor(max_workers=WRITERS + 1) as pool:
+        try:
+            loop = pool.submit(forward_loop)
+            writers = [pool.submit(_writer, pg.url, n, stop_writers, written) for n in range(WRITERS)]
+            time.sleep(RUN_SECONDS)
+            # the forwarder must have delivered while the writers wrote; on a loaded machine that takes longer
+            wait_until(lambda: sum(1 for p in passes if p) >= 3 or loop.done(), "three delivering passes during the writes", timeout=JOIN_SECONDS)
+            stop_writers.set()
+            for w in writers:
+                w.result(timeout=JOIN_SECONDS)
+            time.sleep(1.5)  # let the last commits settle, then one more pass
+            stop_forwarder.set()
+            loop.result(timeout=JOIN_SECONDS)
+        finally:  # a failure here must not leave the threads running (the pool would wait for them forever)
+            stop_writers.set()
+            stop_forwarder.set()
     with forwarder.leased():
         passes.append(forwarder.run_pass().delivered)
 
@@ -80,7 +91,6 @@ def test_every_event_written_concurrently_is_indexed_exactly_once(pg: PgDatabase
     assert len(source) == sum(written) >= 2_000
     shared = pg.fetch("SELECT max(n) FROM (SELECT count(*) AS n FROM audit_logs GROUP BY created_at) t")[0][0]
     assert shared >= 300  # hundreds share one created_at
-    assert sum(1 for p in passes if p) >= 3  # the forwarder delivered while the writers wrote
     indexed = es.documents()
     assert set(indexed) == set(source)
     assert not es.duplicates() and sum(es.creates.values()) == len(source)

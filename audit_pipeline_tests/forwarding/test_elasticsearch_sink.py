@@ -162,7 +162,7 @@ def test_a_cluster_that_does_not_create_indices_is_a_clear_failure() -> None:
         ({"url": "http://es:9200", "api_key": "k", "username": "u", "password": "p"}, "either api_key or username/password"),
         ({"url": "http://es:9200", "username": "u"}, "username and password go together"),
         ({"url": "http://es:9200", "batch_size": 10}, "sinks.elasticsearch.batch_size: unknown key"),
-        ({}, "sinks.elasticsearch.url: Field required"),
+        ({}, "sinks.elasticsearch.url: is required"),
     ],
 )
 def test_bad_settings_are_errors_naming_the_key(section, message) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import psycopg
 import pytest
@@ -64,22 +63,26 @@ def test_events_sharing_a_timestamp_are_each_delivered_once_across_small_batches
     assert again.delivered == 0 and len(sink.received) == 600
 
 
+def _ahead(forwarder, seconds: float):
+    """The database clock moved ``seconds`` ahead: the horizon's clock is injected, so no test sleeps through the settle lag."""
+    return lambda: forwarder.source.now() + dt.timedelta(seconds=seconds)
+
+
 def _late_commit_scenario(pg: PgDatabase, tmp_path, watch: bool) -> tuple[RecordingSink, str, str]:
     """A transaction writes A (created_at = its start) and commits after B, written later, was committed."""
     sink = RecordingSink()
-    forwarder = make_forwarder(pg.url, sink, tmp_path, settle_seconds=0.3, watch_open_transactions=watch)
+    # The sweep is off: this shows what the horizon alone does.
+    forwarder = make_forwarder(pg.url, sink, tmp_path, settle_seconds=0.3, watch_open_transactions=watch, late_window=0)
+    forwarder.now = _ahead(forwarder, 1.0)  # every committed row is older than the settle lag, without waiting
     slow = psycopg.connect(pg.url)
     try:
         slow.execute("INSERT INTO audit_logs (id, type, result) VALUES ('late-A', 'user.login', 'success')")
-        time.sleep(0.05)
         pg.fetch("INSERT INTO audit_logs (id, type, result) VALUES ('early-B', 'user.login', 'success') RETURNING id")
-        time.sleep(0.6)  # B is now older than the settle lag; A's transaction is still open
-        with forwarder.leased():
+        with forwarder.leased():  # B is older than the settle lag; A's transaction is still open
             forwarder.run_pass()
         slow.commit()
     finally:
         slow.close()
-    time.sleep(0.6)
     with forwarder.leased():
         forwarder.run_pass()
     return sink, "late-A", "early-B"
@@ -285,7 +288,7 @@ def test_a_new_sink_starts_where_its_configuration_says(pg: PgDatabase, tmp_path
     assert {e["created_at"].date() for e in events if e["id"] in sink.delivered} == expected_days
     if start == "now":
         pg.fetch("INSERT INTO audit_logs (id, type, result) VALUES ('after-start', 'user.login', 'success') RETURNING id")
-        time.sleep(1.2)
+        forwarder.now = _ahead(forwarder, 1.2)  # the settle lag has passed, as far as the horizon can tell
         with forwarder.leased():
             forwarder.run_pass()
         assert list(sink.delivered) == ["after-start"]
@@ -334,3 +337,43 @@ def test_delivered_counts_per_day_leave_out_dead_letters_until_replayed(pg: PgDa
     with forwarder.leased():
         assert forwarder.replay_dead_letters().delivered == 2
     assert (positions.delivered_count("recorder", DAY), positions.delivered_count("recorder", second)) == (30, 20)
+
+
+def test_a_late_commit_behind_the_position_is_swept_once(pg: PgDatabase, tmp_path) -> None:
+    """A writer that stamps created_at itself and commits 30 s later: the next pass delivers it, once."""
+    pg.fetch(
+        "INSERT INTO audit_logs (id, type, result, created_at) SELECT 'recent-' || g, 'user.login', 'success', now() - g * interval '10 seconds'"
+        " FROM generate_series(1, 50) AS g RETURNING id"
+    )  # the last 8 minutes, inside the late window
+    sink = RecordingSink(max_batch_events=20)
+    forwarder = make_forwarder(pg.url, sink, tmp_path, late_window="15m")
+    forwarder.now = _ahead(forwarder, 2.0)
+    pg.fetch("INSERT INTO audit_logs (id, type, result) VALUES ('newest', 'user.login', 'success') RETURNING id")
+    with forwarder.leased():
+        assert forwarder.run_pass().late_events == 0
+    pg.fetch("INSERT INTO audit_logs (id, type, result, created_at) VALUES ('late-30s', 'user.login', 'success', now() - interval '30 seconds') RETURNING id")
+    with forwarder.leased():
+        swept = forwarder.run_pass()
+        again = forwarder.run_pass()
+    assert swept.late_events == 1 and swept.delivered == 1 and "1 late" in swept.summary()
+    assert again.late_events == 0 and again.delivered == 0
+    assert sink.delivered["late-30s"] == 1 and max(sink.delivered.values()) == 1
+    assert forwarder.positions.get("recorder").position.id == "newest"  # the sweep never moves the position
+
+
+def test_a_failing_send_names_the_real_failure_not_the_waiting_events(pg: PgDatabase, tmp_path) -> None:
+    pg.insert(_events(10))
+
+    class Refused(RecordingSink):
+        def send(self, batch: EventBatch) -> DeliveryReport:
+            report = DeliveryReport([Outcome.RETRY] * len(batch), failure="connection refused by siem:443; check sinks.x.url")
+            report.reasons = {i: "not sent yet: an earlier request of this batch must be retried first" for i in range(1, len(batch))}
+            return report
+
+    clock = FakeClock()
+    forwarder = make_forwarder(pg.url, Refused(), tmp_path, clock=clock, retry={"initial_seconds": 1, "max_seconds": 2, "give_up_seconds": 5})
+    with forwarder.leased():
+        result = forwarder.run_pass()
+    assert "last failure: connection refused by siem:443; check sinks.x.url" in result.stopped
+    assert "retried first" not in result.stopped
+    assert all(s <= 2 for s in clock.sleeps)  # full jitter, capped at max_seconds

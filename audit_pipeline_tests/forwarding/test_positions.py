@@ -82,7 +82,7 @@ def test_a_forwarder_that_lost_its_lease_cannot_move_the_position(store: Positio
 def test_exactly_one_of_many_concurrent_forwarders_gets_the_lease(store: PositionStore) -> None:
     sink = _sink()
     winners: list[str] = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
 
     def contend(name: str) -> None:
         barrier.wait()
@@ -93,7 +93,8 @@ def test_exactly_one_of_many_concurrent_forwarders_gets_the_lease(store: Positio
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a contender is stuck"
     assert len(winners) == 1
     assert store.lease(sink).holder == winners[0]
 

@@ -127,3 +127,29 @@ def test_a_configuration_error_shows_as_a_skipping_sensor(workdir: Path, monkeyp
     sensor = defs.resolve_sensor_def("forwarding_configuration")
     data = sensor.evaluate_tick(dg.build_sensor_context())
     assert "sinks.elasticsearch.api_key" in data.skip_message and "ES_API_KEY" in data.skip_message
+
+
+def test_a_late_commit_behind_the_position_gets_a_run_and_shows_on_the_lag_asset(setup, pg: PgDatabase, es: ElasticsearchStandIn) -> None:
+    """Nothing new after the position, but a row committed behind it: the sensor still asks for a run."""
+    defs, resources, instance = setup
+    pg.fetch(
+        "INSERT INTO audit_logs (id, type, result, created_at) SELECT 'recent-' || g, 'user.login', 'success', now() - g * interval '10 seconds'"
+        " FROM generate_series(2, 40) AS g RETURNING id"
+    )
+    job = defs.resolve_job_def("forward_elasticsearch_job")
+    (request,) = _tick(defs, resources, instance).run_requests
+    assert job.execute_in_process(run_config=request.run_config, instance=instance).success
+    idle = _tick(defs, resources, instance)
+    assert not idle.run_requests and _observation(idle)["late_events_total"] == 0
+
+    pg.fetch("INSERT INTO audit_logs (id, type, result, created_at) VALUES ('late-60s', 'user.login', 'success', now() - interval '60 seconds') RETURNING id")
+    late = _tick(defs, resources, instance)
+    (request,) = late.run_requests  # the sweep's two counts found it
+    result = job.execute_in_process(run_config=request.run_config, instance=instance)
+    assert result.success
+    (observed,) = result.get_asset_observation_events()
+    metadata = {k: v.value for k, v in observed.asset_observation_data.asset_observation.metadata.items()}
+    assert metadata["late_events"] == 1 and metadata["late_events_total"] == 1
+    assert "late-60s" in es.documents() and not es.duplicates()
+    after = _tick(defs, resources, instance)
+    assert not after.run_requests and _observation(after)["late_events_total"] == 1

@@ -133,7 +133,8 @@ def test_concurrent_backfill_in_random_order(pg, tmp_path):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads), "an export thread did not finish"
     assert not errors
     _assert_chain_intact(store_root, days)
 

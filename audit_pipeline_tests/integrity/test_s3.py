@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
+
 from audit_pipeline.integrity.manifest import manifest_key
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.settings import ExportSettings
@@ -13,6 +15,7 @@ from audit_pipeline_tests.integrity.support import DAYS, insert_days, messages, 
 D1, D2, D3 = DAYS
 
 
+@pytest.mark.slow
 def test_sealed_exports_on_s3_verify_and_tampering_is_named(pg, s3_server):
     insert_days(pg, {D1: 300, D2: 250, D3: 200})
     bucket = s3_server.new_bucket()

@@ -40,7 +40,10 @@ CHROMIUM_ARGS = [
 ]
 DAY = dt.date(2024, 1, 15)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium (bash .ci/run installs it)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium (bash .ci/run installs it)"),
+]
 
 LAUNCH_RUN = """
 mutation($params: ExecutionParams!) {

@@ -113,6 +113,7 @@ def test_workers_and_runs_share_one_celery_configuration():
     assert worker["config_source"]["task_acks_late"] is True  # a killed worker's step goes to another worker
 
 
+@pytest.mark.slow
 def test_the_celery_instance_keeps_the_production_limits(tmp_path, dagster_db, monkeypatch):
     celery = yaml.safe_load((CELERY / "dagster.yaml").read_text())
     production = yaml.safe_load(PRODUCTION_PROFILE.read_text())

@@ -36,6 +36,7 @@ def _tables(dagster_db) -> set[str]:
         return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
 
 
+@pytest.mark.slow
 def test_production_profile_loads_with_dagster_instance_info(dagster_db, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -50,6 +51,7 @@ def test_production_profile_loads_with_dagster_instance_info(dagster_db, tmp_pat
     assert {"runs", "event_logs", "jobs", "job_ticks", "asset_keys", "concurrency_limits"} <= _tables(dagster_db)
 
 
+@pytest.mark.slow
 def test_production_profile_runs_a_partition_against_postgresql(dagster_db, tmp_path, pg, workdir, monkeypatch):
     for key, value in _production_env(dagster_db).items():
         monkeypatch.setenv(key, value)
@@ -131,6 +133,7 @@ def test_helm_values_state_the_production_limits():
     assert f"dagster instance concurrency set {EXPORT_POOL}" in (REPO / "deploy" / "helm" / "values.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_definitions_validate_through_the_workspace():
     """What `dagster dev` loads from the repository root: the code location of workspace.yaml."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}

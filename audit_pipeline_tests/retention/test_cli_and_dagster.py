@@ -69,7 +69,7 @@ def test_legal_hold_and_bad_policies_on_the_command_line(pg: PgDatabase, tmp_pat
     config.write_text(yaml.safe_dump(document))
     bad = runner.invoke(main, ["--config", str(config), "retention", "--dry-run"])
     assert bad.exit_code == 2
-    assert "retention.database: Value error, '7 yrs' is not a duration" in bad.stderr
+    assert "retention.database: '7 yrs' is not a duration" in bad.stderr
     bad_day = runner.invoke(main, ["--config", str(config), "retention", "--today", "20.05.2024"])
     assert bad_day.exit_code == 2 and "--today must be a day as YYYY-MM-DD" in bad_day.stderr
 

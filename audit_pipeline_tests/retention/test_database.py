@@ -117,33 +117,44 @@ def test_incomplete_or_altered_exports_keep_their_rows(pg: PgDatabase, tmp_path:
 
 def test_a_lagging_sink_holds_back_undelivered_days_loudly(pg: PgDatabase, tmp_path: Path) -> None:
     fill_days(pg, D(2024, 1, 1), D(2024, 1, 6))
-    sinks = {"elasticsearch": {"url": "http://127.0.0.1:9", "start": "earliest"}}  # never contacted: only its position matters
+    # A push sink, never contacted: its position and its delivered counts in the state database decide.
+    sinks = {"webhooks": [{"name": "siem", "url": "http://127.0.0.1:9/hook", "secret": "whsec_" + "A" * 32, "start": "earliest"}]}
     settings = settings_for(tmp_path, pg, {"database": "30d"}, sinks=sinks)
     export_days(settings, day_range(D(2024, 1, 1), D(2024, 1, 6)))
+    sink = "webhook:siem"
 
     # No position yet, and start: earliest: the sink will deliver everything, so nothing may go.
     warnings: list[str] = []
     held = run_retention(settings, today=TODAY, dry_run=True, warn=warnings.append)
     assert held.plan is not None and not held.plan.days_to_delete
-    assert any(w.startswith("sink elasticsearch has not delivered 18 rows of 6 day(s) past retention.database (2024-01-01 to 2024-01-06") for w in warnings)
+    assert any(w.startswith(f"sink {sink} has not delivered 18 rows of 6 day(s) past retention.database (2024-01-01 to 2024-01-06") for w in warnings)
 
-    # The sink delivered up to the middle of 2024-01-04: days 1-3 may go, 4-6 stay.
+    # The sink started in the middle of 2024-01-04: days 1-3 are not owed to it and may go, 4-6 stay.
     positions = PositionStore(settings.resolved_state_url())
-    positions.initialise("elasticsearch", Position(midnight(D(2024, 1, 4)) + dt.timedelta(hours=12), "alog_20240104_0002"))
+    positions.initialise(sink, Position(midnight(D(2024, 1, 4)) + dt.timedelta(hours=12), "alog_20240104_0002"))
     warnings.clear()
     result = run_retention(settings, today=TODAY, warn=warnings.append)
     assert [d for d, n in result.rows_deleted.items() if n] == [D(2024, 1, 1), D(2024, 1, 2), D(2024, 1, 3)]
     assert set(rows_per_day(pg)) == {D(2024, 1, 4), D(2024, 1, 5), D(2024, 1, 6)}
     assert result.plan is not None
-    assert {d.reason for d in result.plan.days_kept} == {"not yet delivered by sink elasticsearch (position 2024-01-04T12:00:00+00:00 alog_20240104_0002)"}
-    assert len([w for w in warnings if "sink elasticsearch has not delivered 9 rows of 3 day(s)" in w]) == 1
+    assert {d.reason for d in result.plan.days_kept} == {f"not yet delivered by sink {sink} (position 2024-01-04T12:00:00+00:00 alog_20240104_0002)"}
+    assert len([w for w in warnings if f"sink {sink} has not delivered 9 rows of 3 day(s)" in w]) == 1
 
-    # Once it catches up past the last day, the rest goes.
-    positions.acquire("elasticsearch", "test", 30)
-    positions.advance("elasticsearch", "test", Position(midnight(D(2024, 1, 7)), ""), delivered=9, dead_lettered=0, lease_seconds=30)
+    # Its position moves past the last day, but its counts say 2024-01-05 lacks an event: that day stays.
+    positions.acquire(sink, "test", 30)
+    per_day = {D(2024, 1, 4): 1, D(2024, 1, 5): 2, D(2024, 1, 6): 3}  # 2024-01-04: only the row after 12:00 is owed
+    positions.advance(sink, "test", Position(midnight(D(2024, 1, 7)), ""), delivered=6, dead_lettered=0, lease_seconds=30, per_day=per_day)
+    short = run_retention(settings, today=TODAY)
+    assert sorted(d for d, n in short.rows_deleted.items() if n) == [D(2024, 1, 4), D(2024, 1, 6)]
+    assert short.plan is not None
+    assert [(d.day, d.reason) for d in short.plan.days_kept] == [
+        (D(2024, 1, 5), f"sink {sink} delivered 2 of the day's 3 events (delivered count in the state database): kept")
+    ]
+    # Once the missing event is counted (a replayed dead letter, say), the rest goes.
+    positions.replayed(sink, 1, {D(2024, 1, 5): 1})
     positions.close()
     caught_up = run_retention(settings, today=TODAY)
-    assert caught_up.figures().database_rows == 9 and rows_per_day(pg) == {}
+    assert caught_up.figures().database_rows == 3 and rows_per_day(pg) == {}
 
 
 def test_a_disabled_sink_or_one_starting_now_holds_nothing(pg: PgDatabase, tmp_path: Path) -> None:

@@ -82,14 +82,17 @@ def test_requests_stay_within_5_mb_uncompressed(intake):
     assert [log["id"] for log in intake.logs] == batch.ids
 
 
-def test_an_event_over_1_mb_goes_to_dead_letters_whole_instead_of_being_truncated(intake):
+def test_an_event_over_1_mb_is_delivered_cut_to_fit_and_reported_for_the_dead_letters(intake):
     events = recent(3, now())
-    events[1]["metadata"] = {"blob": "x" * 1_100_000}
+    events[1]["metadata"] = {"blob": "x" * 1_100_000, "small": "kept"}
     report = make_sink(intake).send(batch_of(events))
-    assert report.outcomes == [Outcome.DELIVERED, Outcome.REJECTED, Outcome.DELIVERED]
-    assert "1 MB" in report.reasons[1]
-    assert [log["id"] for log in intake.logs] == [events[0]["id"], events[2]["id"]]
-    assert intake.truncated == []
+    assert report.outcomes == [Outcome.DELIVERED] * 3
+    assert list(report.truncated) == [1] and "1 MB per-log limit" in report.truncated[1] and "metadata.blob" in report.truncated[1]
+    assert [log["id"] for log in intake.logs] == [e["id"] for e in events]
+    assert intake.truncated == []  # Datadog had nothing to cut
+    cut = intake.logs[1]
+    assert cut["truncated"] is True and cut["truncated_fields"] == ["metadata.blob"] and cut["metadata"]["small"] == "kept"
+    assert "truncated" not in intake.logs[0]
 
 
 def test_413_splits_the_request_until_it_fits(intake):

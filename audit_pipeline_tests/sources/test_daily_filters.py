@@ -69,7 +69,7 @@ def test_filtered_daily_export_holds_the_matching_rows_and_says_it_is_filtered(p
     rows = read_csv_rows((workdir / "exports/csv/date=2024-01-15/audit_logs.csv").read_bytes())
     assert [r["id"] for r in rows] == expected
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 6 and all(c.passed for c in checks)
+    assert len(checks) == 9 and all(c.passed for c in checks)
     complete = next(c for c in checks if c.check_name == "complete")
     assert complete.metadata["source_rows"].value == len(expected)  # counted with the same filter
 
@@ -100,12 +100,13 @@ def test_a_bad_filter_names_the_key(workdir: Path, filter_yaml: str, message: st
         load_settings()
 
 
-def test_daily_assets_and_checks_run_unchanged_on_the_hellojohn_api(pg, workdir: Path, monkeypatch):
+@pytest.mark.parametrize("api_read", ["export", "list"])
+def test_daily_assets_and_checks_run_unchanged_on_the_hellojohn_api(pg, workdir: Path, monkeypatch, api_read: str):
     pg.insert(generate_events(DAY, 700))
     pg.insert(generate_events(DAY + dt.timedelta(days=1), 30))
     with serve_hellojohn_api(pg.url, rate_limit_every=6, retry_after=0) as api:
         (workdir / "audit_pipeline.yaml").write_text(
-            f"source:\n  type: hellojohn_api\n  base_url: {api.base_url}\n  secret_key: ${{HJ_SECRET_KEY}}\n"
+            f"source:\n  type: hellojohn_api\n  base_url: {api.base_url}\n  secret_key: ${{HJ_SECRET_KEY}}\n  api_read: {api_read}\n"
             f"export:\n  url: {workdir / 'exports'}\n  filter:\n    include_types: ['user.login']\n"
         )
         monkeypatch.setenv("HJ_SECRET_KEY", DEFAULT_KEY)
@@ -119,4 +120,11 @@ def test_daily_assets_and_checks_run_unchanged_on_the_hellojohn_api(pg, workdir:
         assert DEFAULT_KEY not in str(meta)
     assert all(c.passed for c in result.get_asset_check_evaluations())
     reads = [r for r in api.requests if r.params["from"] == "2024-01-15T00:00:00Z"]  # not check()'s probe
-    assert len(reads) >= 4 and all(r.params.get("type") == "user.login" for r in reads)  # an exact type is filtered by the API
+    # The day in one request (the 45 logins fit one page of the list); the one check pass counts what it yielded.
+    path, way = ("/v1/audit-logs/export", "export stream") if api_read == "export" else ("/v1/audit-logs", "paged list")
+    assert [(r.path, r.status) for r in reads] == [(path, 200)]
+    assert {c.metadata["count_method"].value for c in result.get_asset_check_evaluations() if c.check_name == "complete"} == {
+        f"events yielded by this process's {way} read of the range (1 request); no further request"
+    }
+    if api_read == "list":
+        assert reads[0].params.get("type") == "user.login"  # an exact type is filtered by the list endpoint

@@ -1,4 +1,5 @@
-"""The HelloJohn API source against the stand-in API serving the real PostgreSQL table.
+"""The HelloJohn API source against the stand-in API serving the real PostgreSQL table: both ways of
+reading (``list`` pages and the ``export`` stream); the stream's own faults are in test_hellojohn_export_stream.py.
 
 Every read is compared with what :class:`PostgresSource` reads from the same table, so
 "exactly the table's rows" means same rows, same order, same values, column for column.
@@ -72,7 +73,7 @@ def assert_same(api: pa.Table, expected: pa.Table) -> None:
 def test_pages_429s_a_500_and_a_cut_body_yield_exactly_the_table(table):
     with serve_hellojohn_api(table.url, rate_limit_every=4, retry_after=2, fail_at={3}, drop_at={6}) as api:
         sleeps: list[float] = []
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, page_size=100, batch_rows=250, sleep=sleeps.append)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list", page_size=100, batch_rows=250, sleep=sleeps.append)
         result = read_all(source)
     expected = read_pg(table)
     assert expected.num_rows == 600 + 9  # the generated day plus the edge events inside it
@@ -93,31 +94,35 @@ def test_pages_429s_a_500_and_a_cut_body_yield_exactly_the_table(table):
 
 def test_events_repeated_across_pages_are_yielded_once(table):
     with serve_hellojohn_api(table.url, repeat_overlap=7) as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, page_size=50)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list", page_size=50)
         assert_same(read_all(source), read_pg(table))
 
 
-def test_events_out_of_order_stop_the_read_with_a_clear_error(table):
+@pytest.mark.parametrize("api_read", ["export", "list"])
+def test_events_out_of_order_stop_the_read_with_a_clear_error(table, api_read):
     with serve_hellojohn_api(table.url, swap_in_page=True) as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read=api_read)
         with pytest.raises(SourceError, match=r"must come oldest first.*out of order cannot be exported"):
             read_all(source)
 
 
 def test_nested_actor_and_resource_shape_gives_the_same_rows(table):
     with serve_hellojohn_api(table.url, shape="nested", last_cursor="absent") as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")
         assert_same(read_all(source), read_pg(table))
 
 
-def test_resume_after_a_position_and_limit(table):
+@pytest.mark.parametrize("api_read", ["export", "list"])
+def test_resume_after_a_position_and_limit(table, api_read):
     expected = read_pg(table)
     row = expected.slice(300, 1).to_pylist()[0]
     after = Position(row["created_at"], row["id"])
     with serve_hellojohn_api(table.url) as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read=api_read)
         assert_same(read_all(source, after=after), expected.slice(301))
         assert_same(read_all(source, limit=42), expected.slice(0, 42))
+        assert api.requests[-1].path == "/v1/audit-logs" and api.requests[-1].params["limit"] == "42"  # a few events: one small page
+        assert_same(read_all(source, limit=250), expected.slice(0, 250))
         tie = Position(dt.datetime(2024, 1, 15, 12, tzinfo=UTC), "tie-B")
         assert read_all(source, after=tie)["id"].to_pylist()[:2] == ["tie-a", "tie-é"]
 
@@ -131,22 +136,42 @@ def test_resume_after_a_position_and_limit(table):
         EventFilter(exclude_tenants=("ten_000?", ""), organizations=("org_00001", "org_00002", "org_00003")),
     ],
 )
-def test_filters_select_what_postgres_selects(table, event_filter):
+@pytest.mark.parametrize("api_read", ["export", "list"])
+def test_filters_select_what_postgres_selects(table, event_filter, api_read):
     expected = read_pg(table, event_filter=event_filter)
     assert 0 < expected.num_rows < 600
     with serve_hellojohn_api(table.url) as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read=api_read)
         assert_same(read_all(source, event_filter=event_filter), expected)
         assert source.count(DAY_RANGE, event_filter) == expected.num_rows
-    if event_filter.include_types == ("org.member_added",):
-        assert all(r.params.get("type") == "org.member_added" for r in api.requests)
+        filtered_requests = list(api.requests)
+        assert source.count(DAY_RANGE) == 609  # another filter is another count
+    if event_filter.include_types == ("org.member_added",) and api_read == "list":
+        assert all(r.params.get("type") == "org.member_added" for r in filtered_requests)
 
 
 def test_count_pages_through_the_range(table):
     with serve_hellojohn_api(table.url) as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")
         assert source.count(DAY_RANGE) == 609
         assert len(api.requests) == 4  # 609 events, 200 a page
+        assert source.count_method == "paged list of the range read and counted (4 requests of up to 200 events)"
+
+
+def test_count_streams_the_range_once_or_reuses_the_read_just_made(table):
+    with serve_hellojohn_api(table.url) as api:
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        assert source.count(DAY_RANGE) == 609
+        assert [r.path for r in api.requests] == ["/v1/audit-logs/export"]
+        assert source.count_method == "export stream of the range read and counted (1 request)"
+        assert read_all(source).num_rows == 609
+        with HelloJohnApiSource(api.base_url, DEFAULT_KEY) as checker:  # a check opens its own source
+            assert checker.count(DAY_RANGE) == 609
+            assert checker.count_method == "events yielded by this process's export stream read of the range (1 request); no further request"
+        assert len(api.requests) == 2
+        shorter = TimeRange(DAY_RANGE.start, DAY_RANGE.end - dt.timedelta(hours=1))
+        assert source.count(shorter) == read_pg(table, shorter).num_rows < 609  # another range is read
+        assert len(api.requests) == 3
 
 
 @pytest.mark.parametrize(("status", "options"), [(401, {"secret_key": "sk_other"}), (403, {"forbidden_keys": (DEFAULT_KEY,)})])
@@ -164,7 +189,7 @@ def test_refused_key_names_the_setting_and_never_the_key(table, status, options)
 def test_a_server_that_keeps_failing_gives_up_after_the_attempts(table):
     with serve_hellojohn_api(table.url, fail_at=set(range(1, 50))) as api:
         sleeps: list[float] = []
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, max_attempts=3, sleep=sleeps.append)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list", max_attempts=3, sleep=sleeps.append)
         with pytest.raises(SourceError, match=r"kept failing \(HTTP 500.*after 3 attempts"):
             read_all(source)
     assert len(api.requests) == 3 and len(sleeps) == 2 and all(0 <= s <= 30 for s in sleeps)
@@ -197,7 +222,7 @@ def test_a_retry_after_beyond_the_limit_fails_instead_of_hanging(table):
 )
 def test_malformed_events_fail_naming_the_event(table, rewrite, message):
     with serve_hellojohn_api(table.url, rewrite=rewrite) as api:
-        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
+        source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")
         with pytest.raises(SourceError, match=message):
             read_all(source)
 
@@ -220,8 +245,8 @@ def test_configured_from_yaml_with_the_key_in_the_environment(table, workdir: Pa
 @pytest.mark.parametrize(
     ("source_yaml", "message"),
     [
-        ("type: hellojohn_api\n  secret_key: sk_x", r"source.base_url is not set"),
-        ("type: hellojohn_api\n  base_url: https://auth.example.com", r"source.secret_key .*is not set"),
+        ("type: hellojohn_api\n  secret_key: sk_x", r"source.base_url: is required"),
+        ("type: hellojohn_api\n  base_url: https://auth.example.com", r"source.secret_key: is required"),
         ("type: hellojohn_api\n  base_url: http://auth.example.com\n  secret_key: sk_x", r"plain http.*use https"),
         ("type: hellojohn_api\n  base_url: auth.example.com\n  secret_key: sk_x", r"source.base_url must be the HelloJohn server's URL"),
         ("type: hellojohn_api\n  base_url: https://auth.example.com\n  secret_key: '  '", r"source.secret_key .*is empty"),

@@ -20,8 +20,15 @@ from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hello
 DAY = dt.date(2024, 1, 15)
 
 
-@pytest.mark.parametrize("gzip", [False, True])
-def test_day_through_the_api_is_byte_identical_to_the_day_from_postgres(pg, tmp_path: Path, gzip: bool):
+#: A server capping each export response at 400 events, whose first resumed response is cut mid-line.
+CAPPED_AND_CUT = {"export_row_cap": 400, "export_cut_after": {4: 250}}
+
+
+@pytest.mark.parametrize(
+    ("api_read", "gzip", "faults"),
+    [("export", False, {}), ("export", True, {}), ("export", True, CAPPED_AND_CUT), ("list", False, {}), ("list", True, {})],
+)
+def test_day_through_the_api_is_byte_identical_to_the_day_from_postgres(pg, tmp_path: Path, api_read: str, gzip: bool, faults: dict):
     pg.insert(generate_events(DAY, 1_500))
     pg.insert(EDGE_EVENTS)
     # Spellings the API may use for the same jsonb value: exponent, key order, escapes, duplicates.
@@ -35,9 +42,16 @@ def test_day_through_the_api_is_byte_identical_to_the_day_from_postgres(pg, tmp_
     from_api = ObjectStore(str(tmp_path / "api"))
     with PostgresSource(pg.readonly_url, batch_rows=1_000) as source:
         pg_export = export_day(source, from_pg, DAY, options)
-    with serve_hellojohn_api(pg.url, rate_limit_every=5, fail_at={3}, retry_after=0) as api:
-        api_source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, sleep=lambda s: None)
+    with serve_hellojohn_api(pg.url, rate_limit_every=5, fail_at={3}, retry_after=0, **faults) as api:
+        api_source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read=api_read, export_row_cap=400 if faults else 100_000, sleep=lambda s: None)
         api_export = export_day(api_source, from_api, DAY, options)
+    if faults:  # capped responses of 400 events, a 500, a response cut mid-line after 250 events, 429s: each resumed
+        assert [(r.status, r.rows) for r in api.requests[:5]] == [(200, 0), (200, 400), (500, 0), (200, 250), (429, 0)]
+        answered = [r.rows for r in api.requests if r.status == 200]
+        assert answered[:5] == [0, 400, 250, 400, 400] and 0 < answered[5] < 400 and len(answered) == 6
+    elif api_read == "export":  # the day in one request (besides the source check's probe of the last minute)
+        day_reads = [(r.path, r.status) for r in api.requests if r.params.get("from") == "2024-01-15T00:00:00Z"]
+        assert day_reads == [("/v1/audit-logs/export", 200)]
     assert api_export.rows == pg_export.rows == 1_500 + 10
     assert [(o.key, o.bytes, o.sha256) for o in api_export.objects] == [(o.key, o.bytes, o.sha256) for o in pg_export.objects]
     for obj in pg_export.objects:

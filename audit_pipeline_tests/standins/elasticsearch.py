@@ -14,7 +14,7 @@ It follows Elastic's documentation of the APIs closely enough for the official P
   mappings, which are enforced for ``date``/``date_nanos``, ``ip`` (with ``ignore_malformed``),
   ``keyword`` and ``dynamic: strict`` (``400 document_parsing_exception``);  per-item errors come
   inside an HTTP 200 with ``"errors": true``, as the real server does; ``filter_path`` is applied;
-* ``GET /<index>/_doc/<id>``, ``GET|POST /<index>/_count`` (wildcards, comma lists),
+* ``GET /<index>/_doc/<id>``, ``GET|POST /<index>/_count`` (wildcards, comma lists; match_all or an ``ids`` query),
   ``POST /<index>/_refresh``, ``DELETE /<index>`` (concrete names only: wildcards are refused
   as with 8.x's default ``action.destructive_requires_name: true``),
   ``GET /_cat/indices[/<expression>]?format=json``;
@@ -316,14 +316,7 @@ class ElasticsearchStandIn:
                     False,
                 )
         if len(segments) == 2 and segments[1] == "_count":
-            return (
-                200,
-                {
-                    "count": sum(len(self.indices[n]["docs"]) for n in self._matching(segments[0])),
-                    "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                },
-                False,
-            )
+            return (*self._count(segments[0], body), False)
         if len(segments) == 2 and segments[1] == "_refresh":
             return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}, False
         if len(segments) == 3 and segments[1] == "_doc" and method in ("GET", "HEAD"):
@@ -384,6 +377,23 @@ class ElasticsearchStandIn:
         return best
 
     # -- documents -----------------------------------------------------------------------------
+    def _count(self, expression: str, body: bytes) -> tuple[int, Any]:
+        """``_count``: all documents, or those an ``ids`` query names; a concrete missing index is a 404 as in Elasticsearch."""
+        query = (orjson.loads(body) if body else {}).get("query") or {"match_all": {}}
+        names = self._matching(expression)
+        missing = [p for p in expression.split(",") if "*" not in p and p not in names]
+        if missing:
+            return 404, _error("index_not_found_exception", f"no such index [{missing[0]}]", 404, index=missing[0])
+        if set(query) - {"match_all", "ids"}:
+            return 400, _error("parsing_exception", f"the stand-in understands match_all and ids queries, not {sorted(query)}", 400)
+        with self._lock:
+            if "ids" in query:
+                wanted = set(query["ids"].get("values", []))
+                count = sum(sum(1 for i in self.indices[n]["docs"] if i in wanted) for n in names)
+            else:
+                count = sum(len(self.indices[n]["docs"]) for n in names)
+        return 200, {"count": count, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}
+
     def _get(self, index: str, doc_id: str) -> tuple[int, Any]:
         with self._lock:
             docs = self.indices.get(index, {}).get("docs", {})

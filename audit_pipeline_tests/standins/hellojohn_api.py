@@ -22,6 +22,17 @@ normalise; events are the table's flat columns, or with ``shape="nested"`` the d
 ``actor``/``resource`` objects plus a top-level ``user_agent``.  ``created_at`` is printed
 with microseconds (the documentation's example shows milliseconds; see the README).
 
+The export endpoint, as "Exporting Audit Logs" documents it: ``GET /v1/audit-logs/export?format=json``
+(or ``format=ndjson``, as the page's curl example spells it) with ``Accept: application/ndjson``
+streams one JSON object per line; ``format=csv`` with ``Accept: text/csv`` streams CSV with the
+documented columns (:data:`EXPORT_FIELDS`, copied from the page) and a header line.  Both are sent
+with chunked transfer encoding, gzip-compressed when the request's ``Accept-Encoding`` allows it,
+rows read from PostgreSQL through a server-side cursor so that a day of millions streams.  The page
+names no filters and no order; rows come oldest first by ``(created_at, id)``, ``to`` inclusive.
+``export_row_cap`` ends every export response cleanly after that many rows (the dashboard's CSV
+download is documented as capped at 100,000 rows), ``export_cut_after`` (request number -> rows)
+sends that many rows and half of the next line, then drops the connection.
+
 Faults on demand: ``rate_limit_every`` (every Nth request is a 429), ``fail_at`` (request
 numbers answered 500 once), ``drop_at`` (request numbers whose body is cut off mid-way),
 ``repeat_overlap`` (each page repeats the previous page's last N events), ``swap_in_page``
@@ -31,9 +42,13 @@ numbers answered 500 once), ``drop_at`` (request numbers whose body is cut off m
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import itertools
 import json
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +60,7 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 
 from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sources.hellojohn_api import forget_streamed_counts
 
 DEFAULT_KEY = "sk_test_standin_0123456789"
 MAX_LIMIT = 200
@@ -56,6 +72,25 @@ _SELECT = (
     ' FROM audit_logs WHERE {where} ORDER BY created_at, id COLLATE "C" LIMIT %s'
 )
 _FLAT = COLUMNS[: COLUMNS.index("created_at")]  # the plain text fields, in column order
+#: "CSV columns:" of HelloJohn's "Exporting Audit Logs" page, in its order; the NDJSON objects carry the same fields.
+EXPORT_FIELDS = (
+    "id",
+    "type",
+    "actor_id",
+    "actor_email",
+    "actor_type",
+    "resource_id",
+    "resource_type",
+    "tenant_id",
+    "organization_id",
+    "ip_address",
+    "country",
+    "result",
+    "created_at",
+    "metadata",
+)
+_EXPORT_SELECT = _SELECT.removesuffix(" LIMIT %s")  # the whole range, streamed
+_EXPORT_BLOCK = 64 * 1024
 
 
 @dataclass
@@ -70,8 +105,16 @@ class StandinOptions:
     swap_in_page: bool = False
     shape: str = "flat"
     last_cursor: str = "null"
-    #: Applied to each page's JSON text before it is sent, to serve malformed events.
+    #: Applied to each page's JSON text (and each export line) before it is sent, to serve malformed events.
     rewrite: Callable[[str], str] | None = None
+    #: Rows an export response holds at most (0: no cap); the response then ends cleanly.
+    export_row_cap: int = 0
+    #: Export request number -> rows sent before the connection drops in the middle of the next line.
+    export_cut_after: dict[int, int] = field(default_factory=dict)
+    #: Compress export responses when the request accepts gzip (False: always identity).
+    export_gzip: bool = True
+    #: False: a server without the export endpoint (404, as for any unknown route).
+    export_endpoint: bool = True
 
 
 @dataclass
@@ -79,6 +122,10 @@ class RecordedRequest:
     number: int
     status: int
     params: dict[str, str]
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Export rows sent (whole lines).
+    rows: int = 0
 
 
 def _like(pattern: str) -> str:
@@ -97,6 +144,17 @@ def _dump(value: Any) -> str:
     return json.dumps(value)
 
 
+def _dump_quick(jsonb: str) -> str:
+    """:func:`_dump`'s spelling of a jsonb text, in one ``json.dumps`` when it holds no fraction (nested keys then keep their order)."""
+    value = json.loads(jsonb, parse_float=Decimal)
+    if isinstance(value, dict):
+        try:
+            return json.dumps({k: value[k] for k in sorted(value, key=lambda k: (len(k.encode()), k.encode()), reverse=True)}, separators=(",", ":"))
+        except TypeError:  # a Decimal: spelled one by one
+            pass
+    return _dump(value)
+
+
 def _encode_cursor(created_at: str, event_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([created_at, event_id]).encode()).decode()
 
@@ -113,6 +171,7 @@ class HelloJohnApiStandin:
         self.database_url = database_url
         self.options = options
         self.requests: list[RecordedRequest] = []
+        self._totals: dict[tuple[Any, ...], int] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[psycopg.Connection[Any]] = []
@@ -132,7 +191,11 @@ class HelloJohnApiStandin:
 
     @property
     def list_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.status != 0]
+        return [r for r in self.requests if r.status != 0 and r.path == "/v1/audit-logs"]
+
+    @property
+    def export_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == "/v1/audit-logs/export"]
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -173,10 +236,10 @@ class HelloJohnApiStandin:
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         with self._lock:
             number = len(self.requests) + 1
-            record = RecordedRequest(number, 0, params)
+            record = RecordedRequest(number, 0, params, url.path, {k.lower(): v for k, v in handler.headers.items() if k.lower() != "authorization"})
             self.requests.append(record)
         options = self.options
-        if url.path != "/v1/audit-logs":
+        if url.path not in ("/v1/audit-logs", "/v1/audit-logs/export") or (url.path.endswith("/export") and not options.export_endpoint):
             record.status = 404
             return self._error(handler, 404, "not_found", f"no route {url.path}")
         auth = handler.headers.get("Authorization")
@@ -205,6 +268,8 @@ class HelloJohnApiStandin:
         if number in options.fail_at:
             record.status = 500
             return self._error(handler, 500, "internal_error", "An unexpected error occurred")
+        if url.path == "/v1/audit-logs/export":
+            return self._serve_export(handler, record, params)
         try:
             limit = int(params.get("limit", "50"))
         except ValueError:
@@ -226,6 +291,95 @@ class HelloJohnApiStandin:
         record.status = 200
         self._send(handler, 200, text, {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "999"}, cut=number in options.drop_at)
 
+    # -- export -----------------------------------------------------------------------------------
+    def _serve_export(self, handler: BaseHTTPRequestHandler, record: RecordedRequest, params: dict[str, str]) -> None:
+        fmt = params.get("format", "json")
+        if fmt not in ("json", "ndjson", "csv"):
+            record.status = 400
+            return self._error(handler, 400, "validation_error", "format must be csv or json")
+        conditions, values = ["true"], []
+        if "from" in params:
+            conditions.append("created_at >= %s::timestamptz")
+            values.append(params["from"])
+        if "to" in params:
+            conditions.append("created_at <= %s::timestamptz")  # inclusive, as for the list
+            values.append(params["to"])
+        conn = psycopg.connect(self.database_url)  # a transaction of its own, for the server-side cursor
+        try:
+            cursor = conn.cursor(name="export")
+            cursor.itersize = 2_000
+            try:
+                cursor.execute(_EXPORT_SELECT.format(where=" AND ".join(conditions)), values)
+                first = cursor.fetchmany(3)
+            except psycopg.errors.DataError as exc:
+                record.status = 400
+                return self._error(handler, 400, "validation_error", str(exc).splitlines()[0])
+            if self.options.swap_in_page and len(first) == 3:
+                first[1], first[2] = first[2], first[1]
+            rows: Iterator[tuple[Any, ...]] = itertools.chain(first, cursor)
+            record.status = 200
+            try:
+                self._stream_export(handler, record, fmt, rows)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (a probe, a limit, the range's end)
+                handler.close_connection = True
+        finally:
+            conn.close()
+
+    def _stream_export(self, handler: BaseHTTPRequestHandler, record: RecordedRequest, fmt: str, rows: Iterator[tuple[Any, ...]]) -> None:
+        options = self.options
+        gzip = options.export_gzip and "gzip" in (handler.headers.get("Accept-Encoding") or "")
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.send_header("X-HelloJohn-Version", "1.4.2")
+        if gzip:
+            handler.send_header("Content-Encoding", "gzip")
+        handler.end_headers()
+        compressor = zlib.compressobj(wbits=31) if gzip else None
+
+        def send(data: bytes, *, flush: bool = False) -> None:
+            if compressor is not None:
+                data = compressor.compress(data) + (compressor.flush(zlib.Z_SYNC_FLUSH) if flush else b"")
+            if data:
+                handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        cut_after = options.export_cut_after.get(record.number)
+        block: list[bytes] = []
+        size = 0
+        if fmt == "csv":
+            block.append(_csv_line(EXPORT_FIELDS))
+        for row in rows:
+            line = self._export_line(row, fmt)
+            if cut_after is not None and record.rows == cut_after:
+                send(b"".join(block) + line[: max(1, len(line) // 2)], flush=True)
+                handler.wfile.flush()
+                handler.close_connection = True
+                return  # no last chunk: the connection ends mid-line
+            if options.export_row_cap and record.rows == options.export_row_cap:
+                break
+            block.append(line)
+            size += len(line)
+            record.rows += 1
+            if size >= _EXPORT_BLOCK:
+                send(b"".join(block))
+                block, size = [], 0
+        send(b"".join(block))
+        if compressor is not None:
+            tail = compressor.flush()
+            if tail:
+                handler.wfile.write(f"{len(tail):x}\r\n".encode() + tail + b"\r\n")
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+
+    def _export_line(self, row: tuple[Any, ...], fmt: str) -> bytes:
+        if fmt == "csv":
+            return _csv_line(row)
+        fields = json.dumps(dict(zip(EXPORT_FIELDS[:-1], row[:-1], strict=True)), ensure_ascii=False, separators=(",", ":"))
+        text = fields[:-1] + ',"metadata":' + _dump_quick(row[-1]) + "}"
+        if self.options.rewrite is not None:
+            text = self.options.rewrite(text)
+        return text.encode() + b"\n"
+
     # -- data -----------------------------------------------------------------------------------
     def _query(self, params: dict[str, str], limit: int) -> tuple[list[str], int, str | None]:
         conditions, values = ["true"], []
@@ -245,11 +399,15 @@ class HelloJohnApiStandin:
         overlap = self.options.repeat_overlap
         if params.get("cursor"):
             created_at, event_id = _decode_cursor(params["cursor"])
-            conditions.append('(created_at > %s::timestamptz OR (created_at = %s::timestamptz AND id COLLATE "C" > %s))')
+            # A range scan of the created_at index from the cursor's instant, as a keyset cursor is served.
+            conditions.append('created_at >= %s::timestamptz AND (created_at > %s::timestamptz OR id COLLATE "C" > %s)')
             values += [created_at, created_at, event_id]
         conn = self._connection()
         rows = conn.execute(_SELECT.format(where=" AND ".join(conditions)), [*values, limit + 1]).fetchall()
-        total_row = conn.execute(f"SELECT count(*) FROM audit_logs WHERE {filters}", filter_values).fetchone()
+        total_key = (filters, tuple(filter_values))
+        if total_key not in self._totals:  # meta.total counted once per query, as a server would cache it
+            total_row = conn.execute(f"SELECT count(*) FROM audit_logs WHERE {filters}", filter_values).fetchone()
+            self._totals[total_key] = int(total_row[0]) if total_row else 0
         repeated: list[tuple[Any, ...]] = []
         if overlap and params.get("cursor"):
             created_at, event_id = _decode_cursor(params["cursor"])
@@ -263,7 +421,7 @@ class HelloJohnApiStandin:
         page = [self._event_json(r) for r in repeated + rows]
         if self.options.swap_in_page and len(page) >= 3:
             page[1], page[2] = page[2], page[1]
-        return page, int(total_row[0]) if total_row else 0, cursor
+        return page, self._totals[total_key], cursor
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -298,9 +456,16 @@ class HelloJohnApiStandin:
         return "{" + ", ".join(parts) + "}"
 
 
+def _csv_line(values: Any) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return out.getvalue().encode()
+
+
 @contextmanager
 def serve_hellojohn_api(database_url: str, **options: Any) -> Iterator[HelloJohnApiStandin]:
     """Run the stand-in over ``database_url`` for the duration of the block."""
+    forget_streamed_counts()  # a new server, perhaps on a port an earlier one used: no count of its days is known
     standin = HelloJohnApiStandin(database_url, StandinOptions(**options))
     standin.start()
     try:

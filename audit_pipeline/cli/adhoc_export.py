@@ -11,11 +11,11 @@ from typing import BinaryIO
 
 import click
 
+from audit_pipeline.adhoc_export import RangeExport, atomic_file, canonical_format, check_output_path, spooled_to, write_range
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.event_filters import check_pattern
 from audit_pipeline.isotime import format_instant, parse_instant
-from audit_pipeline.range_export import RangeExport, atomic_file, canonical_format, check_output_path, spooled_to, write_range
 from audit_pipeline.settings import load_settings
 from audit_pipeline.sources import EventFilter, TimeRange, open_source
 

@@ -1,0 +1,60 @@
+"""Cutting the source stream into sink-sized batches, encoded ahead of the sender.
+
+Source batches are cut into chunks of at most the sink's batch size and NDJSON-encoded
+column-wise (:mod:`audit_pipeline.encoding`) on a reader thread while earlier chunks are
+being sent; chunks are then cut again by the sink's byte limit.  At most ``depth`` chunks wait,
+so memory stays bounded whatever the backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from typing import cast
+
+import numpy as np
+import pyarrow as pa
+
+from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sinks.base import EventBatch
+from audit_pipeline.sources.base import Position
+from audit_pipeline.streaming import read_ahead
+
+#: What happens to a source batch before any sink sees it (identity unless a transform is configured).
+BatchTransform = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
+def last_position(events: EventBatch) -> Position:
+    """The batch's last ``(created_at, id)``, without converting the whole columns to Python."""
+    arrow = events.batch
+    return Position(arrow.column(COLUMNS.index("created_at"))[-1].as_py(), arrow.column(COLUMNS.index("id"))[-1].as_py())
+
+
+def split(events: EventBatch, max_events: int, max_bytes: int) -> Iterator[EventBatch]:
+    """Consecutive parts of at most ``max_events`` events and ``max_bytes`` NDJSON bytes (at least one event)."""
+    n = len(events)
+    _, offsets = events.ndjson()
+    if n <= max_events and int(offsets[-1]) <= max_bytes:
+        yield events
+        return
+    start = 0
+    while start < n:
+        by_bytes = int(np.searchsorted(offsets, offsets[start] + max_bytes, side="right")) - 1
+        stop = min(n, start + max_events, max(start + 1, by_bytes))
+        yield events.slice(start, stop)
+        start = stop
+
+
+def encoded_chunks(batches: Iterator[pa.RecordBatch], chunk_rows: int, transform: BatchTransform | None = None) -> Iterator[EventBatch]:
+    """Cut source batches into chunks of ``chunk_rows`` events, NDJSON-encoded as they are cut."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, chunk_rows):
+            part = batch.slice(start, chunk_rows)
+            events = EventBatch(transform(part) if transform is not None else part)
+            events.ndjson()
+            yield events
+
+
+def prefetch(batches: Iterator[pa.RecordBatch], chunk_rows: int, transform: BatchTransform | None = None, depth: int = 2) -> Generator[EventBatch, None, None]:
+    """Read the source and encode the next chunks on a thread while the current ones are being sent
+    (close it to stop the reader early)."""
+    return cast(Generator[EventBatch, None, None], read_ahead(encoded_chunks(batches, chunk_rows, transform), depth, name="forwarding-reader"))

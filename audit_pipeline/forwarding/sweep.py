@@ -1,0 +1,125 @@
+"""The late-commit sweep: events committed behind a sink's position after a pass went by.
+
+An application that stamps ``created_at`` itself and inserts the row later (a queue draining a
+backlog, a retrying client), or a prepared transaction committed later, can make a row appear
+below the position after the horizon had passed it.  Each pass therefore looks at the trailing
+``forwarding.late_window`` behind the position (0 turns this off):
+
+1. it counts the events the source holds there now and the events the ledger (:mod:`.ledger`)
+   says the sink was handed there; equal counts end the sweep (the usual case: two cheap queries);
+2. otherwise it reads the window and delivers the events the ledger does not know, oldest first,
+   counting them as ``late_events``; their ids join the ledger in the same transaction, so a
+   later pass never sends them again.
+
+Elasticsearch would also answer ``409`` to a re-sent id; the ledger keeps other sinks from
+receiving an event twice, and spares every sink the re-sending.  A late event older than the
+window is not found: size the window to the latest a writer may stamp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from audit_pipeline.forwarding import ledger
+from audit_pipeline.forwarding.batching import split
+from audit_pipeline.forwarding.horizon import ONE_MICROSECOND
+from audit_pipeline.forwarding.ledger import LedgerEntry
+from audit_pipeline.forwarding.results import PassResult
+from audit_pipeline.isotime import epoch_micros, from_epoch_micros
+from audit_pipeline.schema import COLUMNS
+from audit_pipeline.sinks.base import EventBatch
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
+
+if TYPE_CHECKING:
+    from audit_pipeline.forwarding.engine import Forwarder
+
+_ID = COLUMNS.index("id")
+_CREATED = COLUMNS.index("created_at")
+
+
+class Sweep:
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+        seconds = forwarder.settings.late_window
+        self.window: dt.timedelta | None = dt.timedelta(seconds=seconds) if seconds > 0 else None
+
+    def ledger_entry(self, events: EventBatch) -> LedgerEntry | None:
+        return LedgerEntry.of(events) if self.window is not None and len(events) else None
+
+    def run(self, result: PassResult) -> None:
+        """Deliver what was committed behind the position since the sink was handed that stretch."""
+        position = result.position
+        if self.window is None or position is None:
+            return
+        f = self.forwarder
+        found = check(f.source, f.positions.engine, f.sink.name, position, self.window)
+        if found is None:
+            return
+        lower, known = found
+        ids = pa.array([i for e in known for i in e.id_list()], pa.string())
+        for late in self._missing(lower, position, ids):
+            for part in split(EventBatch(late), f._max_events, f._max_bytes):
+                settled = f.courier.settle(part)
+                f._commit(part, settled, result, late=True)
+                result.late_events += len(part)
+        if result.late_events:
+            f.log(f"{f.sink.name}: {result.late_events:,} event(s) were committed after the position had passed them (late); delivered now")
+
+    def _missing(self, lower: dt.datetime, position: Position, known: pa.Array) -> list[pa.RecordBatch]:
+        """The window's events not in the ledger, in order (only these are kept in memory)."""
+        f = self.forwarder
+        found: list[pa.RecordBatch] = []
+        time_range = TimeRange(lower, position.created_at + ONE_MICROSECOND)
+        for batch in f.source.iter_batches(time_range):
+            if known.type != batch.column(_ID).type:
+                known = known.cast(batch.column(_ID).type)
+            behind = _at_or_before(batch, position)
+            new = pc.and_(behind, pc.invert(pc.is_in(batch.column(_ID), value_set=known)))
+            if pc.any(new).as_py():
+                found.append(batch.filter(new))
+        if found and f.transform is not None:
+            found = [f.transform(b) for b in found]
+        return found
+
+
+def check(source: AuditSource, state: sa.Engine, sink: str, position: Position, window: dt.timedelta) -> tuple[dt.datetime, list[LedgerEntry]] | None:
+    """Whether events were committed behind ``position`` that the ledger does not know (two cheap counts).
+
+    Returns where the ledger's coverage of the window starts and its entries when the counts differ, else None.
+    Also asked by the Dagster sensor, so a late event gets a run even when nothing new arrives after it.
+    """
+    since = position.created_at - window
+    known = ledger.entries(state, sink, epoch_micros(since))
+    if not known:
+        return None
+    # The ledger covers the window from its first entry on (a sink forwarded before the ledger existed, or new).
+    covered = from_epoch_micros(known[0].first_us) + ONE_MICROSECOND
+    lower = max(since, covered) if known[0].first_us >= epoch_micros(since) else since
+    floor = epoch_micros(lower)
+    handed = sum(e.events if e.first_us >= floor else int((e.created_us() >= floor).sum()) for e in known)
+    if _count_through(source, lower, position) == handed:
+        return None
+    return lower, known
+
+
+def _at_or_before(batch: pa.RecordBatch, position: Position) -> pa.Array:
+    created = batch.column(_CREATED)
+    at = pa.scalar(position.created_at, created.type)
+    earlier = pc.less(created, at)
+    tie = pc.and_(pc.equal(created, at), pc.less_equal(batch.column(_ID), pa.scalar(position.id, batch.column(_ID).type)))
+    return pc.or_(earlier, tie)
+
+
+def _count_through(source: AuditSource, lower: dt.datetime, position: Position) -> int:
+    """Events with ``lower <= created_at`` at or before ``position`` in the source now."""
+    count = getattr(source, "count_through", None)
+    if callable(count):
+        return int(count(lower, position))
+    total = source.count(TimeRange(lower, position.created_at))
+    tied = TimeRange(position.created_at, position.created_at + ONE_MICROSECOND)
+    return total + sum(int(pc.sum(_at_or_before(b, position).cast(pa.int64())).as_py() or 0) for b in source.iter_batches(tied))

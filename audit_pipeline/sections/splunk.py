@@ -1,0 +1,48 @@
+"""``sinks.splunk``: the HEC URL and token, index and acknowledgement options, checked at load."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+EVENT_PATH = "/services/collector/event"
+
+
+class SplunkSettings(BaseModel):
+    """``sinks.splunk`` in the YAML, with the fields HelloJohn's own Splunk integration uses."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hec_url: str
+    hec_token: SecretStr
+    index: str | None = None
+    sourcetype: str = "_json"
+    source: str = "hellojohn-audit"
+    host: str = Field(default_factory=socket.gethostname)
+    use_ack: bool = False
+    ack_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: Requests are split below this size; Splunk's ``max_content_length`` must be at least this.
+    max_request_bytes: int = Field(default=1_000_000, ge=10_000)
+    timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    tls_verify: bool = True
+    #: PEM bundle for a HEC with a private CA (Splunk's default certificate is self-signed).
+    tls_ca_file: str | None = None
+
+    @field_validator("hec_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL such as https://splunk.example.com:8088")
+        for suffix in (EVENT_PATH, "/services/collector"):
+            if value.rstrip("/").endswith(suffix):
+                value = value.rstrip("/")[: -len(suffix)]
+        return value.rstrip("/")
+
+    @field_validator("hec_token")
+    @classmethod
+    def _token_present(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty; set it from the environment, e.g. hec_token: ${SPLUNK_HEC_TOKEN}")
+        return value

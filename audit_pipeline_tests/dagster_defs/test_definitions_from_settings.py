@@ -1,0 +1,37 @@
+"""The code location is built from the loaded settings, and a broken configuration fails its load in one clear line."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from audit_pipeline.definitions import ConfigurationNotLoaded, build_definitions, load_definitions
+from audit_pipeline.settings import load_settings
+
+
+def test_partitions_start_at_the_yaml_partition_start_and_kinds_name_the_source(workdir):
+    (workdir / "audit_pipeline.yaml").write_text("export:\n  partition_start: 2024-03-01\n", encoding="utf-8")
+    defs = build_definitions(load_settings())
+    job = defs.resolve_job_def("daily_export_job")
+    assert job.partitions_def is not None
+    assert job.partitions_def.get_partition_keys()[0] == "2024-03-01"
+    table = next(spec for spec in defs.resolve_all_asset_specs() if spec.key.to_user_string() == "audit_logs")
+    assert table.kinds == {"sqlite"}  # no source configured: the demo database, not "postgres"
+
+
+def test_a_broken_configuration_fails_the_load_with_its_reason(workdir, monkeypatch):
+    (workdir / "audit_pipeline.yaml").write_text("sinks:\n  datadog:\n    api_key: abc\n    start: 2024-13-45\n", encoding="utf-8")
+    with pytest.raises(ConfigurationNotLoaded) as caught:
+        load_definitions()
+    message = str(caught.value)
+    assert "sinks.datadog.start" in message and "2024-13-45" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chain of inner tracebacks
+
+
+def test_a_bad_environment_value_names_the_variable(workdir, monkeypatch):
+    monkeypatch.setenv("AUDIT_PARTITION_START", "notadate")
+    with pytest.raises(ConfigurationNotLoaded, match=r"AUDIT_PARTITION_START \(export.partition_start\): must be a day"):
+        load_definitions()
+    monkeypatch.setenv("AUDIT_PARTITION_START", (dt.date.today() - dt.timedelta(days=3)).isoformat())
+    assert load_definitions().resolve_job_def("daily_export_job") is not None
