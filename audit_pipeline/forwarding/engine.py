@@ -35,6 +35,7 @@ from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, S
 from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
 from audit_pipeline.forwarding.leases import Lease
 from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, events_by_day
+from audit_pipeline.forwarding.replay import replay_dead_letters
 from audit_pipeline.forwarding.results import PassResult, ReplayResult, show_position
 from audit_pipeline.forwarding.retry import RetryPolicy
 from audit_pipeline.forwarding.sweep import Sweep
@@ -162,9 +163,7 @@ class Forwarder:
         state = self.state()
         result = PassResult(self.sink.name, horizon, state.position)
         try:
-            if not self._prepared:
-                self.courier.prepare()
-                self._prepared = True
+            self.prepare_sink()
             self.sweep.run(result)
             self._forward(result, horizon)
         except (SinkFailure, AuditPipelineError) as exc:
@@ -275,36 +274,16 @@ class Forwarder:
 
     # -- dead letters ------------------------------------------------------------------------------
     def replay_dead_letters(self) -> ReplayResult:
-        """Send the sink's dead letters again; delivered ones leave the store, the rest stay with the new reason.
-
-        A crash between a send and the rewrite of its object leaves the object in place, so the
-        next replay sends those events again (Elasticsearch: 409, delivered once; other sinks: at least once).
-        Events that were delivered cut down are kept for the record and not sent again.
-        """
+        """Send the sink's dead letters again (see :func:`.replay.replay_dead_letters`)."""
         if not self.lease.held:
             raise RuntimeError("replay needs the sink's lease: use `with forwarder.leased():`")
-        result = ReplayResult(self.sink.name)
-        started = self._clock()
-        try:
-            if not self._prepared:
-                self.courier.prepare()
-                self._prepared = True
-            for obj in self.dead_letters.iter_objects(self.sink.name, delivered=False):
-                settled = self.courier.settle(obj.events, list(range(len(obj.events))))
-                rejected = settled.rejected
-                self.dead_letters.rewrite(self.sink.name, obj, sorted(rejected), rejected)
-                self.positions.replayed(self.sink.name, settled.delivered, events_by_day(obj.events.batch, rejected))
-                result.delivered += settled.delivered
-                result.still_rejected += len(rejected)
-                result.objects += 1
-                if rejected:
-                    first = sorted(rejected)[0]
-                    self.log(f"{self.sink.name}: {len(rejected)} event(s) of {obj.key} rejected again: {rejected[first]}")
-                if self._clock() - started >= self.progress_interval:
-                    self.log(f"{self.sink.name}: replayed {result.objects} object(s), {result.delivered:,} delivered")
-        except (SinkFailure, AuditPipelineError) as exc:
-            result.stopped = str(exc)
-        return result
+        return replay_dead_letters(self)
+
+    def prepare_sink(self) -> None:
+        """The sink's one-time setup, once per forwarder."""
+        if not self._prepared:
+            self.courier.prepare()
+            self._prepared = True
 
     # -- following -------------------------------------------------------------------------------
     def follow(self, stop: threading.Event | None = None, passes: int | None = None) -> Iterator[PassResult]:
