@@ -12,8 +12,9 @@ its own): PostgreSQL's ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` of that day 
 ``--command`` times the documented command itself instead of the core export: ``dg launch
 --assets audit_logs_csv,audit_logs_ndjson,audit_logs_parquet --partition 2024-01-15`` (Dagster
 start-up, the export and its checks), each run a separate process, interleaved with COPY of the
-same day, median of ``--repeat`` (3) rounds; it prints per-step times, the peak RSS of the largest
-process and, with ``--store s3``, the bytes uploaded to and downloaded from moto's S3 over HTTP.
+same day, median of ``--repeat`` (3) rounds; it prints per-step times, the peak RSS of the command's
+whole process tree (psutil, sampled every 50 ms: the sum over the processes alive at once) and of its
+largest process, and, with ``--store s3``, the bytes uploaded to and downloaded from moto's S3 over HTTP.
 
     python benchmarks/export_bench.py --command --rows 2000000 [--store local|s3] [--cli dg|dagster]
 """
@@ -131,12 +132,41 @@ def phase_command(url: str, out: Path, cli: str = "dg", extra_env: dict[str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}
     env.update(AUDIT_DATABASE_URL=url, AUDIT_EXPORT_URL=str(out / "exports"))
     env.update(extra_env or {})
-    done = subprocess.run(COMMANDS[cli], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    log = done.stdout + done.stderr
-    if done.returncode != 0 or "RUN_SUCCESS" not in log:
-        raise SystemExit(f"the documented command failed ({done.returncode}):\n{log[-4000:]}")
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"steps": _step_seconds(log), "child_peak_mb": children}
+    with tempfile.TemporaryFile("w+") as output:
+        command = subprocess.Popen(COMMANDS[cli], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        tree_peak, largest_peak = _sample_tree_rss(command)
+        output.seek(0)
+        log = output.read()
+    if command.returncode != 0 or "RUN_SUCCESS" not in log:
+        raise SystemExit(f"the documented command failed ({command.returncode}):\n{log[-4000:]}")
+    largest = max(largest_peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    return {"steps": _step_seconds(log), "child_peak_mb": tree_peak, "largest_process_mb": largest}
+
+
+def _sample_tree_rss(command: subprocess.Popen[str], every: float = 0.05) -> tuple[float, float]:
+    """Peak RSS of the command's whole process tree (the sum over the processes alive at each sample) and
+    of its largest single process, in MB, sampled with psutil until the command exits."""
+    import psutil
+
+    root = psutil.Process(command.pid)
+    tree_peak = largest_peak = 0
+    while command.poll() is None:
+        total = 0
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for process in processes:
+            try:
+                rss = process.memory_info().rss
+            except psutil.Error:  # exited between the listing and the reading
+                continue
+            total += rss
+            largest_peak = max(largest_peak, rss)
+        tree_peak = max(tree_peak, total)
+        time.sleep(every)
+    command.wait()
+    return tree_peak / 2**20, largest_peak / 2**20
 
 
 PHASES = {"copy": phase_copy, "pandas": phase_pandas, "ours": phase_ours, "command": phase_command}
@@ -194,7 +224,11 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None
         copies.append(copy["seconds"])
         runs.append(ours)
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in ours["steps"].items())
-        print(f"round {round_number}: COPY {copy['seconds']:.2f} s; command {ours['seconds']:.2f} s ({steps}), peak {ours['child_peak_mb']:.0f} MB", flush=True)
+        print(
+            f"round {round_number}: COPY {copy['seconds']:.2f} s; command {ours['seconds']:.2f} s ({steps}),"
+            f" peak {ours['child_peak_mb']:.0f} MB (largest process {ours['largest_process_mb']:.0f} MB)",
+            flush=True,
+        )
     copy_s = statistics.median(copies)
     total = statistics.median(r["seconds"] for r in runs)
     step_names = sorted({k for r in runs for k in r["steps"]})
@@ -205,6 +239,7 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None
         if missing:
             print(f"note: step {name} reported no duration in {missing} of {repeat} rounds; its median is of the others")
     peak = max(r["child_peak_mb"] for r in runs)
+    largest = max(r["largest_process_mb"] for r in runs)
     print(f"\n{rows:,} rows on {DAY}, {store} store, `{' '.join(COMMANDS[cli][:2])} ...`, median of {repeat}")
     print(f"{'':<40}{'seconds':>9}{'x COPY':>9}")
     print(f"{'COPY (SELECT ...) TO STDOUT (FORMAT csv)':<40}{copy_s:>9.2f}{1:>9.2f}")
@@ -214,7 +249,7 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None
         print(f"{'  step ' + name:<40}{seconds:>9.2f}{seconds / copy_s:>9.2f}{note}")
     overhead = total - sum(median_steps.values())
     print(f"{'  start-up, run bookkeeping, exit':<40}{overhead:>9.2f}{overhead / copy_s:>9.2f}")
-    print(f"peak RSS of the command's largest process: {peak:.0f} MB (target <= 300 MB)")
+    print(f"peak RSS of the command's process tree (sum of its processes alive at once): {peak:.0f} MB (target <= 300 MB); largest process {largest:.0f} MB")
     if server is not None:
         up = statistics.median(r["bytes_up"] for r in runs)
         down = statistics.median(r["bytes_down"] for r in runs)

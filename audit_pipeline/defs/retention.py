@@ -7,7 +7,7 @@ pool; every step is idempotent, so a run that failed half-way is simply re-execu
 """
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
@@ -15,7 +15,9 @@ from pydantic import Field
 from audit_pipeline.defs.exports import EXPORT_ASSETS, SOURCE_TABLE
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
-from audit_pipeline.retention.run import RetentionResult, run_retention
+
+if TYPE_CHECKING:  # retention (and its Elasticsearch client) is imported when the job runs, not by every run of the code location
+    from audit_pipeline.retention.run import RetentionResult
 
 RETENTION_POOL = "audit_retention"
 
@@ -28,7 +30,7 @@ class RetentionConfig(dg.Config):
     dry_run: bool = Field(default=False, description="Only plan: record what would be deleted, change nothing.")
 
 
-def _metadata(result: RetentionResult) -> dict[str, Any]:
+def _metadata(result: "RetentionResult") -> dict[str, Any]:
     figures = result.figures().as_dict()
     meta: dict[str, Any] = {**figures, "dry_run": result.dry_run, "legal_hold": result.legal_hold}
     plan = result.plan
@@ -55,6 +57,8 @@ def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, aud
         today = dt.date.fromisoformat(config.today) if config.today else None
     except ValueError:
         raise dg.Failure(description=f"config today must be a day as YYYY-MM-DD, got {config.today!r}") from None
+    from audit_pipeline.retention.run import run_retention
+
     try:
         result = run_retention(
             audit.settings(), today=today, dry_run=config.dry_run, log=context.log.info, warn=context.log.warning, today_option="config today"

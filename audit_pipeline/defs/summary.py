@@ -6,16 +6,18 @@ only ``audit_logs_daily_summary`` and runs its check.
 """
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from audit_pipeline.analysis.config import SummarySettings
-from audit_pipeline.analysis.spike import judge
-from audit_pipeline.analysis.summary import DaySummary, read_summary, summarize_day, summary_key, write_summary
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, StorageError
+from audit_pipeline.layout import summary_key
+
+if TYPE_CHECKING:  # the summary reads Parquet through DuckDB, imported when a summary runs, not by every run of the code location
+    from audit_pipeline.analysis.summary import DaySummary
 
 SUMMARY_ASSET = dg.AssetKey("audit_logs_daily_summary")
 PARQUET_ASSET = dg.AssetKey("audit_logs_parquet")
@@ -27,7 +29,7 @@ def summary_settings(audit: AuditPipelineResource) -> SummarySettings:
     return audit.settings().summary
 
 
-def _markdown(summary: DaySummary) -> str:
+def _markdown(summary: "DaySummary") -> str:
     lines = ["**Failed logins by country**", "", "| country | logins | failed | rate |", "| --- | ---: | ---: | ---: |"]
     lines += [
         f"| {r['country'] or '(none)'} | {r['logins']} | {r['failed_logins']} | {r['failure_rate']:.1%} |"
@@ -40,7 +42,7 @@ def _markdown(summary: DaySummary) -> str:
     return "\n".join(lines)
 
 
-def summary_metadata(summary: DaySummary, uri: str) -> dict[str, Any]:
+def summary_metadata(summary: "DaySummary", uri: str) -> dict[str, Any]:
     """Headline figures as numbers (the UI plots them across partitions) and the top rows as Markdown."""
     return {
         "events": dg.MetadataValue.int(summary.events),
@@ -80,6 +82,8 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         day = dt.date.fromisoformat(context.partition_key)
         try:
             store = audit.object_store()
+            from audit_pipeline.analysis.summary import summarize_day, write_summary
+
             summary = summarize_day(store, day, summary_settings(audit))
             key = write_summary(store, summary)
         except AuditPipelineError as exc:
@@ -101,6 +105,9 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         day = dt.date.fromisoformat(context.partition_key)
         try:
             settings = summary_settings(audit)
+            from audit_pipeline.analysis.spike import judge
+            from audit_pipeline.analysis.summary import read_summary
+
             verdict = judge(read_summary(audit.object_store(), day), settings)
         except AuditPipelineError as exc:
             raise dg.Failure(description=str(exc)) from None
