@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from audit_pipeline.layout import day_prefix, object_key
 from audit_pipeline.schema import COLUMNS
@@ -56,6 +57,16 @@ class DayExport:
 BeforePublish = Callable[[DayExport, dict[str, WrittenFile]], list[tuple[str, bytes, str]]]
 
 
+class ExportGuard(Protocol):
+    """A rule outside the export that may refuse the day (retention's backfill guard, say)."""
+
+    def check(self) -> None:
+        """Raise to refuse; asked before any row is read and again right before publishing."""
+
+    def published(self) -> None:
+        """Told once every object of the day is published."""
+
+
 def export_day(
     source: AuditSource,
     store: ObjectStore,
@@ -66,18 +77,16 @@ def export_day(
     ndjson_observer: Callable[[memoryview], None] | None = None,
     before_publish: BeforePublish | None = None,
     fail_before_publish: Callable[[], None] | None = None,
-    force: bool = False,
+    guard: ExportGuard | None = None,
 ) -> DayExport:
     """Export the UTC ``day``; returns what was published.
 
-    A day whose database rows retention deleted is refused (it would publish an emptier
-    copy) unless ``force``; the check is repeated right before publishing, so a deletion
-    that begins during the export is caught too (retention records the day first).
+    ``guard`` is checked before the export and again right before publishing, so a refusal
+    that arises while the day is read (retention starting to delete it) still stops it.
     """
-    from audit_pipeline.retention.record import note_reexport, refuse_emptier_reexport
-
     store.check_writable()
-    retired = refuse_emptier_reexport(store, day, force=force)
+    if guard is not None:
+        guard.check()
     source.check()
     result = DayExport(day=day, rows=0, min_created_at=None, max_created_at=None, first_id=None, last_id=None, event_filter=event_filter)
     with store.staging() as directory:
@@ -103,7 +112,8 @@ def export_day(
             raise
         result.rows = writers.rows
         extra = before_publish(result, written) if before_publish else []
-        refuse_emptier_reexport(store, day, force=force)
+        if guard is not None:
+            guard.check()
         if fail_before_publish is not None:
             fail_before_publish()
         for fmt in FORMATS:
@@ -117,8 +127,9 @@ def export_day(
                     store.delete(stale)
         for key, data, content_type in extra:
             store.put_bytes(key, data, content_type)
-    note_reexport(store, retired, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    if guard is not None:
+        guard.published()
     return result
 
 
-__all__ = ["BeforePublish", "DayExport", "PublishedObject", "day_prefix", "export_day", "object_key"]
+__all__ = ["BeforePublish", "DayExport", "ExportGuard", "PublishedObject", "day_prefix", "export_day", "object_key"]

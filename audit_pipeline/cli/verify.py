@@ -87,6 +87,7 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     from audit_pipeline.event_filters import daily_export_filter
     from audit_pipeline.export import export_day
     from audit_pipeline.integrity.sealing import DaySealer
+    from audit_pipeline.retention.record import ReexportGuard
     from audit_pipeline.sources import open_source
 
     start = parse_optional_day(first, "--from")
@@ -104,7 +105,15 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     with open_source(settings) as source:
         while day <= end:
             sealer = DaySealer.from_settings(settings, store, day, rechain_reason=reason.strip())
-            export_day(source, store, day, settings.export, event_filter=daily_export_filter(settings.export), **sealer.export_hooks())
+            export_day(
+                source,
+                store,
+                day,
+                settings.export,
+                event_filter=daily_export_filter(settings.export),
+                **sealer.export_hooks(),
+                **ReexportGuard(store, day).export_hooks(),
+            )
             click.echo(sealer.after_publish(warn=lambda message: click.echo(f"warning: {message}", err=True)))
             day += dt.timedelta(days=1)
 

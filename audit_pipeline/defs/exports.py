@@ -18,7 +18,7 @@ from audit_pipeline.event_filters import daily_export_filter, describe
 from audit_pipeline.export import DayExport, export_day
 from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.retention.record import forced_reexport_reason, read_record
+from audit_pipeline.retention.record import ReexportGuard, forced_reexport_reason, read_record
 from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
 from audit_pipeline.sources.base import TimeRange
 
@@ -231,9 +231,9 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
                         _day(context),
                         settings.export,
                         event_filter=daily_export_filter(settings.export),
-                        force=config.force,
                         fail_before_publish=lock.confirm,
                         **sealer.export_hooks(),
+                        **ReexportGuard(store, _day(context), force=config.force).export_hooks(),
                     )
                     origin = source.description
                 sealed = sealer.after_publish(warn=context.log.warning)

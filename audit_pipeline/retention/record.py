@@ -97,3 +97,29 @@ def note_reexport(store: ObjectStore, record: RetentionRecord | None, at: str) -
     """After a forced export published the day again: its exports match the database again."""
     if record is not None and record.status != "re-exported":
         write_record(store, replace(record, status="re-exported", finished_at=at))
+
+
+class ReexportGuard:
+    """The backfill guard as a hook for ``export_day``: the Dagster asset and the command line pass it in.
+
+    Checked before the export and again right before publishing (retention records the day
+    before deleting, so a deletion that begins during the export is caught); after a forced
+    export published a retired day, its record is marked ``re-exported``.
+    """
+
+    def __init__(self, store: ObjectStore, day: dt.date, *, force: bool = False) -> None:
+        self.store, self.day, self.force = store, day, force
+        self.retired: RetentionRecord | None = None
+        self._checked = False
+
+    def export_hooks(self) -> dict[str, Any]:
+        """Keyword arguments for ``export_day``."""
+        return {"guard": self}
+
+    def check(self) -> None:
+        record = refuse_emptier_reexport(self.store, self.day, force=self.force)
+        if not self._checked:  # the record a forced export cites is the one it started from
+            self.retired, self._checked = record, True
+
+    def published(self) -> None:
+        note_reexport(self.store, self.retired, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))

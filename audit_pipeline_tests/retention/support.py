@@ -10,6 +10,7 @@ import yaml
 
 from audit_pipeline.export import export_day
 from audit_pipeline.integrity.sealing import DaySealer
+from audit_pipeline.retention.record import ReexportGuard
 from audit_pipeline.settings import Settings, load_settings
 from audit_pipeline.sources import open_source
 from audit_pipeline.storage import ObjectStore
@@ -72,7 +73,7 @@ def export_days(settings: Settings, days: list[dt.date], *, force: bool = False)
     with open_source(settings) as source:
         for day in days:
             sealer = DaySealer.from_settings(settings, store, day)
-            export_day(source, store, day, settings.export, force=force, **sealer.export_hooks())
+            export_day(source, store, day, settings.export, **sealer.export_hooks(), **ReexportGuard(store, day, force=force).export_hooks())
             sealer.after_publish()
 
 

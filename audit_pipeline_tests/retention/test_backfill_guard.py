@@ -12,7 +12,7 @@ from audit_pipeline.defs.exports import audit_logs_daily_export, audit_logs_tabl
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.export import export_day
 from audit_pipeline.integrity.manifest import Manifest, manifest_key
-from audit_pipeline.retention.record import RetentionRecord, RetiredDayError, read_record, record_key, write_record
+from audit_pipeline.retention.record import ReexportGuard, RetentionRecord, RetiredDayError, read_record, record_key, write_record
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline.sources import open_source
 from audit_pipeline.storage import ObjectStore
@@ -100,6 +100,6 @@ def test_a_deletion_that_starts_during_an_export_stops_it_before_publishing(pg: 
         return []
 
     with open_source(settings) as source, pytest.raises(RetiredDayError):
-        export_day(source, store, DAY, settings.export, before_publish=retention_begins)
+        export_day(source, store, DAY, settings.export, before_publish=retention_begins, guard=ReexportGuard(store, DAY))
     assert _snapshot(store) == published
     assert store.exists(record_key(DAY))
