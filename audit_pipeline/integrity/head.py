@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.errors import AuditPipelineError, first_line
 from audit_pipeline.integrity.manifest import (
     CONTENT_TYPE,
     HEAD_KEY,
@@ -107,7 +107,7 @@ class HeadWitness:
 
 
 def _unreachable(exc: BaseException) -> AuditPipelineError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     return AuditPipelineError(f"cannot use the state database for the export head witness ({text}); check state_url")
 
 

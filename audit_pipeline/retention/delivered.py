@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.errors import AuditPipelineError, first_line
 from audit_pipeline.forwarding.positions import CountingStart, PositionStore
 from audit_pipeline.settings import Settings
 from audit_pipeline.sinks.elasticsearch import ElasticsearchSink, render_index
@@ -131,7 +131,7 @@ class DeliveryCounts:
                     f"the credentials in {sink.where} need the read privilege on it"
                 ) from None
             except Exception as exc:
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                text = first_line(exc)
                 raise AuditPipelineError(
                     f"Elasticsearch at {sink.description} failed while counting {day}'s events in {index}: {text} ({sink.where})"
                 ) from None

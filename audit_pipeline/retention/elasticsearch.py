@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
 from audit_pipeline.settings import Settings
 from audit_pipeline.sinks.elasticsearch import ElasticsearchSink, render_index, template_patterns
 
@@ -146,7 +146,7 @@ class IndexRetention:
                     f"Elasticsearch at {self.sink.description} refused {what} ({exc.meta.status}); the credentials in {self.sink.where} "
                     f"need the monitor and delete_index privileges on {', '.join(template_patterns(self.pattern.pattern))}"
                 ) from None
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = first_line(exc)
             raise AuditPipelineError(f"Elasticsearch at {self.sink.description} failed while {what}: {text} ({self.sink.where})") from None
 
     def close(self) -> None:

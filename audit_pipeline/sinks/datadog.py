@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
+from audit_pipeline.isotime import epoch_micros
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sections.datadog import SITES, DatadogSettings
 from audit_pipeline.settings import parse_section
@@ -53,6 +54,7 @@ MAX_AGE = dt.timedelta(hours=18)
 MAX_AHEAD = dt.timedelta(hours=2)
 #: Room for the request to reach Datadog (and a retry or two) before its timestamps age out.
 WINDOW_MARGIN = dt.timedelta(minutes=10)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 class DatadogSink(Sink):
@@ -88,9 +90,9 @@ class DatadogSink(Sink):
         return b'%s%s,"status":"%s","message":' % (self._prefix, http.json_string(tags), b"warn" if failed else b"info")
 
     def _entries(self, events: EventBatch, report: DeliveryReport) -> list[bytes | None]:
-        now_us = _micros(self._clock())
-        oldest = now_us - _us(MAX_AGE - WINDOW_MARGIN)
-        newest = now_us + _us(MAX_AHEAD - WINDOW_MARGIN)
+        now_us = epoch_micros(self._clock())
+        oldest = now_us - (MAX_AGE - WINDOW_MARGIN) // _MICROSECOND
+        newest = now_us + (MAX_AHEAD - WINDOW_MARGIN) // _MICROSECOND
         cols = _columns(events.batch, ("type", "result", "actor_email", "actor_id", "resource_type", "resource_id"))
         created = events.batch.column(COLUMNS.index("created_at")).cast(pa.int64()).to_pylist()
         heads = {(w, f): self._head(w, f) for w in ("in", "late", "future") for f in (False, True)}
@@ -203,12 +205,3 @@ def _columns(batch: pa.RecordBatch, names: Sequence[str]) -> dict[str, list[Any]
 
 def _join_tags(tags: str, extra: str) -> str:
     return f"{tags},{extra}" if tags else extra
-
-
-def _micros(when: dt.datetime) -> int:
-    delta = when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _us(delta: dt.timedelta) -> int:
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

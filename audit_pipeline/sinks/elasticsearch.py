@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audit_pipeline.errors import ConfigError
+from audit_pipeline.isotime import from_epoch_micros
 from audit_pipeline.retry_after import parse_retry_after
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sections.elasticsearch import DEFAULT_INDEX, ElasticsearchSettings, _redact, render_index
@@ -92,13 +93,10 @@ def index_names(created_at: pa.Array, pattern: str) -> pa.Array:
     """
     if _DAILY_CODES.sub("", pattern).count("%"):
         return pc.strftime(created_at, format=pattern).cast(pa.large_string())
-    import datetime as dt
-
     micros = created_at.cast(pa.int64()).to_numpy(zero_copy_only=False)
     days = np.floor_divide(micros, _MICROS_PER_DAY)
     distinct, positions = np.unique(days, return_inverse=True)
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    names = pa.array([(epoch + dt.timedelta(days=int(d))).strftime(pattern) for d in distinct], pa.large_string())
+    names = pa.array([from_epoch_micros(int(d) * _MICROS_PER_DAY).strftime(pattern) for d in distinct], pa.large_string())
     return names.take(pa.array(positions.astype(np.int64)))
 
 
