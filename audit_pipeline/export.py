@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from audit_pipeline.layout import day_prefix, object_key
+from audit_pipeline.memory import returning_memory
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
@@ -89,7 +90,7 @@ def export_day(
         guard.check()
     source.check()
     result = DayExport(day=day, rows=0, min_created_at=None, max_created_at=None, first_id=None, last_id=None, event_filter=event_filter)
-    with store.staging() as directory:
+    with store.staging() as directory, returning_memory():
         writers = DayWriters(
             directory,
             gzip_text=options.gzip,

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, format_created_at
 from audit_pipeline.layout import FORMATS as FORMATS
 from audit_pipeline.layout import data_name
+from audit_pipeline.memory import release_freed_memory
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, DICTIONARY_COLUMNS
 
 #: Rows encoded per kernel call: small enough to bound transient memory, large enough to amortise calls.
@@ -171,7 +172,12 @@ class DayWriters:
             self._pending_rows = len(rest)
             if self._parquet_job is not None:
                 self._parquet_job.result()  # at most one row group in flight: bounded memory
-            self._parquet_job = self._pool.submit(self._parquet.write_table, group, row_group_size=size)
+            self._parquet_job = self._pool.submit(self._write_row_group, group)
+
+    def _write_row_group(self, group: pa.Table) -> None:
+        self._parquet.write_table(group, row_group_size=len(group))
+        del group  # the row group's source batches are freed here: give their memory back before the next one fills
+        release_freed_memory()
 
     def close(self) -> dict[str, WrittenFile]:
         self._flush_row_group(final=True)
