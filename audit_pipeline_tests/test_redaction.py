@@ -6,7 +6,7 @@ import httpx
 
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.redaction import excerpt, redact, register_secret
-from audit_pipeline.sinks import http
+from audit_pipeline.sinks import http_client
 from audit_pipeline.sinks.base import DeliveryReport, Outcome, SinkFailure
 
 SECRET = "DDKEY-SUPERSECRET-0123456789abcd"
@@ -16,7 +16,7 @@ def test_a_secret_straddling_the_cut_leaves_no_part_behind():
     register_secret(SECRET)
     body = "x" * 190 + SECRET + " and more"
     response = httpx.Response(500, text=body)
-    shown = http.excerpt(response)
+    shown = http_client.excerpt(response)
     assert SECRET[:8] not in shown and "DDKEY" not in shown
     assert len(shown) <= 200
     assert "DDKEY" not in excerpt(body, 195)
@@ -41,7 +41,7 @@ def test_errors_reasons_and_dead_letter_reasons_are_redacted_when_made():
     assert "HDRTOKEN" not in str(SinkFailure("refused HDRTOKEN-SUPERSECRET-abcdefghijkl"))
     report = DeliveryReport([Outcome.REJECTED], {0: "echo HDRTOKEN-SUPERSECRET-abcdefghijkl"})
     assert "HDRTOKEN" not in report.reasons[0]
-    http.mark(report, [0], Outcome.RETRY, "again HDRTOKEN-SUPERSECRET-abcdefghijkl")
+    http_client.mark(report, [0], Outcome.RETRY, "again HDRTOKEN-SUPERSECRET-abcdefghijkl")
     assert "HDRTOKEN" not in report.reasons[0]
 
 

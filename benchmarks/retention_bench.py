@@ -30,7 +30,7 @@ from pydantic import SecretStr
 
 from audit_pipeline.export import export_day
 from audit_pipeline.retention.database import RetentionDatabase
-from audit_pipeline.retention.exports import ExportObject, exported_ids
+from audit_pipeline.retention.export_objects import ExportObject, exported_ids
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore

@@ -18,8 +18,8 @@ from audit_pipeline.retention.backlog import SinkHold, sink_holds
 from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.delivered import DeliveryCounts
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
-from audit_pipeline.retention.exported import ExportChecker, ExportEvidence
-from audit_pipeline.retention.exports import ExportObject, due_objects, exported_ids, manifest_problem
+from audit_pipeline.retention.export_check import ExportChecker, ExportEvidence
+from audit_pipeline.retention.export_objects import ExportObject, due_objects, exported_ids, manifest_problem
 from audit_pipeline.retention.policy import RetentionPolicy
 from audit_pipeline.retention.record import read_record
 from audit_pipeline.settings import Settings

@@ -19,7 +19,7 @@ from audit_pipeline.integrity.signing import load_signer
 from audit_pipeline.retention.clock import database_now, retention_day
 from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
-from audit_pipeline.retention.exports import ExportObject, exported_ids, retire_objects
+from audit_pipeline.retention.export_objects import ExportObject, exported_ids, retire_objects
 from audit_pipeline.retention.plan import DatabaseDay, Figures, RetentionPlan, build_plan
 from audit_pipeline.retention.policy import retention_policy
 from audit_pipeline.retention.record import RetentionRecord, read_record, write_record

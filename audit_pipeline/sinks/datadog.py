@@ -40,7 +40,7 @@ from audit_pipeline.isotime import epoch_micros
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sections.datadog import SITES, DatadogSettings
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http, oversize
+from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 __all__ = ["SITES", "DatadogSettings", "DatadogSink"]
@@ -67,12 +67,12 @@ class DatadogSink(Sink):
     def __init__(self, config: DatadogSettings, clock: Any = None) -> None:
         self.config = config
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self._client = http.client(config.timeout_seconds)
+        self._client = http_client.client(config.timeout_seconds)
         self._url = config.intake_url()
         self._key = config.api_key.get_secret_value()
         tags = list(config.tags) if isinstance(config.tags, list) else []
         self._tags = ",".join(tags)
-        enc = http.json_string
+        enc = http_client.json_string
         self._prefix = b'{"ddsource":%s,"service":%s,"hostname":%s,"ddtags":' % (enc(config.source), enc(config.service), enc(config.hostname))
 
     @classmethod
@@ -87,7 +87,7 @@ class DatadogSink(Sink):
     def _head(self, window: str, failed: bool) -> bytes:
         """Everything before ``message``: fixed per sink, apart from the window tag and the status."""
         tags = self._tags if window == "in" else _join_tags(self._tags, f"{window}:true")
-        return b'%s%s,"status":"%s","message":' % (self._prefix, http.json_string(tags), b"warn" if failed else b"info")
+        return b'%s%s,"status":"%s","message":' % (self._prefix, http_client.json_string(tags), b"warn" if failed else b"info")
 
     def _entries(self, events: EventBatch, report: DeliveryReport) -> list[bytes | None]:
         now_us = epoch_micros(self._clock())
@@ -109,7 +109,7 @@ class DatadogSink(Sink):
                 entries.append(None)
                 continue
             stamp = b',"timestamp":%d' % (us // 1000) if window == "in" else b""
-            head = b"".join((heads[window, cols["result"][i] == "failure"], http.json_string(_summary(cols, i)), stamp, b","))
+            head = b"".join((heads[window, cols["result"][i] == "failure"], http_client.json_string(_summary(cols, i)), stamp, b","))
             entry = head + line[1:]
             if len(entry) > MAX_ENTRY_BYTES:
                 fitted = oversize.fit(line, MAX_ENTRY_BYTES - _FIT_MARGIN - len(head) + 1)
@@ -131,7 +131,7 @@ class DatadogSink(Sink):
         for chunk in _chunks(pending, entries):
             if not self._post(chunk, entries, report):
                 break
-        return http.explain_unsent(report)
+        return http_client.explain_unsent(report)
 
     def _post(self, chunk: Sequence[int], entries: list[bytes | None], report: DeliveryReport) -> bool:
         """Send one request; False when it must be retried (and nothing after it should be sent)."""
@@ -141,30 +141,30 @@ class DatadogSink(Sink):
             response = self._client.post(self._url, content=gzip.compress(body, compresslevel=3), headers=headers)
         except httpx.HTTPError as exc:
             setting = "sinks.datadog.url" if self.config.url else "sinks.datadog.site"
-            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self._url), setting)
-            http.mark(report, chunk, Outcome.RETRY, f"Datadog: {reason}")
+            reason = http_client.transport_reason(exc, self.config.timeout_seconds, http_client.host_of(self._url), setting)
+            http_client.mark(report, chunk, Outcome.RETRY, f"Datadog: {reason}")
             return False
         status = response.status_code
         if 200 <= status < 300:
-            http.mark(report, chunk, Outcome.DELIVERED)
+            http_client.mark(report, chunk, Outcome.DELIVERED)
             return True
         if status == 413:
             if len(chunk) == 1:
-                http.mark(report, chunk, Outcome.REJECTED, f"Datadog answered 413 Payload Too Large for this single entry ({len(body):,} bytes)")
+                http_client.mark(report, chunk, Outcome.REJECTED, f"Datadog answered 413 Payload Too Large for this single entry ({len(body):,} bytes)")
                 return True
             half = len(chunk) // 2
             return self._post(chunk[:half], entries, report) and self._post(chunk[half:], entries, report)
         if status in (408, 429) or status >= 500:
-            wait = http.retry_after(response)
+            wait = http_client.retry_after(response)
             if wait is not None:
                 report.retry_after = max(report.retry_after or 0.0, wait)
-            http.mark(report, chunk, Outcome.RETRY, f"Datadog answered {status}: {http.excerpt(response, [self._key])}")
+            http_client.mark(report, chunk, Outcome.RETRY, f"Datadog answered {status}: {http_client.excerpt(response, [self._key])}")
             return False
         raise SinkFailure(self._failure(response))
 
     def _failure(self, response: httpx.Response) -> str:
         status = response.status_code
-        detail = http.excerpt(response, [self._key])
+        detail = http_client.excerpt(response, [self._key])
         where = "sinks.datadog.url" if self.config.url else "sinks.datadog.site"
         if status == 401:
             return f"Datadog answered 401 Unauthorized (API key missing); set sinks.datadog.api_key, e.g. api_key: ${{DD_API_KEY}}. {detail}"

@@ -30,7 +30,7 @@ from audit_pipeline.retry_after import parse_retry_after
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sections.elasticsearch import DEFAULT_INDEX, ElasticsearchSettings, _redact, render_index
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http, oversize
+from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 __all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index"]
@@ -283,7 +283,7 @@ class ElasticsearchSink(Sink):
             self._raise_for(exc, "indexing events")
             return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status}", retry_after)
         except TransportError as exc:
-            reason = http.transport_reason(exc, self.settings.request_timeout, self.description, f"{self.where}.url")
+            reason = http_client.transport_reason(exc, self.settings.request_timeout, self.description, f"{self.where}.url")
             return DeliveryReport.all(n, Outcome.RETRY, f"Elasticsearch: {reason}")
         result = response.body if hasattr(response, "body") else response
         if not result.get("errors"):

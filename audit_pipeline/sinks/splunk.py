@@ -35,7 +35,7 @@ import pyarrow as pa
 from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sections.splunk import EVENT_PATH, SplunkSettings
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http, oversize
+from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 ACK_PATH = "/services/collector/ack"
@@ -53,12 +53,12 @@ class SplunkSink(Sink):
         self.config = config
         self._sleep = sleep
         verify: bool | str = config.tls_ca_file or config.tls_verify
-        self._client = http.client(config.timeout_seconds, verify=verify)
+        self._client = http_client.client(config.timeout_seconds, verify=verify)
         self._token = config.hec_token.get_secret_value()
         self._headers = {"Authorization": f"Splunk {self._token}", "Content-Type": "application/json"}
         if config.use_ack:
             self._headers["X-Splunk-Request-Channel"] = str(uuid.uuid4())
-        enc = http.json_string
+        enc = http_client.json_string
         index = b',"index":' + enc(config.index) if config.index else b""
         self._meta = b',"host":%s,"source":%s,"sourcetype":%s%s,"event":' % (enc(config.host), enc(config.source), enc(config.sourcetype), index)
 
@@ -80,7 +80,7 @@ class SplunkSink(Sink):
             if len(envelope) > limit:
                 fitted = oversize.fit(line, limit - len(head) - 1)
                 if fitted is None:
-                    http.mark(
+                    http_client.mark(
                         report, [i], Outcome.REJECTED, f"the event is {len(envelope):,} bytes, over sinks.splunk.max_request_bytes, and cannot be cut to fit"
                     )
                     envelopes.append(None)
@@ -99,7 +99,7 @@ class SplunkSink(Sink):
                 break
         if awaiting:
             self._await_acks(report, awaiting)
-        return http.explain_unsent(report)
+        return http_client.explain_unsent(report)
 
     def _post(self, chunk: Sequence[int], envelopes: list[bytes | None], report: DeliveryReport, awaiting: dict[int, Sequence[int]]) -> bool:
         """Send one request; False when it must be retried (and nothing after it should be sent)."""
@@ -107,8 +107,8 @@ class SplunkSink(Sink):
         try:
             response = self._client.post(self.config.hec_url + EVENT_PATH, content=body, headers=self._headers)
         except httpx.HTTPError as exc:
-            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self.config.hec_url), "sinks.splunk.hec_url")
-            http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC: {reason}")
+            reason = http_client.transport_reason(exc, self.config.timeout_seconds, http_client.host_of(self.config.hec_url), "sinks.splunk.hec_url")
+            http_client.mark(report, chunk, Outcome.RETRY, f"Splunk HEC: {reason}")
             return False
         status, answer = response.status_code, _answer(response)
         code = answer.get("code")
@@ -119,7 +119,7 @@ class SplunkSink(Sink):
                     raise SinkFailure("Splunk HEC returned no ackId although sinks.splunk.use_ack is true; enable indexer acknowledgement on the token")
                 awaiting[ack_id] = chunk  # delivered once Splunk confirms it indexed them
                 return True
-            http.mark(report, chunk, Outcome.DELIVERED)
+            http_client.mark(report, chunk, Outcome.DELIVERED)
             return True
         if status in (401, 403) or code in _TOKEN_CODES or code in (21, 22):
             text = _TOKEN_CODES.get(code) if isinstance(code, int) else None
@@ -141,21 +141,23 @@ class SplunkSink(Sink):
             raise SinkFailure("Splunk HEC has indexer acknowledgement disabled for this token (code 14); set sinks.splunk.use_ack: false")
         if status == 413:
             if len(chunk) == 1:
-                http.mark(
+                http_client.mark(
                     report, chunk, Outcome.REJECTED, f"Splunk HEC answered 413 for this single event ({len(body):,} bytes); raise max_content_length in Splunk"
                 )
                 return True
             half = len(chunk) // 2
             return self._post(chunk[:half], envelopes, report, awaiting) and self._post(chunk[half:], envelopes, report, awaiting)
         if status in (408, 429) or status >= 500 or code in _RETRY_CODES:
-            wait = http.retry_after(response)
+            wait = http_client.retry_after(response)
             if wait is not None:
                 report.retry_after = max(report.retry_after or 0.0, wait)
-            http.mark(report, chunk, Outcome.RETRY, f"Splunk HEC answered {status}: {http.excerpt(response, [self._token])}")
+            http_client.mark(report, chunk, Outcome.RETRY, f"Splunk HEC answered {status}: {http_client.excerpt(response, [self._token])}")
             return False
         if status == 400 and code in _BAD_EVENT_CODES:
             return self._reject_bad_event(chunk, envelopes, report, answer, awaiting)
-        raise SinkFailure(f"Splunk HEC answered HTTP {status} ({http.excerpt(response, [self._token])}); check sinks.splunk.hec_url ({self.config.hec_url})")
+        raise SinkFailure(
+            f"Splunk HEC answered HTTP {status} ({http_client.excerpt(response, [self._token])}); check sinks.splunk.hec_url ({self.config.hec_url})"
+        )
 
     def _reject_bad_event(
         self, chunk: Sequence[int], envelopes: list[bytes | None], report: DeliveryReport, answer: dict[str, Any], awaiting: dict[int, Sequence[int]]
@@ -164,11 +166,11 @@ class SplunkSink(Sink):
         position = answer.get("invalid-event-number")
         if isinstance(position, int) and 0 <= position < len(chunk):
             # Splunk does not say whether the events before it were indexed: resend them.
-            http.mark(report, [chunk[position]], Outcome.REJECTED, reason)
-            http.mark(report, [i for i in chunk if i != chunk[position]], Outcome.RETRY, "resent: another event of the same request was refused")
+            http_client.mark(report, [chunk[position]], Outcome.REJECTED, reason)
+            http_client.mark(report, [i for i in chunk if i != chunk[position]], Outcome.RETRY, "resent: another event of the same request was refused")
             return False
         if len(chunk) == 1:
-            http.mark(report, chunk, Outcome.REJECTED, reason)
+            http_client.mark(report, chunk, Outcome.REJECTED, reason)
             return True
         half = len(chunk) // 2
         return self._post(chunk[:half], envelopes, report, awaiting) and self._post(chunk[half:], envelopes, report, awaiting)
@@ -180,12 +182,12 @@ class SplunkSink(Sink):
         delay = 0.2
         while True:
             for ack_id in self._acknowledged(list(awaiting)):
-                http.mark(report, awaiting.pop(ack_id), Outcome.DELIVERED)
+                http_client.mark(report, awaiting.pop(ack_id), Outcome.DELIVERED)
             if not awaiting:
                 return
             if time.monotonic() + delay > deadline:
                 for ack_id, chunk in awaiting.items():
-                    http.mark(
+                    http_client.mark(
                         report,
                         chunk,
                         Outcome.RETRY,

@@ -35,7 +35,7 @@ from standardwebhooks.webhooks import Webhook
 
 from audit_pipeline.sections.webhook import WebhookSettings, _key
 from audit_pipeline.settings import parse_section
-from audit_pipeline.sinks import http
+from audit_pipeline.sinks import http_client
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-:+/=~]+$")
@@ -67,7 +67,7 @@ class WebhookSink(Sink):
         self._keys = [_key(s, "secret") for s in config.secrets()]
         self._secret_values = [*config.secrets(), *(v.get_secret_value() for v in config.headers.values())]
         self._extra = {k: v.get_secret_value() for k, v in config.headers.items()}
-        self._client = http.client(config.timeout_seconds)
+        self._client = http_client.client(config.timeout_seconds)
         self._gone: str | None = None
 
     @classmethod
@@ -88,13 +88,13 @@ class WebhookSink(Sink):
         report = DeliveryReport([Outcome.RETRY] * len(events))
         accepted = [self.accepts(t) for t in events.types]
         wanted = [i for i, ok in enumerate(accepted) if ok]
-        http.mark(report, (i for i, ok in enumerate(accepted) if not ok), Outcome.DELIVERED)  # not ours: nothing to send
+        http_client.mark(report, (i for i, ok in enumerate(accepted) if not ok), Outcome.DELIVERED)  # not ours: nothing to send
         size = self.config.batch_size if self.config.batch else 1
         requests = [wanted[n : n + size] for n in range(0, len(wanted), size)]
         for indices in requests:
             if not self._post(events, indices, report):
                 break
-        return http.explain_unsent(report)
+        return http_client.explain_unsent(report)
 
     def _post(self, events: EventBatch, indices: list[int], report: DeliveryReport) -> bool:
         if self.config.batch:
@@ -115,14 +115,16 @@ class WebhookSink(Sink):
         try:
             response = self._client.post(self.config.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            reason = http.transport_reason(exc, self.config.timeout_seconds, http.host_of(self.config.url), f"{self.where}.url (name: {self.config.name})")
-            http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {reason}")
+            reason = http_client.transport_reason(
+                exc, self.config.timeout_seconds, http_client.host_of(self.config.url), f"{self.where}.url (name: {self.config.name})"
+            )
+            http_client.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r}: {reason}")
             return False
         status = response.status_code
         if 200 <= status < 300:
-            http.mark(report, indices, Outcome.DELIVERED)
+            http_client.mark(report, indices, Outcome.DELIVERED)
             return True
-        detail = http.excerpt(response, self._secret_values)
+        detail = http_client.excerpt(response, self._secret_values)
         if status == 410:
             self._gone = (
                 f"webhook {self.config.name!r} answered 410 Gone: the receiver asks us to stop, so this webhook is disabled."
@@ -135,10 +137,10 @@ class WebhookSink(Sink):
                 f" the secret (and any auth header in headers) of sinks.webhooks entry {self.config.name!r}. {detail}".strip()
             )
         if 400 <= status < 500 and status not in (408, 429):
-            http.mark(report, indices, Outcome.REJECTED, f"webhook {self.config.name!r} answered {status}: {detail}")
+            http_client.mark(report, indices, Outcome.REJECTED, f"webhook {self.config.name!r} answered {status}: {detail}")
             return True
-        wait = http.retry_after(response)
+        wait = http_client.retry_after(response)
         if wait is not None:
             report.retry_after = max(report.retry_after or 0.0, wait)
-        http.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r} answered {status}: {detail}")
+        http_client.mark(report, indices, Outcome.RETRY, f"webhook {self.config.name!r} answered {status}: {detail}")
         return False

@@ -24,7 +24,7 @@ from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.readback import check_completeness
-from audit_pipeline.retention.exports import ExportObject, exported_ids
+from audit_pipeline.retention.export_objects import ExportObject, exported_ids
 from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline.storage import STAGING_DIR, ObjectStore

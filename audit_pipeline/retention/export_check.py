@@ -30,7 +30,7 @@ from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import DayReport, Verifier
 from audit_pipeline.readback import check_completeness
-from audit_pipeline.retention.exports import ID_SOURCES, ExportObject
+from audit_pipeline.retention.export_objects import ID_SOURCES, ExportObject
 from audit_pipeline.retention.record import RetentionRecord
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS

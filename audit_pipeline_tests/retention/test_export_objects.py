@@ -11,7 +11,7 @@ from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
-from audit_pipeline.retention.exports import due_objects
+from audit_pipeline.retention.export_objects import due_objects
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
