@@ -7,7 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from audit_pipeline.cli import main
 from audit_pipeline.defs.exports import audit_logs_daily_export, audit_logs_table
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.export import export_day
@@ -103,3 +105,20 @@ def test_a_deletion_that_starts_during_an_export_stops_it_before_publishing(pg: 
         export_day(source, store, DAY, settings.export, before_publish=retention_begins, guard=ReexportGuard(store, DAY))
     assert _snapshot(store) == published
     assert store.exists(record_key(DAY))
+
+
+def test_rechain_refuses_a_day_retention_emptied(pg: PgDatabase, tmp_path: Path) -> None:
+    """The command line passes the guard to the export as the Dagster asset does: a rechain is no way around it."""
+    fill_days(pg, DAY, DAY)
+    settings = settings_for(tmp_path, pg, {"database": "30d"})
+    export_days(settings, [DAY])
+    run_retention(settings, today=TODAY)
+    store = ObjectStore.from_settings(settings.export)
+    published = _snapshot(store)
+    config = tmp_path / "audit_pipeline.yaml"
+    result = CliRunner().invoke(main, ["--config", str(config), "rechain", "--from", DAY.isoformat(), "--reason", "rows restored"])
+    assert result.exit_code != 0
+    assert "2024-01-02: retention deleted this day's rows from the database" in result.output
+    assert "Traceback" not in result.output
+    assert _snapshot(store) == published
+    assert read_record(store, DAY).status == "deleted"
