@@ -29,6 +29,16 @@ def _snapshot(store: ObjectStore) -> dict[str, bytes]:
     return {key: store.read_bytes(key) for key in store.list("") if not key.startswith("retention/")}
 
 
+def _retired_day(pg: PgDatabase, tmp_path: Path) -> tuple[ObjectStore, dict[str, bytes]]:
+    """DAY exported, then its rows deleted by retention; the store and what it held afterwards."""
+    fill_days(pg, DAY, DAY)
+    settings = settings_for(tmp_path, pg, {"database": "30d"})
+    export_days(settings, [DAY])
+    run_retention(settings, today=TODAY)
+    store = ObjectStore.from_settings(settings.export)
+    return store, _snapshot(store)
+
+
 def test_export_after_retention_is_refused_then_forced_and_recorded(pg: PgDatabase, tmp_path: Path) -> None:
     fill_days(pg, DAY, DAY)
     settings = settings_for(tmp_path, pg, {"database": "30d"})
@@ -70,12 +80,7 @@ def test_export_after_retention_is_refused_then_forced_and_recorded(pg: PgDataba
 
 
 def test_the_dagster_asset_refuses_without_force(pg: PgDatabase, tmp_path: Path) -> None:
-    fill_days(pg, DAY, DAY)
-    settings = settings_for(tmp_path, pg, {"database": "30d"})
-    export_days(settings, [DAY])
-    run_retention(settings, today=TODAY)
-    store = ObjectStore.from_settings(settings.export)
-    published = _snapshot(store)
+    store, published = _retired_day(pg, tmp_path)
     result = dg.materialize(
         [audit_logs_daily_export, audit_logs_table],
         partition_key=DAY.isoformat(),
@@ -109,12 +114,7 @@ def test_a_deletion_that_starts_during_an_export_stops_it_before_publishing(pg: 
 
 def test_rechain_refuses_a_day_retention_emptied(pg: PgDatabase, tmp_path: Path) -> None:
     """The command line passes the guard to the export as the Dagster asset does: a rechain is no way around it."""
-    fill_days(pg, DAY, DAY)
-    settings = settings_for(tmp_path, pg, {"database": "30d"})
-    export_days(settings, [DAY])
-    run_retention(settings, today=TODAY)
-    store = ObjectStore.from_settings(settings.export)
-    published = _snapshot(store)
+    store, published = _retired_day(pg, tmp_path)
     config = tmp_path / "audit_pipeline.yaml"
     result = CliRunner().invoke(main, ["--config", str(config), "rechain", "--from", DAY.isoformat(), "--reason", "rows restored"])
     assert result.exit_code != 0
