@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from audit_pipeline.analysis.archive import QueryError
+from audit_pipeline.errors import first_line
 
 MAX_CELL = 60
 NULL_TEXT = "NULL"
@@ -76,7 +77,7 @@ def write_csv(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out: BinaryI
                 writer.write_batch(batch)
                 rows += batch.num_rows
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
-        raise QueryError(f"the result cannot be written as CSV ({str(exc).splitlines()[0]}); use --format ndjson or parquet") from None
+        raise QueryError(f"the result cannot be written as CSV ({first_line(exc)}); use --format ndjson or parquet") from None
     return rows
 
 
