@@ -1,18 +1,9 @@
 """The ``audit-pipeline`` command: the same core as the Dagster definitions, without a daemon.
 
-Each sub-command lives in its own module and registers itself on :data:`main`.
+Each sub-command lives in its own module and registers itself on :data:`main` when it is
+imported; the group imports only the module of the command being run (``COMMAND_MODULES``).
 """
 
-from audit_pipeline.cli import (
-    adhoc_export,  # noqa: F401  (registers commands)
-    config,  # noqa: F401  (registers commands)
-    days,  # noqa: F401  (registers commands)
-    exports,  # noqa: F401  (registers commands)
-    forward,  # noqa: F401  (registers commands)
-    query,  # noqa: F401  (registers commands)
-    retention,  # noqa: F401  (registers commands)
-    verify,  # noqa: F401  (registers commands)
-)
-from audit_pipeline.cli.app import main
+from audit_pipeline.cli.app import COMMAND_MODULES, main
 
-__all__ = ["main"]
+__all__ = ["COMMAND_MODULES", "main"]

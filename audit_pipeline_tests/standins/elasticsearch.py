@@ -90,25 +90,33 @@ def _merge(trees: list[Any]) -> Any:
     return merged
 
 
-def _filter(value: Any, tree: Any, cache: dict[tuple[int, str], Any]) -> Any:
+def _subtree(tree: Any, key: str, cache: dict[Any, Any]) -> Any:
+    """The merged path tree that applies below ``key`` (None: the key is dropped)."""
+    slot = (id(tree), key)
+    if slot not in cache:
+        subs = [tree[key]] if key in tree else []
+        subs.extend(s for segment, s in tree.items() if "*" in segment and (segment == "*" or fnmatch.fnmatchcase(key, segment)))
+        cache[slot] = _merge(subs) if subs else None
+    return cache[slot]
+
+
+def _filter(value: Any, tree: Any, cache: dict[Any, Any]) -> Any:
     if tree is _WHOLE:
         return value
     if isinstance(value, list):
         return [_filter(v, tree, cache) for v in value]
     if not isinstance(value, dict):
         return None
+    # Objects of one shape (a bulk answer's thousands of items) share one plan of what to keep.
+    shape = (id(tree), tuple(value))
+    plan = cache.get(shape)
+    if plan is None:
+        plan = cache[shape] = [(key, sub) for key in value if (sub := _subtree(tree, key, cache)) is not None]
     out = {}
-    for key, child in value.items():
-        slot = (id(tree), key)
-        sub = cache.get(slot, cache)
-        if sub is cache:  # not computed yet for this node and key
-            subs = [tree[key]] if key in tree else []
-            subs.extend(s for segment, s in tree.items() if "*" in segment and (segment == "*" or fnmatch.fnmatchcase(key, segment)))
-            sub = cache[slot] = _merge(subs) if subs else None
-        if sub is not None:
-            kept = _filter(child, sub, cache)
-            if kept is not None and kept != {}:
-                out[key] = kept
+    for key, sub in plan:
+        kept = value[key] if sub is _WHOLE else _filter(value[key], sub, cache)
+        if kept is not None and kept != {}:
+            out[key] = kept
     return out
 
 
