@@ -5,7 +5,7 @@ so the code server, every run and every worker must see the same value:
 
 - ``in_process`` (default): one process per run; a backfill's parallelism comes from the run
   queue (see "Operating it" in the README).
-- ``celery``: the run's process only orchestrates; each step (the export and each check) is a
+- ``celery``: the run's process only orchestrates; each step (the day's export, its check pass) is a
   Celery task taken by whichever worker host is free, through the broker in
   ``DAGSTER_CELERY_BROKER_URL`` (deploy/celery/, docs/scale-out.md).  The run queue still decides
   how many runs (so how many exports) proceed at once.
