@@ -36,6 +36,13 @@ def _progress(message: str) -> None:
 @friendly_errors
 def forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None) -> None:
     """Forward audit events to SINK (e.g. elasticsearch), from its durable position on."""
+    from audit_pipeline.cli.memory import streaming_memory
+
+    with streaming_memory():
+        _forward(ctx, sink, once, max_rate, wait_for_lease)
+
+
+def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None) -> None:
     from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
 
     settings = load_settings(config_path(ctx))

@@ -21,6 +21,8 @@ from audit_pipeline.streaming import read_ahead
 
 #: What happens to a source batch before any sink sees it (identity unless a transform is configured).
 BatchTransform = Callable[[pa.RecordBatch], pa.RecordBatch]
+#: Events NDJSON-encoded in one go (measured: 5,000 at a time costs about twice as much CPU per event).
+ENCODE_EVENTS = 10_000
 
 
 def last_position(events: EventBatch) -> Position:
@@ -46,13 +48,16 @@ def split(events: EventBatch, max_events: int, max_bytes: int) -> Iterator[Event
 
 def encoded_chunks(batches: Iterator[pa.RecordBatch], chunk_rows: int, transform: BatchTransform | None = None) -> Iterator[EventBatch]:
     """Cut source batches into chunks of ``chunk_rows`` events, NDJSON-encoded as they are cut."""
+    # Encoded ENCODE_EVENTS at a time (the kernels' per-call cost is paid once for several chunks,
+    # which share its NDJSON buffer), yet in pieces small enough that memory stays bounded.
+    step = max(chunk_rows, ENCODE_EVENTS // chunk_rows * chunk_rows)
     for batch in batches:
-        # One encoding per source batch (tens of thousands of events): the kernels' per-call cost
-        # is paid once, and the chunks share its NDJSON buffer instead of copying it.
-        whole = EventBatch(transform(batch) if transform is not None else batch)
-        whole.ndjson()
-        for start in range(0, len(whole), chunk_rows):
-            yield whole.slice(start, min(len(whole), start + chunk_rows))
+        for offset in range(0, batch.num_rows, step):
+            piece = batch.slice(offset, step)
+            whole = EventBatch(transform(piece) if transform is not None else piece)
+            whole.ndjson()
+            for start in range(0, len(whole), chunk_rows):
+                yield whole.slice(start, min(len(whole), start + chunk_rows))
 
 
 def prefetch(batches: Iterator[pa.RecordBatch], chunk_rows: int, transform: BatchTransform | None = None, depth: int = 2) -> Generator[EventBatch, None, None]:
