@@ -31,7 +31,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
 from audit_pipeline.defs.exports import EXPORT_ASSETS, EXPORT_POOL
-from audit_pipeline.integrity.manifest import MANIFEST_PREFIX
+from audit_pipeline.integrity.manifest import HEAD_KEY, MANIFEST_PREFIX
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase
@@ -257,7 +257,11 @@ def test_a_backfill_spreads_over_worker_hosts_and_survives_a_killed_worker(deplo
     assert sorted(cluster) == sorted(reference)
     assert sum(1 for key in cluster if key.startswith("csv/")) == len(DAYS)
     for key, data in cluster.items():
-        if key.startswith(MANIFEST_PREFIX + "/"):
+        if key == HEAD_KEY:  # the newest day, and its manifest as this bucket holds it
+            head, reference_head = json.loads(data), json.loads(reference[key])
+            assert head["day"] == reference_head["day"] == DAYS[-1].isoformat()
+            assert head["manifest_sha256"] == hashlib.sha256(cluster[f"{MANIFEST_PREFIX}/date={head['day']}.json"]).hexdigest()
+        elif key.startswith(MANIFEST_PREFIX + "/"):
             assert without_history(data) == without_history(reference[key]), key
             previous = json.loads(data).get("previous")
             if previous:  # the link names the previous day's manifest as this bucket holds it
