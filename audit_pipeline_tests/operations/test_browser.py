@@ -181,7 +181,7 @@ def test_dagster_dev_shows_the_pipeline_and_runs_a_partition(dagster_dev, tmp_pa
             page.goto(f"{dagster_dev.url}/assets/audit_logs_csv?view=checks", wait_until="domcontentloaded")
             for name in ("complete", "schema", "integrity"):
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
-            expect(page.get_by_text("read back, holds exactly as many rows", exact=False).first).to_be_visible()
+            expect(page.get_by_text("sealed row count equals the source", exact=False).first).to_be_visible()
             expect(page.get_by_text("Passed").first).to_be_visible()
             expect(page.get_by_text(DAY.isoformat(), exact=True).first).to_be_visible()  # the result is the partition's
             page.screenshot(path=str(tmp_path / "checks.png"), full_page=True)
