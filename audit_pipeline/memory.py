@@ -2,17 +2,17 @@
 
 An export streams tens of megabytes a second through buffers allocated on four threads (the
 source read-ahead, CSV, NDJSON and Parquet).  Freed, those buffers stay in the process unless the
-allocator hands them back, and both allocators involved keep them by default:
+allocator hands them back:
 
 - Arrow's default pool (mimalloc) keeps freed pages in per-thread heaps.  The system pool hands
   large buffers straight back to the C library, which is also where ADBC's source batches live.
-- glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after which blocks
-  of a source batch's size come from arenas that fragment and rarely shrink.  A fixed threshold keeps
-  such blocks in their own mappings, returned to the system the moment they are freed, and
-  ``malloc_trim`` gives back what the arenas still hold.
+- ``malloc_trim`` between row groups gives back what glibc's arenas hold but no longer use.
 
-Measured with ``benchmarks/export_bench.py --command`` (docs/benchmarks.md): about 65 MB less peak RSS
-for the same bytes out.  Everything here is best effort: on a platform without glibc it does nothing.
+glibc's mmap threshold is deliberately left alone.  Fixing it (``mallopt(M_MMAP_THRESHOLD, …)``)
+also fixes the trim threshold at 128 KiB, so every large buffer is mapped, faulted in page by
+page and unmapped again: measured on a 2,000,000-row day, 9 s more system time and 7 s more wall
+time for about 20 MB less peak (``benchmarks/export_bench.py``, docs/benchmarks.md).
+Everything here is best effort: on a platform without glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 
-#: glibc's mallopt parameter number for the mmap threshold (malloc.h: M_MMAP_THRESHOLD).
-_M_MMAP_THRESHOLD = -3
-#: Blocks at least this large get their own mapping: a source batch column or an encoded slice, not small objects.
-MMAP_THRESHOLD_BYTES = 256 * 1024
-
 
 def _glibc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
@@ -38,7 +33,7 @@ def _glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(name)
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 _LIBC = _glibc()
@@ -52,13 +47,7 @@ def release_freed_memory() -> None:
 
 @contextlib.contextmanager
 def returning_memory() -> Iterator[None]:
-    """For the duration of an export: Arrow allocates from the system pool, large blocks are mapped on their own.
-
-    The previous Arrow pool is restored afterwards; the fixed mmap threshold stays (it only makes
-    large blocks go back to the system sooner).
-    """
-    if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    """For the duration of an export: Arrow allocates from the system pool; the previous pool is restored afterwards."""
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
