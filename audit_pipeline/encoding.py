@@ -70,6 +70,11 @@ def format_created_at(column: pa.Array) -> pa.Array:
 
 def _joined_bytes(pieces: list[pa.Array | str]) -> memoryview:
     """Concatenate element-wise, then hand back the data buffer as one contiguous chunk."""
+    return _joined_lines(pieces)[1]
+
+
+def _joined_lines(pieces: list[pa.Array | str]) -> tuple[np.ndarray, memoryview]:
+    """Concatenate element-wise: the start offset of every line (plus the end) and the one contiguous chunk."""
     merged: list[pa.Array | str] = []
     for piece in pieces:  # adjacent literals become one argument: fewer arguments, faster join
         if isinstance(piece, str) and merged and isinstance(merged[-1], str):
@@ -82,8 +87,7 @@ def _joined_bytes(pieces: list[pa.Array | str]) -> memoryview:
         lines = lines.combine_chunks()
     if lines.null_count:
         raise AssertionError("an encoded line came out NULL; every piece must be filled")
-    _, raw = _values(lines)
-    return raw
+    return _values(lines)
 
 
 # -- CSV ----------------------------------------------------------------------------------------
@@ -157,6 +161,12 @@ _NDJSON_KEYS = [("{" if i == 0 else ",") + json.dumps(name) + ":" for i, name in
 
 def encode_ndjson(batch: pa.RecordBatch, created_at_text: pa.Array | None = None) -> memoryview:
     """One compact JSON object per line, keys in column order, ``metadata`` nested as-is."""
+    return encode_ndjson_lines(batch, created_at_text)[1]
+
+
+def encode_ndjson_lines(batch: pa.RecordBatch, created_at_text: pa.Array | None = None) -> tuple[np.ndarray, memoryview]:
+    """:func:`encode_ndjson` with the start offset of every line plus the chunk's end (``num_rows + 1``
+    offsets), known from the encoder itself: per-event hashing needs no scan for newlines."""
     pieces: list[pa.Array | str] = []
     for i, name in enumerate(COLUMNS):
         column = batch.column(i)
@@ -168,7 +178,7 @@ def encode_ndjson(batch: pa.RecordBatch, created_at_text: pa.Array | None = None
         else:
             pieces.extend(_json_string(column))
     pieces.append("}\n")
-    return _joined_bytes(pieces)
+    return _joined_lines(pieces)
 
 
 def ndjson_line_offsets(chunk: memoryview | bytes) -> np.ndarray:

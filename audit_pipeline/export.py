@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from audit_pipeline.layout import day_prefix, object_key
 from audit_pipeline.memory import returning_memory
 from audit_pipeline.schema import COLUMNS
@@ -75,7 +77,7 @@ def export_day(
     options: ExportSettings,
     *,
     event_filter: EventFilter | None = None,
-    ndjson_observer: Callable[[memoryview], None] | None = None,
+    ndjson_observer: Callable[[memoryview, np.ndarray], None] | None = None,
     before_publish: BeforePublish | None = None,
     fail_before_publish: Callable[[], None] | None = None,
     guard: ExportGuard | None = None,

@@ -1,8 +1,12 @@
 """Streaming writers for one day's export: one pass over the batches feeds CSV, NDJSON and Parquet.
 
 Each writer appends to a local staging file and hashes as it goes, so publishing needs no
-second read.  Parquet compression runs on a worker thread, overlapping with the CSV/NDJSON
-encoding on the calling thread (Arrow releases the GIL in both).
+second read.  The work is a pipeline of threads, each stage owning one step in order: the
+calling thread formats timestamps and hands slices on; a CSV thread encodes, writes and hashes
+CSV; an NDJSON thread encodes and the next writes and hashes NDJSON and feeds the observers (the
+integrity chain's per-event SHA-256); a Parquet thread compresses row groups.  Arrow kernels,
+file writes and large SHA-256 updates release the GIL, so the stages overlap; each hand-off is
+bounded (one slice queued per stage), so memory does not grow with the day.
 """
 
 from __future__ import annotations
@@ -10,17 +14,18 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, format_created_at
+from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson_lines, format_created_at
 from audit_pipeline.layout import FORMATS as FORMATS
 from audit_pipeline.layout import data_name
 from audit_pipeline.memory import release_freed_memory
@@ -104,7 +109,7 @@ def open_parquet_writer(where: str | Path | BinaryIO) -> pq.ParquetWriter:
         where,
         ARROW_SCHEMA,
         compression="zstd",
-        compression_level=3,
+        compression_level=1,
         write_statistics=True,
         use_dictionary=list(DICTIONARY_COLUMNS),
         sorting_columns=[pq.SortingColumn(COLUMNS.index("created_at")), pq.SortingColumn(COLUMNS.index("id"))],
@@ -120,7 +125,7 @@ class DayWriters:
         *,
         gzip_text: bool = False,
         csv_formula_protection: bool = True,
-        parquet_row_group_rows: int = 122_880,
+        parquet_row_group_rows: int = 32_768,
     ) -> None:
         self.directory = directory
         self.gzip_text = gzip_text
@@ -135,11 +140,15 @@ class DayWriters:
         self._pending_rows = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
         self._csv_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv")
+        self._ndjson_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ndjson")
+        self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ndjson-encode")
         self._parquet_job: Future[None] | None = None
-        self._lock = threading.Lock()
+        self._csv_job: Future[None] | None = None
+        self._ndjson_job: Future[None] | None = None
         self.rows = 0
-        #: Called with each NDJSON chunk (the canonical bytes of its events), e.g. by the integrity chain.
-        self.ndjson_observers: list = []
+        #: Called in order with each NDJSON chunk (the canonical bytes of its events) and its line offsets
+        #: (every line's start plus the chunk's end), e.g. by the integrity chain; on the NDJSON thread.
+        self.ndjson_observers: list[Callable[[memoryview, np.ndarray], None]] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -153,13 +162,26 @@ class DayWriters:
         for start in range(0, batch.num_rows, ENCODE_SLICE_ROWS):
             part = batch.slice(start, ENCODE_SLICE_ROWS)
             created_at = format_created_at(part.column(COLUMNS.index("created_at")))
-            # CSV on a worker thread while NDJSON encodes here: the Arrow kernels release the GIL.
-            csv_job = self._csv_pool.submit(encode_csv, part, self.csv_formula_protection, created_at)
-            ndjson = encode_ndjson(part, created_at)
-            self._ndjson.write(ndjson)
-            for observer in self.ndjson_observers:
-                observer(ndjson)
-            self._csv.write(csv_job.result())
+            self._csv_job = self._hand_off(self._csv_pool, self._csv_job, self._write_csv, part, created_at)
+            encoded = self._encode_pool.submit(encode_ndjson_lines, part, created_at)
+            self._ndjson_job = self._hand_off(self._ndjson_pool, self._ndjson_job, self._write_ndjson, encoded)
+
+    @staticmethod
+    def _hand_off(pool: ThreadPoolExecutor, previous: Future[None] | None, work: Callable[..., None], *args: object) -> Future[None]:
+        """Queue ``work`` on its thread once the slice before it is done: one slice in flight per output, errors raised here."""
+        job = pool.submit(work, *args)
+        if previous is not None:
+            previous.result()
+        return job
+
+    def _write_csv(self, part: pa.RecordBatch, created_at: pa.Array) -> None:
+        self._csv.write(encode_csv(part, self.csv_formula_protection, created_at))
+
+    def _write_ndjson(self, encoded: Future[tuple[np.ndarray, memoryview]]) -> None:
+        offsets, chunk = encoded.result()
+        self._ndjson.write(chunk)
+        for observer in self.ndjson_observers:
+            observer(chunk, offsets)
 
     def _flush_row_group(self, final: bool = False) -> None:
         """Write full row groups of exactly ``row_group_rows`` (the rest waits, unless ``final``):
@@ -181,10 +203,11 @@ class DayWriters:
 
     def close(self) -> dict[str, WrittenFile]:
         self._flush_row_group(final=True)
-        if self._parquet_job is not None:
-            self._parquet_job.result()
-        self._pool.shutdown()
-        self._csv_pool.shutdown()
+        for job in (self._parquet_job, self._csv_job, self._ndjson_job):
+            if job is not None:
+                job.result()
+        for pool in (self._pool, self._csv_pool, self._encode_pool, self._ndjson_pool):
+            pool.shutdown()
         self._parquet.close()
         csv_size, csv_sha = self._csv.close()
         nd_size, nd_sha = self._ndjson.close()
@@ -201,8 +224,8 @@ class DayWriters:
         }
 
     def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._csv_pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self._pool, self._csv_pool, self._encode_pool, self._ndjson_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
         for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close):
             with contextlib.suppress(Exception):  # best effort on the failure path; staging is discarded
                 closer()

@@ -34,6 +34,8 @@ _PROTECTED = r"^'[=+\-@\t\r]"
 #: Columns whose CSV cell may carry a literal leading apostrophe (metadata is JSON text: never).
 _APOSTROPHE_COLUMNS = frozenset(c for c in COLUMNS if c not in ("created_at", "metadata"))
 _FORMULA_BYTES = frozenset(b"=+-@")
+#: Where a JSON string value starts with an apostrophe: the key's colon, the opening quote, then ``'``.
+_VALUE_APOSTROPHE = b":\"'"
 
 
 class CanonicalError(Exception):
@@ -81,14 +83,20 @@ def literal_apostrophe_cells(chunk: memoryview | bytes, offsets: Sequence[int], 
     value's opening quote follows ``:`` directly, and an apostrophe inside a string is never
     preceded by an unescaped quote, so the byte pattern ``:"'`` finds exactly value starts.
     """
-    raw = np.frombuffer(chunk, dtype=np.uint8)
-    positions = np.flatnonzero(raw == 0x27)
-    positions = positions[(positions >= 2) & (positions + 1 < len(raw))]
-    if not positions.size:
+    # bytes.find runs at memchr speed (a regex scans byte by byte); the copy costs far less than either.
+    data = bytes(chunk)
+    positions: list[int] = []
+    at = data.find(_VALUE_APOSTROPHE)
+    while at != -1:
+        positions.append(at + 2)
+        at = data.find(_VALUE_APOSTROPHE, at + 1)
+    if not positions:
         return []
-    positions = positions[(raw[positions - 1] == 0x22) & (raw[positions - 2] == 0x3A)]
+    raw = np.frombuffer(chunk, dtype=np.uint8)
     found: list[tuple[int, str]] = []
-    for position in positions.tolist():
+    for position in positions:
+        if position + 1 >= len(raw):
+            continue
         following = int(raw[position + 1])
         if following not in _FORMULA_BYTES and not (following == 0x5C and position + 2 < len(raw) and raw[position + 2] in (0x74, 0x72)):
             continue

@@ -34,7 +34,9 @@ def line_offsets(chunk: memoryview | bytes) -> list[int]:
 class EntryChain:
     """Feed it a day's canonical lines in order (in chunks of whole lines); read the head at the end."""
 
-    def __init__(self, seed: bytes = GENESIS, checkpoint_rows: int = 10_000) -> None:
+    def __init__(self, seed: bytes = GENESIS, checkpoint_rows: int = 10_000, *, hash_events: bool = True) -> None:
+        """``hash_events=False``: the caller already hashes the same bytes (the uncompressed NDJSON file)
+        and hands the digest over with :meth:`adopt_events_sha256`, saving one SHA-256 pass over the day."""
         if len(seed) != 32:
             raise ValueError("a chain seed is a 32-byte SHA-256 digest")
         self.seed = seed
@@ -43,15 +45,19 @@ class EntryChain:
         self.checkpoint_rows = checkpoint_rows
         #: Hex head after every ``checkpoint_rows`` events.
         self.checkpoints: list[str] = []
-        self._events = hashlib.sha256()
+        self._events = hashlib.sha256() if hash_events else None
+        self._adopted: str | None = None
 
-    def update(self, chunk: memoryview | bytes, offsets: list[int] | None = None) -> None:
-        """Hash every line of ``chunk``; ``offsets`` as from :func:`line_offsets` when already known."""
+    def update(self, chunk: memoryview | bytes, offsets: list[int] | np.ndarray | None = None) -> None:
+        """Hash every line of ``chunk``; ``offsets`` as from :func:`line_offsets` (or the encoder) when already known."""
         if not len(chunk):
             return
         if offsets is None:
             offsets = line_offsets(chunk)
-        self._events.update(chunk)
+        elif isinstance(offsets, np.ndarray):
+            offsets = offsets.tolist()
+        if self._events is not None:
+            self._events.update(chunk)
         view = memoryview(chunk)
         sha = hashlib.sha256
         head = self.head
@@ -74,10 +80,20 @@ class EntryChain:
     def last_hash(self) -> str:
         return self.head.hex()
 
+    def adopt_events_sha256(self, hexdigest: str) -> None:
+        """The events' SHA-256 as computed elsewhere over exactly the bytes fed to :meth:`update`."""
+        if self._events is not None:
+            raise ValueError("this chain hashes its events itself")
+        self._adopted = hexdigest
+
     @property
     def events_sha256(self) -> str:
         """SHA-256 of all lines concatenated: the day's events, independent of the seed."""
-        return self._events.hexdigest()
+        if self._events is not None:
+            return self._events.hexdigest()
+        if self._adopted is None:
+            raise ValueError("the events' SHA-256 was not handed over (adopt_events_sha256)")
+        return self._adopted
 
 
 def chain_lines(lines: Iterable[bytes], seed: bytes) -> bytes:

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.event_filters import describe
 from audit_pipeline.export import BeforePublish, DayExport, object_key
@@ -84,7 +86,10 @@ class DaySealer:
         rechain_reason: str | None = None,
         clock: Callable[[], dt.datetime] | None = None,
         witness: HeadWitness | None = None,
+        events_from_file: bool = False,
     ) -> None:
+        """``events_from_file``: the NDJSON is written uncompressed, so its file SHA-256 *is* the events'
+        SHA-256 and the chain need not hash the day a second time (the export's settings decide)."""
         self.store = store
         self.day = day
         self.config = config
@@ -97,7 +102,8 @@ class DaySealer:
         self.witness = witness
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.target = link_target(store, day, self.keyring) if self.enabled else LinkTarget(bytes(32), None)
-        self.chain = EntryChain(self.target.seed, config.checkpoint_rows)
+        self.events_from_file = events_from_file
+        self.chain = EntryChain(self.target.seed, config.checkpoint_rows, hash_events=not events_from_file)
         self.literal_cells: list[tuple[int, str]] = []
         self.manifest: Manifest | None = None
         #: What happened to the manifest: sealed, unchanged, linked, relinked, re-encoded, re-signed, rechained.
@@ -110,7 +116,16 @@ class DaySealer:
         for warning in Keyring.for_signer(signer, config).warnings:
             logger.warning(warning)
         witness = HeadWitness(settings.state_url) if config.enabled and settings.state_url else None
-        return cls(store, day, config, signer, formula_protection=settings.export.csv_formula_protection, rechain_reason=rechain_reason, witness=witness)
+        return cls(
+            store,
+            day,
+            config,
+            signer,
+            formula_protection=settings.export.csv_formula_protection,
+            rechain_reason=rechain_reason,
+            witness=witness,
+            events_from_file=not settings.export.gzip,
+        )
 
     def export_hooks(self) -> dict[str, Any]:
         """Keyword arguments for ``export_day`` (none when integrity is disabled)."""
@@ -120,15 +135,20 @@ class DaySealer:
         return {"ndjson_observer": self.observe, "before_publish": before}
 
     # -- during the export ----------------------------------------------------------------------
-    def observe(self, chunk: memoryview) -> None:
-        offsets = line_offsets(chunk)
+    def observe(self, chunk: memoryview, offsets: np.ndarray | None = None) -> None:
+        """Chain a chunk of whole NDJSON lines; ``offsets`` (line starts plus the end) when the encoder knows them."""
+        starts: list[int] = line_offsets(chunk) if offsets is None else offsets.tolist()
         if self.formula_protection:
-            self.literal_cells.extend(literal_apostrophe_cells(chunk, offsets, self.chain.rows + 1))
-        self.chain.update(chunk, offsets)
+            self.literal_cells.extend(literal_apostrophe_cells(chunk, starts, self.chain.rows + 1))
+        self.chain.update(chunk, starts)
 
     def before_publish(self, export: DayExport, written: dict[str, WrittenFile]) -> list[tuple[str, bytes, str]]:
         if self.chain.rows != export.rows:
             raise IntegrityError(f"the entry chain saw {self.chain.rows} events but the export wrote {export.rows}; nothing was published")
+        if self.events_from_file:
+            if written["ndjson"].content_encoding is not None:
+                raise IntegrityError(f"the NDJSON of {self.day} was compressed, so its file hash is not the events' hash; nothing was published")
+            self.chain.adopt_events_sha256(written["ndjson"].sha256)
         target = link_target(self.store, self.day, self.keyring)
         if target.seed != self.chain.seed:  # the previous day was published (or replaced) while this one was exported
             self.chain = self._rehash(written["ndjson"], target.seed)

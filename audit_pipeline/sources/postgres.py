@@ -92,7 +92,7 @@ def _where(time_range: TimeRange, after: Position | None, event_filter: EventFil
 
 
 class PostgresSource(AuditSource):
-    def __init__(self, url: str, *, table: str = "audit_logs", batch_rows: int = 16_384, setting: str = "AUDIT_DATABASE_URL") -> None:
+    def __init__(self, url: str, *, table: str = "audit_logs", batch_rows: int = 4_096, setting: str = "AUDIT_DATABASE_URL") -> None:
         try:
             parsed = make_url(url)
         except Exception:

@@ -60,6 +60,7 @@ def seal(
         signer,
         formula_protection=options.csv_formula_protection,
         rechain_reason=rechain_reason,
+        events_from_file=not options.gzip,  # as DaySealer.from_settings decides
     )
     export = export_day(source, store, day, options, **sealer.export_hooks())
     return export, sealer, sealer.after_publish()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson
+from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, encode_ndjson_lines
 from audit_pipeline.integrity.canonical import CanonicalError, csv_chunks, literal_apostrophe_cells, ndjson_chunks, parquet_chunks
 from audit_pipeline.integrity.chain import GENESIS, EntryChain, chain_lines, line_offsets, split_lines
 from audit_pipeline.jsontext import jsonb_text
@@ -91,6 +91,22 @@ def test_chain_does_not_depend_on_chunking(cuts):
         pieces.update(b"".join(lines[a:b]))
     assert (pieces.head, pieces.rows, pieces.checkpoints, pieces.events_sha256) == (whole.head, whole.rows, whole.checkpoints, whole.events_sha256)
     assert whole.seed == b"\x07" * 32 and whole.head != EntryChain(GENESIS).head
+
+
+def test_the_encoder_reports_every_line_start_and_a_chain_may_adopt_the_file_hash():
+    batch = _batch(TRICKY)
+    offsets, chunk = encode_ndjson_lines(batch)
+    assert bytes(chunk) == bytes(encode_ndjson(batch))
+    assert offsets.tolist() == line_offsets(chunk) and len(offsets) == batch.num_rows + 1
+    hashing, adopting = EntryChain(GENESIS, checkpoint_rows=2), EntryChain(GENESIS, checkpoint_rows=2, hash_events=False)
+    hashing.update(chunk)
+    adopting.update(chunk, offsets)
+    with pytest.raises(ValueError, match="adopt_events_sha256"):
+        _ = adopting.events_sha256  # never a silent empty digest
+    adopting.adopt_events_sha256(hashlib.sha256(bytes(chunk)).hexdigest())
+    assert (adopting.head, adopting.checkpoints, adopting.events_sha256) == (hashing.head, hashing.checkpoints, hashing.events_sha256)
+    with pytest.raises(ValueError):
+        hashing.adopt_events_sha256("00" * 32)
 
 
 def test_last_line_without_newline_is_still_an_event():
