@@ -41,12 +41,19 @@ _HEADER = re.compile(
 )
 
 
+#: URL schemes whose user part names a database role, not a credential.
+_DATABASE_SCHEMES = ("postgres", "mysql", "mariadb", "sqlite")
+
+
 def _url_secrets(text: str) -> list[str] | None:
     """The secret parts of a URL (password, credential-named query values); None if not a URL."""
     parts = urlsplit(text)
     if not parts.scheme or not parts.netloc or any(c.isspace() for c in text):
         return None
-    found = [p for p in (parts.password, parts.username if parts.password is None and "@" in parts.netloc else None) if p]
+    # A lone user in an HTTP(S) URL is usually a token (https://TOKEN@host); in a database URL it is the role's
+    # name (postgresql://exporter@db), which masked everywhere would also mangle "postgresql" in messages.
+    lone_user_is_secret = parts.password is None and "@" in parts.netloc and not parts.scheme.lower().startswith(_DATABASE_SCHEMES)
+    found = [p for p in (parts.password, parts.username if lone_user_is_secret else None) if p]
     found += [v for k, v in parse_qsl(parts.query) if re.fullmatch(_SECRET_NAME, k, re.IGNORECASE) and v]
     return found
 
@@ -96,6 +103,8 @@ def register_secrets(values: Iterable[Any]) -> None:
 def _userinfo(match: re.Match[str]) -> str:
     if match.group("password") is not None:
         return f"{match.group('scheme')}{match.group('user')}:{MASK}@"
+    if match.group("scheme").lower().startswith(_DATABASE_SCHEMES):
+        return match.group(0)  # postgresql://exporter@db: a role name, not a credential
     return f"{match.group('scheme')}{MASK}@"
 
 

@@ -49,3 +49,12 @@ def test_plain_values_are_never_registered():
     register_secret("true")
     register_secret("8080")
     assert redact("gzip true on port 8080") == "gzip true on port 8080"
+
+
+def test_a_database_role_name_is_not_a_secret_but_tokens_and_passwords_are():
+    register_secret("postgresql://exporter@127.0.0.1:5432/hellojohn")
+    register_secret("https://URLUSERTOKEN-0123456789@hooks.example/in")
+    register_secret("postgresql://exporter:DBPASS-SUPERSECRET-99@127.0.0.1:5432/hellojohn")
+    shown = redact("cannot connect to PostgreSQL postgresql://exporter@127.0.0.1:5432/hellojohn; DBPASS-SUPERSECRET-99 URLUSERTOKEN-0123456789")
+    assert shown.startswith("cannot connect to PostgreSQL postgresql://exporter@127.0.0.1:5432/hellojohn")
+    assert "DBPASS" not in shown and "URLUSERTOKEN" not in shown
