@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.conftest import free_port
+from audit_pipeline_tests.helpers import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 DG = Path(sys.executable).parent / "dg"
@@ -112,13 +112,6 @@ def test_dg_dev_serves_the_code_location(project, tmp_path):
                     break
             time.sleep(1)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # any code server left in the group
+        stop_process_group(process)
     assert loaded == ["audit_pipeline"], log.read_text()[-4000:]
     assert (project / ".dagster_home" / "storage").is_dir()  # the local profile's storage, in the project folder

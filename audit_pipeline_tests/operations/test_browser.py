@@ -8,11 +8,9 @@ and runs through the local profile's queue and the daemon.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +24,7 @@ import pytest
 from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.conftest import free_port
+from audit_pipeline_tests.helpers import stop_process_group
 from audit_pipeline_tests.operations.conftest import LOCAL_PROFILE, REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,14 +118,7 @@ def dagster_dev(pg, tmp_path: Path) -> Iterator[DagsterDev]:
         server.graphql("mutation { setNuxSeen }")  # the first-visit modal would cover the page
         yield server
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # any code server left in the group
+        stop_process_group(process)
     assert (tmp_path / ".dagster_home" / "storage").is_dir()  # the local profile's storage was used
 
 
