@@ -8,6 +8,9 @@ allocator hands them back:
   large buffers straight back to the C library, which is also where ADBC's source batches live.
 - ``malloc_trim`` between row groups gives back what glibc's arenas hold but no longer use.
 
+- pyarrow imports pandas (about 40 MB) the first time it converts any Python value, even a scalar, only to
+  check whether it is a pandas object; an export never holds one, so pandas is kept from loading meanwhile.
+
 glibc's mmap threshold is deliberately left alone.  Fixing it (``mallopt(M_MMAP_THRESHOLD, …)``)
 also fixes the trim threshold at 128 KiB, so every large buffer is mapped, faulted in page by
 page and unmapped again: measured on a 2,000,000-row day, 9 s more system time and 7 s more wall
@@ -20,7 +23,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.abc
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 
@@ -45,13 +51,40 @@ def release_freed_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
+class _PandasNotLoaded(importlib.abc.MetaPathFinder):
+    """Answers "not installed" for pandas (a finder: a ``None`` in ``sys.modules`` would reach Cython's import as ``None``)."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname.split(".")[0] == "pandas":
+            raise ModuleNotFoundError("pandas is not loaded while events stream", name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def pandas_not_loaded() -> Iterator[None]:
+    """Inside, pandas is not imported (unless it already was).
+
+    pyarrow tries pandas again whenever a pandas conversion is asked for, so code running
+    after this block may still use pandas."""
+    finder = None if "pandas" in sys.modules else _PandasNotLoaded()
+    if finder is not None:
+        sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder is not None:
+            sys.meta_path.remove(finder)
+
+
 @contextlib.contextmanager
 def returning_memory() -> Iterator[None]:
-    """For the duration of an export: Arrow allocates from the system pool; the previous pool is restored afterwards."""
+    """For the duration of an export: Arrow allocates from the system pool and pandas is not loaded;
+    the previous pool is restored afterwards."""
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
-        yield
+        with pandas_not_loaded():
+            yield
     finally:
         pa.set_memory_pool(previous)
         release_freed_memory()
