@@ -8,7 +8,8 @@
   ``429`` and ``5xx`` retried, other ``4xx`` dead-lettered with Elasticsearch's reason.  A request
   that fails as a whole (connection, timeout, ``429``, ``5xx``) is retried; ``413`` splits it.
 * The bulk body is built by Arrow kernels from the events' NDJSON lines as exported, with no
-  per-event JSON encoding.
+  per-event JSON encoding, and sent over plain HTTP (:mod:`.elasticsearch_http`): the official
+  client is imported only by retention, which lists and deletes indices.
 * Versions: the client's major version must be the server's (the 9.x client sends
   ``compatible-with=9``, which 8.x servers refuse).  This release supports Elasticsearch 9.x;
   with an 8.x server install ``elasticsearch>=8,<9`` (the calls used here exist in both).
@@ -20,7 +21,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +35,7 @@ from audit_pipeline.sections.elasticsearch import DEFAULT_INDEX, ElasticsearchSe
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+from audit_pipeline.sinks.elasticsearch_http import ApiError, ElasticsearchHttp, NotElasticsearch, client_version
 
 __all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index"]
 
@@ -117,33 +121,11 @@ def bulk_body(events: EventBatch, index_pattern: str) -> bytes:
 
 
 #: A bulk answer whose every item succeeded starts like this (``took`` first unless filtered out).
+#: ``send`` then needs none of the per-item answers: building those dicts cost about 3 us per
+#: event, more than encoding the event (Elasticsearch sets ``errors`` whenever any item failed).
 _BULK_ALL_OK = re.compile(rb'\s*\{\s*(?:"took"\s*:\s*\d+\s*,\s*)?"errors"\s*:\s*false\s*[,}]')
-
-
-def bulk_aware_serializer() -> Any:
-    """The client's JSON serializer, except that a bulk answer with ``"errors": false`` is read as just that.
-
-    Such an answer still lists one item per event (``{"create":{"status":201}}``); building those
-    dicts cost about 3 us per event, more than encoding the event, and ``send`` needs none of them
-    when ``errors`` is false (Elasticsearch sets it whenever any item failed).
-    """
-    from elasticsearch.serializer import JsonSerializer
-
-    base: Any = JsonSerializer
-    try:
-        from elasticsearch.serializer import OrjsonSerializer  # orjson is a dependency here: faster answers
-
-        base = OrjsonSerializer
-    except ImportError:
-        pass
-
-    class BulkAwareSerializer(base):  # type: ignore[misc,valid-type]
-        def loads(self, data: bytes) -> Any:
-            if _BULK_ALL_OK.match(data[:80]):
-                return {"errors": False}
-            return super().loads(data)
-
-    return BulkAwareSerializer()
+#: What the bulk answer is cut down to (``filter_path``): per item, its status and error only.
+_BULK_FILTER = {"filter_path": "errors,items.*.status,items.*.error"}
 
 
 def _reason(error: Any) -> str:
@@ -169,13 +151,22 @@ class ElasticsearchSink(Sink):
         urls = [settings.url] if isinstance(settings.url, str) else list(settings.url)
         self.description = ", ".join(_redact(u) for u in urls)
         self._client = client
+        self._http: ElasticsearchHttp | None = None
 
     @classmethod
     def from_config(cls, raw: Any, where: str = "sinks.elasticsearch") -> ElasticsearchSink:
         return cls(parse_section(ElasticsearchSettings, raw, where), where=where)
 
     @property
+    def api(self) -> ElasticsearchHttp:
+        """The HTTP connection the sink itself uses (info, template, bulk)."""
+        if self._http is None:
+            self._http = ElasticsearchHttp(self.settings)
+        return self._http
+
+    @property
     def client(self) -> Any:
+        """The official client, for what the sink does not do itself (retention lists and deletes indices)."""
         if self._client is None:
             from elasticsearch import Elasticsearch
 
@@ -193,7 +184,6 @@ class ElasticsearchSink(Sink):
                 options["api_key"] = s.api_key.get_secret_value()
             elif s.username and s.password is not None:
                 options["basic_auth"] = (s.username, s.password.get_secret_value())
-            options["serializer"] = bulk_aware_serializer()
             try:
                 self._client = Elasticsearch(s.url if isinstance(s.url, list) else [s.url], **options)
             except ValueError as exc:
@@ -203,20 +193,16 @@ class ElasticsearchSink(Sink):
     # -- setup -----------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Check the server speaks our client's major version, then install the index template."""
-        import elasticsearch
-
-        info = self._call("reading the cluster info", lambda: self.client.info())
+        info = self._call("reading the cluster info", lambda: self.api.json("GET", "/"))
         server = str(info.get("version", {}).get("number", "?"))
-        client_major = elasticsearch.__versionstr__.split(".")[0]
+        client_major = client_version().split(".")[0]
         if server.split(".")[0] != client_major:
             raise SinkFailure(self._version_message(server))
         if self.settings.manage_template:
             self._install_template()
 
     def _version_message(self, server: str | None) -> str:
-        import elasticsearch
-
-        client = elasticsearch.__versionstr__
+        client = client_version()
         major = client.split(".")[0]
         found = f"is version {server}" if server else f"refused the {major}.x client's compatible-with={major} header, so it runs another major version"
         return (
@@ -226,28 +212,29 @@ class ElasticsearchSink(Sink):
         )
 
     def _install_template(self) -> None:
-        from elasticsearch import NotFoundError
-
         name = self.settings.template_name
+        path = ElasticsearchHttp.template_path(name)
         try:
-            current = self.client.indices.get_index_template(name=name)
+            current = self.api.json("GET", path)
             templates = current.get("index_templates", [])
             if templates and templates[0].get("index_template", {}).get("version") == TEMPLATE_VERSION:
                 return
-        except NotFoundError:
-            pass
+        except ApiError as exc:
+            if exc.status != 404:
+                self._raise_for(exc, f"reading index template {name}", privilege="manage_index_templates")
+                raise
         except Exception as exc:
             self._raise_for(exc, f"reading index template {name}", privilege="manage_index_templates")
             raise
+        template = {
+            "index_patterns": template_patterns(self.settings.index),
+            "priority": self.settings.template_priority,
+            "version": TEMPLATE_VERSION,
+            "_meta": {"managed_by": "audit_pipeline", "description": "HelloJohn audit events, one index per UTC day"},
+            "template": {"mappings": index_mappings()},
+        }
         try:
-            self.client.indices.put_index_template(
-                name=name,
-                index_patterns=template_patterns(self.settings.index),
-                priority=self.settings.template_priority,
-                version=TEMPLATE_VERSION,
-                meta={"managed_by": "audit_pipeline", "description": "HelloJohn audit events, one index per UTC day"},
-                template={"mappings": index_mappings()},
-            )
+            self.api.json("PUT", path, template)
         except Exception as exc:
             self._raise_for(exc, f"installing index template {name}", privilege="manage_index_templates")
             raise
@@ -261,14 +248,12 @@ class ElasticsearchSink(Sink):
 
     def _raise_for(self, exc: BaseException, what: str, privilege: str = "create_doc and auto_configure") -> None:
         """Turn what cannot get better by waiting into a SinkFailure; let transient errors through."""
-        from elasticsearch import ApiError, UnsupportedProductError
-
-        if isinstance(exc, UnsupportedProductError):
+        if isinstance(exc, NotElasticsearch):
             raise SinkFailure(
                 f"the server at {self.description} is not Elasticsearch (no X-Elastic-Product header; OpenSearch is not supported) ({self.where}.url)"
             ) from None
         if isinstance(exc, ApiError):
-            status = exc.meta.status
+            status = exc.status
             kind = _error_type(exc.body)
             if status == 401:
                 raise SinkFailure(
@@ -287,9 +272,6 @@ class ElasticsearchSink(Sink):
 
     # -- delivery --------------------------------------------------------------------------------
     def send(self, events: EventBatch) -> DeliveryReport:
-        from elastic_transport import TransportError
-        from elasticsearch import ApiError
-
         n = len(events)
         _, offsets = events.ndjson()
         big = np.flatnonzero(np.diff(offsets) > self.settings.max_content_length - _ACTION_ROOM)
@@ -297,20 +279,28 @@ class ElasticsearchSink(Sink):
             return self._send_with_oversized(events, [int(i) for i in big])
         body = bulk_body(events, self.settings.index)
         try:
-            response = self.client.bulk(operations=body, filter_path=["errors", "items.*.status", "items.*.error"])
+            answer = self.api.request("PUT", "/_bulk", body=body, ndjson=True, params=_BULK_FILTER)
         except ApiError as exc:
-            status = exc.meta.status
+            status = exc.status
             if status == 413:
                 return self._split(events, "413 request too large (http.max_content_length)")
-            retry_after = _retry_after(exc.meta.headers)
+            retry_after = _retry_after(exc.headers)
             if status == 429 or status >= 500 or status == 408:
                 return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status} {_error_type(exc.body)}", retry_after)
             self._raise_for(exc, "indexing events")
             return DeliveryReport.all(n, Outcome.RETRY, f"bulk request answered {status}", retry_after)
-        except TransportError as exc:
+        except NotElasticsearch as exc:
+            self._raise_for(exc, "indexing events")
+            raise
+        except httpx.TransportError as exc:
             reason = http_client.transport_reason(exc, self.settings.request_timeout, self.description, f"{self.where}.url")
             return DeliveryReport.all(n, Outcome.RETRY, f"Elasticsearch: {reason}")
-        result = response.body if hasattr(response, "body") else response
+        if _BULK_ALL_OK.match(answer[:80]):
+            return DeliveryReport.all(n, Outcome.DELIVERED)
+        try:
+            result = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            return DeliveryReport.all(n, Outcome.RETRY, f"the bulk answer is not JSON: {answer[:200]!r}")
         if not result.get("errors"):
             return DeliveryReport.all(n, Outcome.DELIVERED)
         items = result.get("items") or []
@@ -378,6 +368,9 @@ class ElasticsearchSink(Sink):
         return DeliveryReport(first.outcomes + second.outcomes, reasons, retry_after)
 
     def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -23,7 +23,7 @@ from audit_pipeline.sinks.base import DeliveryReport, Outcome
 USER_AGENT = "audit-pipeline"
 
 
-def client(timeout_seconds: float, verify: bool | str = True) -> httpx.Client:
+def client(timeout_seconds: float, verify: bool | str | ssl.SSLContext = True) -> httpx.Client:
     """A keep-alive client that never follows redirects (a 3xx is an answer, not a detour)."""
     return httpx.Client(
         timeout=httpx.Timeout(timeout_seconds),
