@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import ssl
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 from urllib.parse import quote
@@ -69,16 +70,23 @@ class ElasticsearchHttp:
         elif settings.username and settings.password is not None:
             self._client.auth = httpx.BasicAuth(settings.username, settings.password.get_secret_value())
 
-    def request(self, method: str, path: str, *, body: bytes | None = None, ndjson: bool = False, params: dict[str, str] | None = None) -> bytes:
+    def request(self, method: str, path: str, *, body: bytes | memoryview | None = None, ndjson: bool = False, params: dict[str, str] | None = None) -> bytes:
         """The answer's body of a successful request; :class:`ApiError` otherwise, ``httpx.TransportError`` without an answer."""
         headers = {}
+        content: bytes | Iterator[bytes] | None = None
         if body is not None:
             headers["Content-Type"] = self._ndjson_type if ndjson else self._json_type
             if self._compress:
-                body = gzip.compress(body)
+                content = gzip.compress(body)
                 headers["Content-Encoding"] = "gzip"
+            elif isinstance(body, memoryview):
+                # Sent from the caller's buffer in slices; the explicit length keeps it one plain (not chunked) request.
+                headers["Content-Length"] = str(body.nbytes)
+                content = _slices(body)
+            else:
+                content = body
         url = self._urls[next(self._turn) % len(self._urls)] + path
-        response = self._client.request(method, url, content=body, headers=headers, params=params)
+        response = self._client.request(method, url, content=content, headers=headers, params=params)
         content = response.content
         if not 200 <= response.status_code < 300:
             raise ApiError(response.status_code, _body(content), response.headers)
@@ -97,6 +105,15 @@ class ElasticsearchHttp:
 
     def close(self) -> None:
         self._client.close()
+
+
+#: Bytes copied out and handed to the socket at a time when a body is sent from a buffer.
+_SLICE = 256 * 1024
+
+
+def _slices(body: memoryview) -> Iterator[bytes]:
+    for start in range(0, body.nbytes, _SLICE):
+        yield bytes(body[start : start + _SLICE])
 
 
 def _body(content: bytes) -> Any:
