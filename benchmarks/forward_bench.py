@@ -56,8 +56,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float, float]:
-    """Run a process to its end: stdout, stderr, wall seconds, its own peak RSS in MB and its CPU seconds (wait4)."""
+def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float, float, float]:
+    """Run a process to its end: stdout, stderr, wall seconds, its own peak RSS in MB, its CPU seconds and
+    the system part of them (wait4)."""
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, cwd=ROOT, env=env)
@@ -69,7 +70,7 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, str, 
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise SystemExit(f"{' '.join(argv[:4])} failed ({code}): {err[-2000:]}")
-    return out, err, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    return out, err, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
 # -- children ----------------------------------------------------------------------------------------
@@ -138,17 +139,17 @@ def _ours(work: Path, database_url: str, es_url: str, index: str, late_window: s
     path = work / f"{index}.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
-    out, err, wall, rss, cpu = _run([COMMAND, "--config", str(path), "forward", "elasticsearch", "--once"], env)
+    out, err, wall, rss, cpu, system = _run([COMMAND, "--config", str(path), "forward", "elasticsearch", "--once"], env)
     match = re.search(r"([\d,]+) delivered, .* in ([\d.]+)s", out)
     if not match:
         raise SystemExit(f"unexpected output of forward: {out} {err[-500:]}")
-    return {"events": int(match.group(1).replace(",", "")), "seconds": float(match.group(2)), "wall": wall, "peak_rss_mb": rss, "cpu": cpu}
+    return {"events": int(match.group(1).replace(",", "")), "seconds": float(match.group(2)), "wall": wall, "peak_rss_mb": rss, "cpu": cpu, "sys": system}
 
 
 def _child(method: str, database_url: str, es_url: str) -> dict[str, float]:
-    out, _, wall, rss, cpu = _run([sys.executable, __file__, "--child", method, "--database-url", database_url, "--es-url", es_url])
+    out, _, wall, rss, cpu, system = _run([sys.executable, __file__, "--child", method, "--database-url", database_url, "--es-url", es_url])
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return {**result, "wall": wall, "peak_rss_mb": rss, "cpu": cpu}
+    return {**result, "wall": wall, "peak_rss_mb": rss, "cpu": cpu, "sys": system}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -222,7 +223,8 @@ def bench(rows: int, database_url: str | None) -> None:
         }
         indexed = {"recipe": _count(es_url, "bench-recipe-*"), "ours": _count(es_url, "bench-ours-*"), "ours, no sweep": _count(es_url, "bench-nosweep-*")}
         print(
-            f"{'method':<16} {'events/s':>10} {'seconds':>8} {'wall s':>7} {'indexed':>10} {'missing':>8} {'peak RSS':>9} {'CPU us/ev':>10} {'stand-in us/ev':>15}"
+            f"{'method':<16} {'events/s':>10} {'seconds':>8} {'wall s':>7} {'indexed':>10} {'missing':>8} {'peak RSS':>9} {'CPU us/ev':>10} {'sys s':>6}"
+            f" {'stand-in us/ev':>15}"
         )
         for method, r in results.items():
             got = indexed.get(method)
@@ -230,9 +232,12 @@ def bench(rows: int, database_url: str | None) -> None:
             per_event = 1e6 / max(1, r["events"])
             print(
                 f"{method:<16} {r['events'] / r['seconds']:>10,.0f} {r['seconds']:>8.2f} {r['wall']:>7.2f} {shown} {r['peak_rss_mb']:>7.0f}MB"
-                f" {r['cpu'] * per_event:>10.1f} {r['standin_cpu'] * per_event:>15.1f}"
+                f" {r['cpu'] * per_event:>10.1f} {r['sys']:>6.2f} {r['standin_cpu'] * per_event:>15.1f}"
             )
-        print("CPU us/ev: the method's whole process (imports included); stand-in us/ev: the Elasticsearch stand-in meanwhile, on the same cores")
+        print(
+            "CPU us/ev: the method's whole process (imports included), sys s the system-time part of it in seconds;"
+            " stand-in us/ev: the Elasticsearch stand-in meanwhile, on the same cores"
+        )
         rate = {m: r["events"] / r["seconds"] for m, r in results.items()}
         print(f"ours / recipe: {rate['ours'] / rate['recipe']:.2f}x (whole process: {(rows / results['ours']['wall']) / rate['recipe']:.2f}x)")
         print(f"sweep ledger cost: {100 * (1 - rate['ours'] / rate['ours, no sweep']):.1f}% of the throughput (run to run)")
