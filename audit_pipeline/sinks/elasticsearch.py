@@ -304,6 +304,8 @@ class ElasticsearchSink(Sink):
             result = orjson.loads(answer)
         except orjson.JSONDecodeError:
             return DeliveryReport.all(n, Outcome.RETRY, f"the bulk answer is not JSON: {answer[:200]!r}")
+        if not isinstance(result, dict):
+            return DeliveryReport.all(n, Outcome.RETRY, f"the bulk answer is not a JSON object: {answer[:200]!r}")
         if not result.get("errors"):
             return DeliveryReport.all(n, Outcome.DELIVERED)
         items = result.get("items") or []

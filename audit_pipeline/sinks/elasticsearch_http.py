@@ -39,7 +39,9 @@ class ApiError(Exception):
     """Elasticsearch answered with an error status; ``body`` is its JSON (or text) answer."""
 
     def __init__(self, status: int, body: Any, headers: httpx.Headers) -> None:
-        super().__init__(f"{status}")
+        error = body.get("error") if isinstance(body, dict) else body
+        kind = error.get("type", "") if isinstance(error, dict) else str(error)[:200]
+        super().__init__(f"Elasticsearch answered {status} {kind}".rstrip())
         self.status = status
         self.body = body
         self.headers = headers
