@@ -51,22 +51,27 @@ def release_freed_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-class _PandasNotLoaded(importlib.abc.MetaPathFinder):
-    """Answers "not installed" for pandas (a finder: a ``None`` in ``sys.modules`` would reach Cython's import as ``None``)."""
+class _NotLoaded(importlib.abc.MetaPathFinder):
+    """Answers "not installed" for the named modules and their submodules (a finder: a ``None`` in
+    ``sys.modules`` would reach Cython's import as ``None``)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if fullname.split(".")[0] == "pandas":
-            raise ModuleNotFoundError("pandas is not loaded while events stream", name=fullname)
+        if any(fullname == name or fullname.startswith(name + ".") for name in self.names):
+            raise ModuleNotFoundError(f"{fullname} is not loaded while events stream", name=fullname)
         return None
 
 
 @contextlib.contextmanager
-def pandas_not_loaded() -> Iterator[None]:
-    """Inside, pandas is not imported (unless it already was).
+def modules_not_loaded(*names: str) -> Iterator[None]:
+    """Inside, the named modules are not imported (those already loaded are left alone).
 
     pyarrow tries pandas again whenever a pandas conversion is asked for, so code running
-    after this block may still use pandas."""
-    finder = None if "pandas" in sys.modules else _PandasNotLoaded()
+    after a block keeping pandas out may still use pandas."""
+    absent = tuple(name for name in names if name not in sys.modules)
+    finder = _NotLoaded(absent) if absent else None
     if finder is not None:
         sys.meta_path.insert(0, finder)
     try:
@@ -83,7 +88,7 @@ def returning_memory() -> Iterator[None]:
     previous = pa.default_memory_pool()
     pa.set_memory_pool(pa.system_memory_pool())
     try:
-        with pandas_not_loaded():
+        with modules_not_loaded("pandas"):
             yield
     finally:
         pa.set_memory_pool(previous)

@@ -11,23 +11,12 @@ client never uses.
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
-import sys
 from collections.abc import Iterator
-from typing import Any
 
-from audit_pipeline.memory import returning_memory
+from audit_pipeline.memory import modules_not_loaded, returning_memory
 
+#: httpx's command-line client; without it ``httpx`` defines a stub ``main``.
 _HTTPX_CLI = "httpx._main"
-
-
-class _HttpxCliNotLoaded(importlib.abc.MetaPathFinder):
-    """Answers "not installed" for httpx's command-line client; ``httpx`` then defines a stub ``main``."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
-        if fullname == _HTTPX_CLI:
-            raise ModuleNotFoundError(f"{fullname} is not loaded while forwarding", name=fullname)
-        return None
 
 
 @contextlib.contextmanager
@@ -36,12 +25,5 @@ def streaming_memory() -> Iterator[None]:
 
     pyarrow tries pandas again whenever a pandas conversion is asked for, so code running
     after this block may still use pandas."""
-    finder = None if _HTTPX_CLI in sys.modules else _HttpxCliNotLoaded()
-    if finder is not None:
-        sys.meta_path.insert(0, finder)
-    try:
-        with returning_memory():
-            yield
-    finally:
-        if finder is not None:
-            sys.meta_path.remove(finder)
+    with modules_not_loaded(_HTTPX_CLI), returning_memory():
+        yield
