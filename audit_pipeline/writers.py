@@ -142,6 +142,7 @@ class DayWriters:
         self._csv_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv")
         self._ndjson_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ndjson")
         self._encode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ndjson-encode")
+        self._pools = (self._pool, self._csv_pool, self._encode_pool, self._ndjson_pool)
         self._parquet_job: Future[None] | None = None
         self._csv_job: Future[None] | None = None
         self._ndjson_job: Future[None] | None = None
@@ -206,7 +207,7 @@ class DayWriters:
         for job in (self._parquet_job, self._csv_job, self._ndjson_job):
             if job is not None:
                 job.result()
-        for pool in (self._pool, self._csv_pool, self._encode_pool, self._ndjson_pool):
+        for pool in self._pools:
             pool.shutdown()
         self._parquet.close()
         csv_size, csv_sha = self._csv.close()
@@ -224,7 +225,7 @@ class DayWriters:
         }
 
     def abort(self) -> None:
-        for pool in (self._pool, self._csv_pool, self._encode_pool, self._ndjson_pool):
+        for pool in self._pools:
             pool.shutdown(wait=True, cancel_futures=True)
         for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close):
             with contextlib.suppress(Exception):  # best effort on the failure path; staging is discarded
