@@ -44,6 +44,7 @@ _DATE_FOLDER = re.compile(rf"(?:^|/)date={_DAY}/")
 _MANIFEST_KEY = re.compile(rf"^{MANIFEST_PREFIX}/date={_DAY}\.json$")
 _RETIREMENT_KEY = re.compile(rf"^{RETIRED_PREFIX}/date={_DAY}\.json$")
 _RETENTION_KEY = re.compile(rf"^{RETENTION_PREFIX}/date={_DAY}\.json$")
+_SUMMARY_KEY = re.compile(rf"^{SUMMARY_PREFIX}/date={_DAY}/summary\.json$")
 _DEAD_LETTER_KEY = re.compile(rf"^{DEAD_LETTER_PREFIX}/([^/]+)/date={_DAY}/(\d+)-([0-9a-f]+)(-truncated)?\.ndjson$")
 _UNSAFE_IN_FOLDER = re.compile(r"[^A-Za-z0-9._=-]")
 
@@ -174,3 +175,8 @@ def parse_dead_letter_key(key: str) -> DeadLetterKey | None:
 
 def summary_key(day: dt.date) -> str:
     return f"{SUMMARY_PREFIX}/date={day.isoformat()}/summary.json"
+
+
+def day_of_summary_key(key: str) -> dt.date | None:
+    match = _SUMMARY_KEY.match(key)
+    return _calendar_day(match.group(1)) if match else None

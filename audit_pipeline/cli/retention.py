@@ -21,7 +21,7 @@ def summary(figures: Figures, verb: str) -> str:
     return (
         f"{verb}: {figures.database_rows:,} rows of {figures.database_days} day(s) from the database "
         f"(kept {figures.database_rows_kept:,} rows of {figures.database_days_kept} day(s) past the policy); "
-        f"export objects: {objects}; Elasticsearch: {figures.indices} index(es), {figures.index_documents:,} documents"
+        f"export objects: {objects}; daily summaries: {figures.summaries}; Elasticsearch: {figures.indices} index(es), {figures.index_documents:,} documents"
     )
 
 
@@ -37,6 +37,10 @@ def _echo_plan(plan: RetentionPlan) -> None:
             click.echo(f"  {obj.day}  DELETE {obj.key}")
         for day, reason in sorted(plan.objects_kept.items()):
             click.echo(f"  {day}  KEEP   {reason}")
+    if plan.summaries:
+        click.echo("daily summaries (their day's exports are all gone):")
+        for key in plan.summaries:
+            click.echo(f"  DELETE {key}")
     if plan.indices:
         click.echo(f"Elasticsearch indices (policy {plan.policy.elasticsearch}, days before {cutoffs['elasticsearch']}):")
         for index in plan.indices:

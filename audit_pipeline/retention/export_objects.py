@@ -23,7 +23,7 @@ from audit_pipeline.integrity.config import IntegritySettings
 from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_key
 from audit_pipeline.integrity.retirement import read_retirement, record_retirement
 from audit_pipeline.integrity.signing import Signer
-from audit_pipeline.layout import parse_data_key
+from audit_pipeline.layout import SUMMARY_PREFIX, day_of_summary_key, parse_data_key
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
 
@@ -56,6 +56,27 @@ def due_objects(store: ObjectStore, cutoffs: dict[str, dt.date | None]) -> list[
         if cutoff is not None:
             due.extend(o for o in daily_objects(store, fmt) if o.day < cutoff)
     return sorted(due, key=lambda o: (o.day, FORMATS.index(o.format), o.key))
+
+
+def due_summaries(store: ObjectStore, cutoffs: dict[str, dt.date | None], deleting: list[ExportObject]) -> list[str]:
+    """Daily security summaries that go with their day's exports.
+
+    A summary is derived from the day's events (it names actors and countries), so it is kept exactly as
+    long as any export of the day: it is due once the day is before every format's cutoff and no object
+    of the day's daily layout remains after ``deleting`` (a format kept forever, or a day kept for a
+    damaged manifest, keeps its summary)."""
+    limits = [cutoff for cutoff in cutoffs.values() if cutoff is not None]
+    if not limits:
+        return []
+    before = min(limits)
+    going = {o.key for o in deleting}
+    remaining = {o.day for fmt in FORMATS for o in daily_objects(store, fmt) if o.key not in going}
+    due = []
+    for key in store.list(SUMMARY_PREFIX):
+        day = day_of_summary_key(key)
+        if day is not None and day < before and day not in remaining:
+            due.append(key)
+    return sorted(due)
 
 
 def manifest_problem(store: ObjectStore, day: dt.date) -> str | None:

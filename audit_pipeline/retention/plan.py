@@ -19,7 +19,7 @@ from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.delivered import DeliveryCounts
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
 from audit_pipeline.retention.export_check import ExportChecker, ExportEvidence
-from audit_pipeline.retention.export_objects import ExportObject, due_objects, exported_ids, manifest_problem
+from audit_pipeline.retention.export_objects import ExportObject, due_objects, due_summaries, exported_ids, manifest_problem
 from audit_pipeline.retention.policy import RetentionPolicy
 from audit_pipeline.retention.record import read_record
 from audit_pipeline.settings import Settings
@@ -47,6 +47,7 @@ class Figures:
     export_objects: dict[str, int]
     indices: int
     index_documents: int
+    summaries: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class Figures:
             **{f"{fmt}_objects_deleted": self.export_objects.get(fmt, 0) for fmt in FORMATS},
             "indices_deleted": self.indices,
             "index_documents_deleted": self.index_documents,
+            "summaries_deleted": self.summaries,
         }
 
 
@@ -70,6 +72,8 @@ class RetentionPlan:
     objects: list[ExportObject] = field(default_factory=list)
     #: Days whose objects are due but kept, and why.
     objects_kept: dict[dt.date, str] = field(default_factory=dict)
+    #: Daily summary keys that go with the last of their day's exports.
+    summaries: list[str] = field(default_factory=list)
     indices: list[DailyIndex] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -91,6 +95,7 @@ class RetentionPlan:
             {fmt: sum(1 for o in self.objects if o.format == fmt) for fmt in FORMATS},
             len(self.indices),
             sum(i.docs for i in self.indices),
+            len(self.summaries),
         )
 
 
@@ -215,3 +220,4 @@ def _plan_exports(plan: RetentionPlan, settings: Settings, store: ObjectStore, c
                 plan.objects_kept[day] = problem
                 plan.warnings.append(f"exports of {day} are past their policy but kept: {problem}")
     plan.objects = [o for o in due if o.day not in plan.objects_kept]
+    plan.summaries = due_summaries(store, cutoffs, plan.objects)

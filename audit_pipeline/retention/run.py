@@ -41,6 +41,7 @@ class RetentionResult:
     rows_deleted: dict[dt.date, int] = field(default_factory=dict)
     objects_deleted: list[ExportObject] = field(default_factory=list)
     indices_deleted: list[DailyIndex] = field(default_factory=list)
+    summaries_deleted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def figures(self) -> Figures:
@@ -57,6 +58,7 @@ class RetentionResult:
             {fmt: sum(1 for o in self.objects_deleted if o.format == fmt) for fmt in FORMATS},
             len(self.indices_deleted),
             sum(i.docs for i in self.indices_deleted),
+            len(self.summaries_deleted),
         )
 
 
@@ -98,7 +100,7 @@ def run_retention(
     stamp = lambda: now().astimezone(dt.UTC).isoformat(timespec="seconds")  # noqa: E731
     if plan.days_to_delete:
         _delete_rows(settings, store, plan, result, stamp, log, warn)
-    if plan.objects:
+    if plan.objects or plan.summaries:
         _delete_objects(settings, store, plan, result, log)
     if plan.indices:
         _delete_indices(settings, plan, result, log)
@@ -165,6 +167,11 @@ def _delete_objects(settings: Settings, store: ObjectStore, plan: RetentionPlan,
         retire_objects(store, day, [o.key for o in objects], reason, integrity, signer)
         result.objects_deleted.extend(objects)
         log(f"exports: {day}: deleted {', '.join(o.key for o in objects)}")
+    # After the objects: a crash in between leaves a summary whose day has no exports, due again next run.
+    for key in plan.summaries:
+        store.delete(key)
+        result.summaries_deleted.append(key)
+        log(f"summaries: deleted {key} (its day's exports are gone)")
 
 
 def _delete_indices(settings: Settings, plan: RetentionPlan, result: RetentionResult, log: Callable[[str], None]) -> None:

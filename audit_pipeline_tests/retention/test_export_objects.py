@@ -11,7 +11,8 @@ from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
-from audit_pipeline.retention.export_objects import due_objects
+from audit_pipeline.layout import summary_key
+from audit_pipeline.retention.export_objects import due_objects, due_summaries
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
@@ -114,6 +115,45 @@ def test_only_keys_of_the_daily_layout_are_due(tmp_path: Path) -> None:
         store.put_bytes(key, b"x", "application/octet-stream")
     due = due_objects(store, {"csv": D(2024, 3, 2), "ndjson": D(2024, 3, 2), "parquet": None})
     assert [o.key for o in due] == ["csv/date=2024-03-01/audit_logs.csv"]
+
+
+def test_a_daily_summary_goes_with_the_last_of_its_days_exports(pg: PgDatabase, tmp_path: Path) -> None:
+    """The summary names actors and countries: it must not outlive every export of its day."""
+    fill_days(pg, DAYS[0], DAYS[-1])
+    settings = settings_for(tmp_path, pg, {"exports": {"csv": "70d", "ndjson": "70d", "parquet": "78d"}})
+    export_days(settings, DAYS)
+    store = ObjectStore.from_settings(settings.export)
+    orphan, recent = D(2024, 2, 1), D(2024, 5, 1)  # a summary whose exports earlier runs removed; one inside the policy
+    for day in [orphan, *DAYS, recent]:
+        store.put_bytes(summary_key(day), b'{"top_actors_by_failures": [{"actor_email": "a@example.com"}]}', "application/json")
+    store.put_bytes("summary/date=2024-02-01/notes.txt", b"not a summary", "text/plain")
+
+    # On 2024-05-20 CSV and NDJSON go for all five days but Parquet only before 2024-03-03: the summaries of
+    # 2024-03-01 and -02 go with it, the other days keep theirs while their Parquet is there.
+    dry = run_retention(settings, today=TODAY, dry_run=True)
+    assert dry.plan is not None
+    assert dry.plan.summaries == [summary_key(orphan), summary_key(DAYS[0]), summary_key(DAYS[1])]
+    assert all(store.exists(summary_key(day)) for day in [orphan, *DAYS])  # a dry run deletes nothing
+    real = run_retention(settings, today=TODAY)
+    assert real.summaries_deleted == dry.plan.summaries and real.figures() == dry.figures()
+    assert real.figures().as_dict()["summaries_deleted"] == 3
+    assert [day for day in [orphan, *DAYS, recent] if store.exists(summary_key(day))] == [*DAYS[2:], recent]
+    assert store.exists("summary/date=2024-02-01/notes.txt")  # not a summary key: never touched
+    assert run_retention(settings, today=TODAY).summaries_deleted == []  # a re-run is a no-op
+
+    # Ten days later the rest of the Parquet goes, and the summaries with it; the recent one stays.
+    later = run_retention(settings, today=TODAY + dt.timedelta(days=10))
+    assert later.summaries_deleted == [summary_key(day) for day in DAYS[2:]]
+    assert store.list("summary") == ["summary/date=2024-02-01/notes.txt", summary_key(recent)]
+
+
+def test_summaries_stay_while_a_format_is_kept_forever(tmp_path: Path) -> None:
+    store = ObjectStore(str(tmp_path / "exports"))
+    for key in ["csv/date=2024-03-01/audit_logs.csv", "parquet/date=2024-03-01/audit_logs.parquet", summary_key(D(2024, 3, 1))]:
+        store.put_bytes(key, b"x", "application/octet-stream")
+    cutoffs = {"csv": D(2024, 3, 2), "ndjson": D(2024, 3, 2), "parquet": None}
+    assert due_summaries(store, cutoffs, due_objects(store, cutoffs)) == []
+    assert due_summaries(store, dict.fromkeys(cutoffs), []) == []  # no export policy at all
 
 
 @pytest.mark.parametrize("kept", ["ndjson", "csv"])
