@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -58,19 +59,45 @@ def _free_port() -> int:
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float, float, float]:
     """Run a process to its end: stdout, stderr, wall seconds, its own peak RSS in MB, its CPU seconds and
-    the system part of them (wait4)."""
+    the system part of them (wait4).
+
+    The peak is the child's ``VmHWM`` (the high-water mark of its own address space), read every 10 ms
+    until it exits.  wait4's ``ru_maxrss`` is not used: Linux carries the parent's high-water mark into a
+    child started with vfork and exec, so every child would show at least this script's own peak.
+    """
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, cwd=ROOT, env=env)
+        peak = [0]
+        watcher = threading.Thread(target=_watch_high_water, args=(proc.pid, peak), daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        watcher.join()
         stdout.seek(0)
         stderr.seek(0)
         out, err = stdout.read(), stderr.read()
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise SystemExit(f"{' '.join(argv[:4])} failed ({code}): {err[-2000:]}")
-    return out, err, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
+    return out, err, wall, peak[0] / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
+
+
+def _watch_high_water(pid: int, peak: list[int]) -> None:
+    """Keep ``peak[0]`` at the process's VmHWM in kB until it has exited (its status no longer has one)."""
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            text = status.read_text()
+        except OSError:
+            return
+        match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+        if match is None:
+            if peak[0]:  # exited (a zombie has no memory); before exec, /proc may show no VmHWM yet
+                return
+        else:
+            peak[0] = max(peak[0], int(match.group(1)))
+        time.sleep(0.01)
 
 
 # -- children ----------------------------------------------------------------------------------------
