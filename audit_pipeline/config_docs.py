@@ -225,7 +225,7 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
 def reference_markdown() -> str:
     """The whole page, as ``docs/configuration.md`` holds it."""
     out = [_INTRO, "## Environment variables", "", "| variable | sets |", "| --- | --- |"]
-    out += [f"| `{variable}` | `{section}.{key}` |" for variable, (section, key) in _ENV_OVERRIDES.items()]
+    out += [f"| `{variable}` | `{f'{section}.{key}' if section else key}` |" for variable, (section, key) in _ENV_OVERRIDES.items()]
     out += ["| `AUDIT_CONFIG` | the YAML file to read |", "", "## Reference", ""]
     for path, model, skip, note in _sections():
         out += [f"### `{path}`", ""]

@@ -135,6 +135,21 @@ class Settings(_Section):
     integrity: IntegritySettings = IntegritySettings()
     summary: SummarySettings = SummarySettings()
 
+    @field_validator("state_url")
+    @classmethod
+    def _state_url_is_a_database_url(cls, value: str | None) -> str | None:
+        """Checked when the file loads, not when the first sensor opens it (the value is not echoed: it may hold a password)."""
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError):
+            raise ValueError("must be a SQLAlchemy database URL, such as sqlite:////var/lib/audit/state.db or postgresql://user@host/db") from None
+        return value
+
     @property
     def uses_demo_source(self) -> bool:
         return isinstance(self.source, DemoSourceSettings)
@@ -160,6 +175,7 @@ _ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "AUDIT_S3_ENDPOINT_URL": ("export", "s3_endpoint_url"),
     "AUDIT_S3_SSE": ("export", "s3_sse"),
     "AUDIT_S3_KMS_KEY_ID": ("export", "s3_kms_key_id"),
+    "AUDIT_STATE_URL": ("", "state_url"),  # "" : a key at the top of the file
 }
 
 
@@ -227,7 +243,7 @@ def validation_problems(error: ValidationError, origin: str | None, from_env: di
         if key in seen:
             continue  # one line per key: a union reports each member it tried
         seen.add(key)
-        variable = (from_env or {}).get((str(loc[0]), str(loc[-1]))) if len(loc) >= 2 else None
+        variable = (from_env or {}).get((str(loc[0]), str(loc[-1])) if len(loc) >= 2 else ("", str(loc[0]))) if loc else None
         where = f"{variable} ({key})" if variable else f"{origin}: {key}" if origin else key
         lines.append(f"{where}: {_problem(item, key)}")
     return lines
@@ -245,6 +261,10 @@ def _apply_environment(raw: dict[str, Any], env: dict[str, str], origin: str) ->
             continue
         if section == "source" and (source or {}).get("type", "postgres") != "postgres":
             continue  # AUDIT_DATABASE_URL only concerns a PostgreSQL source
+        if not section:
+            raw[key] = value
+            from_env[(section, key)] = variable
+            continue
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{origin}: {section}: must be a mapping")
         raw.setdefault(section, {})[key] = value

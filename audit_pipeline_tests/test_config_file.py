@@ -42,3 +42,24 @@ def test_key_path_follows_indentation_and_list_items():
     text = "a:\n  b:\n    - x: 1\n    - y: 2\n      z: 3\nc: 4\n"
     assert key_path_at(text, 5) == "a.b[1].z"
     assert key_path_at(text, 6) == "c"
+
+
+def test_audit_state_url_sets_the_state_database_over_the_file(tmp_path):
+    from audit_pipeline.settings import load_settings
+
+    config = tmp_path / "audit_pipeline.yaml"
+    config.write_text(f"state_url: sqlite:///{tmp_path}/from-file.db\n")
+    assert load_settings(config, env={}).state_url == f"sqlite:///{tmp_path}/from-file.db"
+    settings = load_settings(config, env={"AUDIT_STATE_URL": f"sqlite:///{tmp_path}/from-env.db"})
+    assert settings.resolved_state_url() == f"sqlite:///{tmp_path}/from-env.db"
+
+
+@pytest.mark.parametrize("url", ["state.db", "http://db.internal/state", "postgresql//user:hunter2-pass@db/state"])
+def test_a_state_url_that_is_not_a_database_url_names_the_variable_and_hides_the_value(workdir, url):
+    from audit_pipeline.settings import load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env={"AUDIT_STATE_URL": url})
+    message = str(caught.value)
+    assert message.startswith("AUDIT_STATE_URL (state_url): must be a SQLAlchemy database URL")
+    assert "hunter2" not in message and "\n" not in message

@@ -1,8 +1,8 @@
 """Forwarding benchmark: `audit-pipeline forward elasticsearch --once` against the Logstash recipe, and the source read alone.
 
 For each size (default 200,000 and 2,000,000 events over five UTC days, ten events per timestamp)
-it loads the events into a scratch PostgreSQL database, starts the Elasticsearch stand-in in its
-own process, and runs, each as its own process so that its peak RSS is its own:
+it loads the events into a scratch PostgreSQL database and runs, each against a fresh Elasticsearch stand-in in its
+own process, each as its own process so that its peak RSS is its own:
 
 * **ours** — the documented command, ``audit-pipeline forward elasticsearch --once``, with every
   guarantee on (horizon, durable positions, ``create`` with ``_id``, per-item answers, the late-commit
@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -58,19 +59,45 @@ def _free_port() -> int:
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, str, float, float, float, float]:
     """Run a process to its end: stdout, stderr, wall seconds, its own peak RSS in MB, its CPU seconds and
-    the system part of them (wait4)."""
+    the system part of them (wait4).
+
+    The peak is the child's ``VmHWM`` (the high-water mark of its own address space), read every 10 ms
+    until it exits.  wait4's ``ru_maxrss`` is not used: Linux carries the parent's high-water mark into a
+    child started with vfork and exec, so every child would show at least this script's own peak.
+    """
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, cwd=ROOT, env=env)
+        peak = [0]
+        watcher = threading.Thread(target=_watch_high_water, args=(proc.pid, peak), daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        watcher.join()
         stdout.seek(0)
         stderr.seek(0)
         out, err = stdout.read(), stderr.read()
     code = os.waitstatus_to_exitcode(status)
     if code:
         raise SystemExit(f"{' '.join(argv[:4])} failed ({code}): {err[-2000:]}")
-    return out, err, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
+    return out, err, wall, peak[0] / 1024, usage.ru_utime + usage.ru_stime, usage.ru_stime
+
+
+def _watch_high_water(pid: int, peak: list[int]) -> None:
+    """Keep ``peak[0]`` at the process's VmHWM in kB until it has exited (its status no longer has one)."""
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            text = status.read_text()
+        except OSError:
+            return
+        match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+        if match is None:
+            if peak[0]:  # exited (a zombie has no memory); before exec, /proc may show no VmHWM yet
+                return
+        else:
+            peak[0] = max(peak[0], int(match.group(1)))
+        time.sleep(0.01)
 
 
 # -- children ----------------------------------------------------------------------------------------
@@ -158,13 +185,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measured(standin_pid: int, run: Any) -> dict[str, float]:
-    """Run one method and add the stand-in's CPU seconds spent meanwhile."""
-    before = _cpu_seconds(standin_pid)
-    result: dict[str, float] = run()
-    return {**result, "standin_cpu": _cpu_seconds(standin_pid) - before}
-
-
 def _count(es_url: str, pattern: str) -> int:
     from elasticsearch import Elasticsearch
 
@@ -189,6 +209,44 @@ def ledger_cost_us(batches: int = 40, size: int = 5_000) -> float:
     return (time.process_time() - started) / (batches * size) * 1e6
 
 
+class _StandIn:
+    """The Elasticsearch stand-in in its own process, fresh for each method.
+
+    The stand-in keeps every ``(index, _id)`` it has indexed (to answer ``409`` and count duplicates), and its
+    CPU per event grows with what it holds (5-7 µs per event fresh, over 18 µs after 10,000,000 events): a
+    stand-in shared by the methods in turn would slow whichever runs later.  Each method gets its own."""
+
+    def __init__(self) -> None:
+        port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "audit_pipeline_tests.standins.elasticsearch", "--port", str(port), "--no-store"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.process.stdout.readline()  # "listening on ..."
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def _on_fresh_standin(run: Any, pattern: str | None) -> dict[str, float]:
+    """Run one method against a stand-in of its own: its result, the stand-in's CPU meanwhile and what it indexed."""
+    standin = _StandIn()
+    try:
+        before = _cpu_seconds(standin.process.pid)
+        result: dict[str, float] = run(standin.url)
+        result = {**result, "standin_cpu": _cpu_seconds(standin.process.pid) - before}
+        if pattern is not None:
+            result["indexed"] = _count(standin.url, pattern)
+        return result
+    finally:
+        standin.stop()
+
+
 def bench(rows: int, database_url: str | None) -> None:
     scratch = None
     url = database_url
@@ -197,14 +255,7 @@ def bench(rows: int, database_url: str | None) -> None:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {scratch}")
         url = f"postgresql://postgres@127.0.0.1:5432/{scratch}"
-    port = _free_port()
-    standin = subprocess.Popen(
-        [sys.executable, "-m", "audit_pipeline_tests.standins.elasticsearch", "--port", str(port), "--no-store"], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
     try:
-        assert standin.stdout is not None
-        standin.stdout.readline()  # "listening on ..."
-        es_url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS audit_logs")
@@ -216,18 +267,17 @@ def bench(rows: int, database_url: str | None) -> None:
         )
         work = Path(tempfile.mkdtemp(prefix="forward-bench-"))
         results = {
-            "read": _measured(standin.pid, lambda: _child("read", url, es_url)),
-            "recipe": _measured(standin.pid, lambda: _child("recipe", url, es_url)),
-            "ours": _measured(standin.pid, lambda: _ours(work, url, es_url, "ours", "15m")),
-            "ours, no sweep": _measured(standin.pid, lambda: _ours(work, url, es_url, "nosweep", "0")),
+            "read": _on_fresh_standin(lambda es: _child("read", url, es), None),
+            "recipe": _on_fresh_standin(lambda es: _child("recipe", url, es), "bench-recipe-*"),
+            "ours": _on_fresh_standin(lambda es: _ours(work, url, es, "ours", "15m"), "bench-ours-*"),
+            "ours, no sweep": _on_fresh_standin(lambda es: _ours(work, url, es, "nosweep", "0"), "bench-nosweep-*"),
         }
-        indexed = {"recipe": _count(es_url, "bench-recipe-*"), "ours": _count(es_url, "bench-ours-*"), "ours, no sweep": _count(es_url, "bench-nosweep-*")}
         print(
             f"{'method':<16} {'events/s':>10} {'seconds':>8} {'wall s':>7} {'indexed':>10} {'missing':>8} {'peak RSS':>9} {'CPU us/ev':>10} {'sys s':>6}"
             f" {'stand-in us/ev':>15}"
         )
         for method, r in results.items():
-            got = indexed.get(method)
+            got = r.get("indexed")
             shown = f"{got:>10,} {rows - got:>8,}" if got is not None else f"{'-':>10} {'-':>8}"
             per_event = 1e6 / max(1, r["events"])
             print(
@@ -246,8 +296,6 @@ def bench(rows: int, database_url: str | None) -> None:
             f"ledger CPU: {cost:.2f} us per event = {cost * rate['ours'] / 1e4:.1f}% of ours' time per event here, {cost * 50_000 / 1e4:.1f}% at 50,000 events/s"
         )
     finally:
-        standin.terminate()
-        standin.wait(10)
         if scratch:
             with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {scratch} WITH (FORCE)")

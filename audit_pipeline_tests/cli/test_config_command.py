@@ -66,6 +66,7 @@ BAD_CONFIGURATIONS: list[tuple[str, bytes, dict[str, str], str]] = [
     ("index retention without the sink", b"retention:\n  elasticsearch: 30d\n", {}, "there is no sinks.elasticsearch section"),
     ("signing key file missing", b"integrity:\n  private_key_file: /nonexistent/key.pem\n", {}, "integrity.private_key_file"),
     ("bad executor", b"", {"AUDIT_DAGSTER_EXECUTOR": "threads"}, "AUDIT_DAGSTER_EXECUTOR='threads'"),
+    ("state database that is not a URL", b"state_url: .audit/state.db\n", {}, "state_url: must be a SQLAlchemy database URL"),
 ]
 
 
