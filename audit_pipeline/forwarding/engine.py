@@ -30,11 +30,12 @@ from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.forwarding.batching import BatchTransform, last_position, prefetch, split
 from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
+from audit_pipeline.forwarding.delivered_counts import events_by_day
 from audit_pipeline.forwarding.delivery import Courier, Settled
 from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, SinkBusy
 from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
 from audit_pipeline.forwarding.leases import Lease
-from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState, events_by_day
+from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState
 from audit_pipeline.forwarding.replay import replay_dead_letters
 from audit_pipeline.forwarding.results import PassResult, ReplayResult, show_position
 from audit_pipeline.forwarding.retry import RetryPolicy

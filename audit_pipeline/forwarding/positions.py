@@ -28,61 +28,21 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
 from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
 from audit_pipeline.forwarding import ledger as late_ledger
+from audit_pipeline.forwarding.delivered_counts import CountingStart, add_day_counts, counting_start, day_count, start_counting
 from audit_pipeline.forwarding.ledger import LedgerEntry
+from audit_pipeline.forwarding.state_tables import counting_table, leases_table, metadata, positions_table, sqlite_immediate_transactions
 from audit_pipeline.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import Position
-
-metadata = sa.MetaData()
-positions_table = sa.Table(
-    "audit_pipeline_sink_positions",
-    metadata,
-    sa.Column("sink", sa.String(200), primary_key=True),
-    # NULL created_at: the sink starts before the first event (start: earliest).
-    sa.Column("created_at_us", sa.BigInteger, nullable=True),
-    sa.Column("event_id", sa.Text, nullable=True),
-    sa.Column("delivered", sa.BigInteger, nullable=False, default=0),
-    sa.Column("dead_lettered", sa.BigInteger, nullable=False, default=0),
-    # Dead-lettered events not yet replayed successfully.
-    sa.Column("dead_letters_pending", sa.BigInteger, nullable=False, default=0),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-delivered_by_day_table = sa.Table(
-    "audit_pipeline_delivered_by_day",
-    metadata,
-    sa.Column("sink", sa.String(200), primary_key=True),
-    sa.Column("day", sa.Date, primary_key=True),
-    # Events of the day (UTC) delivered to the sink, or skipped because the sink does not take their type.
-    sa.Column("events", sa.BigInteger, nullable=False),
-)
-counting_table = sa.Table(
-    "audit_pipeline_delivery_counting",
-    metadata,
-    sa.Column("sink", sa.String(200), primary_key=True),
-    # The position when per-day counting began (NULL: before the first event).
-    sa.Column("created_at_us", sa.BigInteger, nullable=True),
-    sa.Column("event_id", sa.Text, nullable=True),
-    # True: the sink started there (nothing before it is owed); False: it had delivered up to there uncounted.
-    sa.Column("from_start", sa.Boolean, nullable=False),
-)
-leases_table = sa.Table(
-    "audit_pipeline_sink_leases",
-    metadata,
-    sa.Column("sink", sa.String(200), primary_key=True),
-    sa.Column("holder", sa.Text, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-)
 
 
 class LeaseLost(AuditPipelineError):
@@ -102,32 +62,6 @@ class SinkState:
     dead_lettered: int
     dead_letters_pending: int
     updated_at: float
-
-
-@dataclass(frozen=True)
-class CountingStart:
-    """Where a sink's per-day delivered counts begin."""
-
-    #: None: before the first event, so every day is counted.
-    position: Position | None
-    #: True when the sink started at ``position`` (events before it are not owed to it).
-    from_start: bool
-
-
-def events_by_day(batch: pa.RecordBatch, leave_out: Iterable[int] = ()) -> dict[dt.date, int]:
-    """How many events of ``batch`` fall on each UTC day, leaving out the rows at ``leave_out``."""
-    created = batch.column(batch.schema.get_field_index("created_at"))
-    excluded = sorted(set(leave_out))
-    if excluded:
-        keep = [True] * len(created)
-        for i in excluded:
-            keep[i] = False
-        created = created.filter(pa.array(keep))
-    if not len(created):
-        return {}
-    days = pc.cast(pc.cast(created, pa.timestamp("us", "UTC")), pa.date32())
-    counts = pc.value_counts(days)
-    return {day: int(n) for day, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)}
 
 
 @dataclass(frozen=True)
@@ -157,7 +91,7 @@ class PositionStore:
             if database and database != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
             self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 60})
-            _sqlite_immediate_transactions(self.engine)
+            sqlite_immediate_transactions(self.engine)
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
         self._create_schema()
@@ -316,8 +250,8 @@ class PositionStore:
             if position is not None and current is not None and (position.created_at, position.id) <= (current.created_at, current.id):
                 raise PositionConflict(f"refusing to move sink {sink} back from {_show(current)} to {_show(position)}")
             if per_day is not None:
-                self._start_counting(conn, sink, current)
-                self._count(conn, sink, per_day)
+                start_counting(conn, sink, current)
+                add_day_counts(conn, sink, per_day)
             values: dict[str, object] = {
                 "delivered": positions_table.c.delivered + delivered,
                 "dead_lettered": positions_table.c.dead_lettered + dead_lettered,
@@ -338,7 +272,7 @@ class PositionStore:
         """Dead letters delivered by a replay no longer count as pending (and count as delivered on their days)."""
         with self.engine.begin() as conn:
             if per_day is not None:
-                self._count(conn, sink, per_day)
+                add_day_counts(conn, sink, per_day)
             conn.execute(
                 positions_table.update()
                 .where(positions_table.c.sink == sink)
@@ -352,43 +286,15 @@ class PositionStore:
             )
 
     # -- delivered counts ----------------------------------------------------------------------
-    def _start_counting(self, conn: sa.Connection, sink: str, current: Position | None) -> None:
-        """A sink initialised before per-day counts were kept starts counting at its current position."""
-        if conn.execute(sa.select(counting_table.c.sink).where(counting_table.c.sink == sink)).first() is None:
-            conn.execute(
-                counting_table.insert().values(
-                    sink=sink,
-                    created_at_us=epoch_micros(current.created_at) if current else None,
-                    event_id=current.id if current else None,
-                    from_start=current is None,
-                )
-            )
-
-    @staticmethod
-    def _count(conn: sa.Connection, sink: str, per_day: Mapping[dt.date, int]) -> None:
-        table = delivered_by_day_table
-        for day, events in sorted(per_day.items()):
-            if not events:
-                continue
-            where = (table.c.sink == sink) & (table.c.day == day)
-            if conn.execute(table.update().where(where).values(events=table.c.events + events)).rowcount == 0:
-                conn.execute(table.insert().values(sink=sink, day=day, events=events))
-
     def delivered_count(self, sink: str, day: dt.date) -> int:
         """Events of ``day`` (UTC) the sink has delivered, as committed with its position (0 when none)."""
-        table = delivered_by_day_table
         with self.engine.connect() as conn:
-            value = conn.execute(sa.select(table.c.events).where(table.c.sink == sink, table.c.day == day)).scalar()
-        return int(value or 0)
+            return day_count(conn, sink, day)
 
     def counting_since(self, sink: str) -> CountingStart | None:
         """Where the sink's delivered counts begin; None when it has neither started nor delivered anything."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(counting_table).where(counting_table.c.sink == sink)).first()
-        if row is None:
-            return None
-        position = Position(from_epoch_micros(int(row.created_at_us)), row.event_id or "") if row.created_at_us is not None else None
-        return CountingStart(position, bool(row.from_start))
+            return counting_start(conn, sink)
 
 
 def _state(row: sa.Row) -> SinkState:  # type: ignore[type-arg]
@@ -400,16 +306,3 @@ def _state(row: sa.Row) -> SinkState:  # type: ignore[type-arg]
 
 def _show(position: Position) -> str:
     return f"({position.created_at.isoformat()}, {position.id})"
-
-
-def _sqlite_immediate_transactions(engine: Engine) -> None:
-    """SQLite: take the write lock at BEGIN, so that two processes queue instead of failing on upgrade."""
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.forwarding.positions import events_by_day
+from audit_pipeline.forwarding.delivered_counts import events_by_day
 from audit_pipeline.forwarding.results import ReplayResult
 from audit_pipeline.sinks.base import SinkFailure
 

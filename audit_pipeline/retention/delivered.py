@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit_pipeline.errors import AuditPipelineError, first_line
-from audit_pipeline.forwarding.positions import CountingStart, PositionStore
+from audit_pipeline.forwarding.delivered_counts import CountingStart
+from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.settings import Settings
 from audit_pipeline.sinks.elasticsearch import ElasticsearchSink, render_index
 

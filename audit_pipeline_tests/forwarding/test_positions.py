@@ -11,7 +11,9 @@ import pyarrow as pa
 import pytest
 
 from audit_pipeline.errors import ConfigError
-from audit_pipeline.forwarding.positions import CountingStart, LeaseLost, PositionConflict, PositionStore, counting_table, events_by_day
+from audit_pipeline.forwarding.delivered_counts import CountingStart, events_by_day
+from audit_pipeline.forwarding.positions import LeaseLost, PositionConflict, PositionStore
+from audit_pipeline.forwarding.state_tables import counting_table
 from audit_pipeline.sources.base import Position
 from audit_pipeline_tests.conftest import PgDatabase
 
