@@ -12,14 +12,13 @@ format, or narrowed to a checkpoint interval when no intact copy is left.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
 from audit_pipeline.integrity.chain import GENESIS, EntryChain
+from audit_pipeline.integrity.diagnosis import first_difference, first_out_of_order
 from audit_pipeline.integrity.head import HeadCheck, Seen, check_head
 from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.manifest import (
@@ -31,56 +30,14 @@ from audit_pipeline.integrity.manifest import (
     manifest_key,
     sha256_hex,
 )
+from audit_pipeline.integrity.report import DayReport, Problem, ProblemKind
 from audit_pipeline.integrity.retirement import Retirement, retirement_key
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.layout import day_in_data_key, day_of_retirement_key
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
 
-ProblemKind = Literal["manifest", "signature", "link", "gap", "object", "events"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    kind: ProblemKind
-    message: str
-
-
-@dataclass
-class DayReport:
-    day: dt.date
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    rows: int | None = None
-    retired: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def status(self) -> str:
-        if self.problems:
-            return "FAILED"
-        return "RETIRED" if self.retired else "OK"
-
-    @property
-    def problems_besides_gaps(self) -> list[Problem]:
-        """Problems other than "the day before was never exported when this day was sealed" (a backfill hole).
-
-        Such a gap says nothing about this day's own events or about a replaced neighbour (the
-        day never linked to one), so retention may still trust the day; every other problem,
-        links included, means it may not.
-        """
-        return [p for p in self.problems if p.kind != "gap"]
-
-    @property
-    def only_link_problems(self) -> bool:
-        """Everything wrong is about links to other days (e.g. the previous day is not exported yet)."""
-        return bool(self.problems) and all(p.kind in ("link", "gap") for p in self.problems)
-
-    def add(self, kind: ProblemKind, message: str) -> None:
-        self.problems.append(Problem(kind, message))
+__all__ = ["DayReport", "Problem", "ProblemKind", "Verifier"]
 
 
 @dataclass
@@ -98,15 +55,6 @@ class _Checked:
             and self.chain.events_sha256 == manifest.chain.events_sha256
             and tuple(self.chain.checkpoints) == manifest.chain.checkpoints
         )
-
-
-def _order_key(line: bytes) -> tuple[bytes, bytes] | None:
-    """(created_at, id) of a canonical line, for spotting reordered events (a diagnosis hint)."""
-    at = line.find(b',"created_at":"')
-    end_of_id = line.find(b'","type":')
-    if not line.startswith(b'{"id":"') or at < 0 or end_of_id < 0:
-        return None
-    return line[at + 15 : line.find(b'"', at + 15)], line[7:end_of_id]
 
 
 class Verifier:
@@ -335,9 +283,9 @@ class Verifier:
         lines = self._reader(manifest, result.entry).lines()
         first_bad, out_of_order = None, None
         if reference is not None:
-            first_bad, out_of_order = self._first_difference(lines, self._reader(manifest, reference.entry).lines(), every)
+            first_bad, out_of_order = first_difference(lines, self._reader(manifest, reference.entry).lines(), every)
         else:
-            out_of_order = self._first_out_of_order(lines)
+            out_of_order = first_out_of_order(lines)
         rows, expected_rows = result.chain.rows, manifest.rows
         if rows < expected_rows:
             kind = "events deleted"
@@ -354,30 +302,3 @@ class Verifier:
         if out_of_order is not None:
             text += f"; event {out_of_order} is out of (created_at, id) order"
         return text
-
-    @staticmethod
-    def _first_difference(lines: Iterator[bytes], reference: Iterator[bytes], window: int) -> tuple[int | None, int | None]:
-        first_bad: int | None = None
-        out_of_order: int | None = None
-        previous: tuple[bytes, bytes] | None = None
-        for number, (line, expected) in enumerate(itertools.zip_longest(lines, reference), start=1):
-            if line is not None:
-                key = _order_key(line)
-                if key is not None and previous is not None and key <= previous and out_of_order is None:
-                    out_of_order = number
-                previous = key
-            if first_bad is None and line != expected:
-                first_bad = number
-            if first_bad is not None and (out_of_order is not None or number > first_bad + window):
-                break
-        return first_bad, out_of_order
-
-    @staticmethod
-    def _first_out_of_order(lines: Iterator[bytes]) -> int | None:
-        previous: tuple[bytes, bytes] | None = None
-        for number, line in enumerate(lines, start=1):
-            key = _order_key(line)
-            if key is not None and previous is not None and key <= previous:
-                return number
-            previous = key
-        return None

@@ -24,104 +24,17 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from audit_pipeline.errors import ConfigError
-from audit_pipeline.isotime import from_epoch_micros
 from audit_pipeline.retry_after import parse_retry_after
-from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sections.elasticsearch import DEFAULT_INDEX, ElasticsearchSettings, _redact, render_index
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+from audit_pipeline.sinks.elasticsearch_bulk import ACTION_ROOM, TEMPLATE_VERSION, bulk_body, index_mappings, template_patterns
 from audit_pipeline.sinks.elasticsearch_http import ApiError, ElasticsearchHttp, NotElasticsearch, client_version
 
-__all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index"]
-
-#: Bump when the mappings change; a template with another version is replaced on first use.
-TEMPLATE_VERSION = 1
-_KEYWORD = {"type": "keyword", "ignore_above": 8191}  # 8191 chars stay under Lucene's 32 KB term limit
-
-
-def index_mappings() -> dict[str, Any]:
-    """Explicit mappings for the 14 columns.
-
-    * ids, types, e-mails, countries: ``keyword`` (exact match, aggregations); longer than 8191
-      characters is kept in ``_source`` but not indexed, rather than rejected.
-    * ``created_at``: ``date_nanos``, because ``date`` rounds to milliseconds and the audit order
-      is ``(created_at, id)`` at microseconds.
-    * ``ip_address``: ``ip`` with ``ignore_malformed``, plus ``ip_address.keyword``.  PostgreSQL
-      ``inet`` may hold a netmask (``10.0.0.0/24``), which an ``ip`` field rejects; such a value
-      stays searchable as text in ``.keyword`` and the event is never refused for it.
-    * ``metadata``: ``flattened``.  Its keys differ per event type and the same key may be a number
-      in one event and text in another; dynamic object mapping would grow a field per key (the
-      1,000-field limit) and reject conflicting events.  ``flattened`` indexes every leaf as a
-      keyword under one field (``metadata.user_agent: ...``), at the cost of numeric range queries.
-    """
-    properties: dict[str, Any] = {name: dict(_KEYWORD) for name in COLUMNS}
-    properties["created_at"] = {"type": "date_nanos"}
-    properties["ip_address"] = {"type": "ip", "ignore_malformed": True, "fields": {"keyword": dict(_KEYWORD)}}
-    properties["metadata"] = {"type": "flattened", "ignore_above": 8191}
-    return {"dynamic": "false", "properties": properties}
-
-
-def template_patterns(pattern: str) -> list[str]:
-    """The index patterns the template covers: the literal part before the first strftime code, then ``*``."""
-    head = pattern.split("%", 1)[0]
-    return [head + "*"] if "%" in pattern else [pattern]
-
-
-def _json_strings(column: pa.Array) -> pa.Array:
-    """JSON string literals for ids (the same escaping as the NDJSON export)."""
-    if pc.any(pc.match_substring_regex(column, r"[\x00-\x1f]")).as_py():
-        import json
-
-        return pa.array([json.dumps(v, ensure_ascii=False) for v in column.to_pylist()], pa.large_string())
-    escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
-    quote = pa.scalar('"', pa.large_string())
-    return pc.binary_join_element_wise(quote, escaped.cast(pa.large_string()), quote, pa.scalar("", pa.large_string()))
-
-
-#: Room for the action line and separators beside an event in a bulk request.
-_ACTION_ROOM = 1_024
-_DAILY_CODES = re.compile(r"%[Ymdyj%]")
-_MICROS_PER_DAY = 86_400_000_000
-
-
-def index_names(created_at: pa.Array, pattern: str) -> pa.Array:
-    """The index of each event: ``pattern`` applied to its UTC ``created_at``.
-
-    A pattern with day-level codes only (%Y %m %d %y %j) is formatted once per distinct day,
-    not once per event (events arrive sorted, so a batch spans a day or two).
-    """
-    if _DAILY_CODES.sub("", pattern).count("%"):
-        return pc.strftime(created_at, format=pattern).cast(pa.large_string())
-    micros = created_at.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    days = np.floor_divide(micros, _MICROS_PER_DAY)
-    distinct, positions = np.unique(days, return_inverse=True)
-    names = pa.array([from_epoch_micros(int(d) * _MICROS_PER_DAY).strftime(pattern) for d in distinct], pa.large_string())
-    return names.take(pa.array(positions.astype(np.int64)))
-
-
-def bulk_body(events: EventBatch, index_pattern: str) -> memoryview:
-    """``{"create":{"_index":...,"_id":...}}`` then the event's exported line, for every event.
-
-    A view of the Arrow buffer the kernels wrote, sent as it is: a ``bytes`` copy would hold a
-    second copy of every request in flight."""
-    n = len(events)
-    chunk, offsets = events.ndjson()
-    lines = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets.astype("int64")), pa.py_buffer(chunk)])
-    indices = index_names(events.batch.column(COLUMNS.index("created_at")), index_pattern)
-    ids = _json_strings(events.batch.column(COLUMNS.index("id")))
-    pieces = ['{"create":{"_index":"', indices, '","_id":', ids, "}}\n", lines, ""]
-    joined = pc.binary_join_element_wise(*[pa.scalar(p, pa.large_string()) if isinstance(p, str) else p for p in pieces])
-    total = joined.buffers()[1]
-
-    bounds = np.frombuffer(total, dtype=np.int64)
-    start, end = int(bounds[joined.offset]), int(bounds[joined.offset + n])
-    return memoryview(joined.buffers()[2])[start:end]
-
+__all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index", "template_patterns"]
 
 #: A bulk answer whose every item succeeded starts like this (``took`` first unless filtered out).
 #: ``send`` then needs none of the per-item answers: building those dicts cost about 3 us per
@@ -277,7 +190,7 @@ class ElasticsearchSink(Sink):
     def send(self, events: EventBatch) -> DeliveryReport:
         n = len(events)
         _, offsets = events.ndjson()
-        big = np.flatnonzero(np.diff(offsets) > self.settings.max_content_length - _ACTION_ROOM)
+        big = np.flatnonzero(np.diff(offsets) > self.settings.max_content_length - ACTION_ROOM)
         if len(big):
             return self._send_with_oversized(events, [int(i) for i in big])
         body = bulk_body(events, self.settings.index)
@@ -345,7 +258,7 @@ class ElasticsearchSink(Sink):
                 if j in part.reasons:
                     report.reasons[i] = part.reasons[j]
             report.retry_after, report.failure = part.retry_after, part.failure
-        limit = self.settings.max_content_length - _ACTION_ROOM
+        limit = self.settings.max_content_length - ACTION_ROOM
         for i in big:
             line = events.line(i)
             fitted = oversize.fit(line, limit)

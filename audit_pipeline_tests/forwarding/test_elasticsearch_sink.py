@@ -8,7 +8,8 @@ import pytest
 
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.sinks.base import Outcome, SinkFailure
-from audit_pipeline.sinks.elasticsearch import TEMPLATE_VERSION, ElasticsearchSink, index_mappings
+from audit_pipeline.sinks.elasticsearch import ElasticsearchSink
+from audit_pipeline.sinks.elasticsearch_bulk import TEMPLATE_VERSION, index_mappings
 from audit_pipeline_tests.sinks.events import batch_of, synthetic
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
@@ -179,7 +180,7 @@ def test_index_names_match_strftime_of_each_utc_timestamp(pattern) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from audit_pipeline.sinks.elasticsearch import index_names
+    from audit_pipeline.sinks.elasticsearch_bulk import index_names
 
     rng = random.Random(3)
     values = sorted(rng.randrange(-86_400_000_000, 4_000_000_000_000_000) for _ in range(2_000))
