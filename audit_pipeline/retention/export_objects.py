@@ -11,7 +11,7 @@ leaves objects that still verify; the next run deletes them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -48,29 +48,31 @@ def daily_objects(store: ObjectStore, fmt: str) -> list[ExportObject]:
     return sorted(found, key=lambda o: (o.day, o.key))
 
 
-def due_objects(store: ObjectStore, cutoffs: dict[str, dt.date | None]) -> list[ExportObject]:
+def exported_objects(store: ObjectStore) -> list[ExportObject]:
+    """Every object of the daily layout, of every format: one listing per format, shared by the due
+    objects and the due summaries of a plan."""
+    return [o for fmt in FORMATS for o in daily_objects(store, fmt)]
+
+
+def due_objects(listed: Iterable[ExportObject], cutoffs: dict[str, dt.date | None]) -> list[ExportObject]:
     """Objects of days before their format's cutoff."""
-    due: list[ExportObject] = []
-    for fmt in FORMATS:
-        cutoff = cutoffs.get(fmt)
-        if cutoff is not None:
-            due.extend(o for o in daily_objects(store, fmt) if o.day < cutoff)
+    due = [o for o in listed if (cutoff := cutoffs.get(o.format)) is not None and o.day < cutoff]
     return sorted(due, key=lambda o: (o.day, FORMATS.index(o.format), o.key))
 
 
-def due_summaries(store: ObjectStore, cutoffs: dict[str, dt.date | None], deleting: list[ExportObject]) -> list[str]:
+def due_summaries(store: ObjectStore, cutoffs: dict[str, dt.date | None], listed: Iterable[ExportObject], deleting: list[ExportObject]) -> list[str]:
     """Daily security summaries that go with their day's exports.
 
     A summary is derived from the day's events (it names actors and countries), so it is kept exactly as
-    long as any export of the day: it is due once the day is before every format's cutoff and no object
-    of the day's daily layout remains after ``deleting`` (a format kept forever, or a day kept for a
+    long as any export of the day: it is due once the day is before every format's cutoff and none of the
+    day's ``listed`` objects remains after ``deleting`` (a format kept forever, or a day kept for a
     damaged manifest, keeps its summary)."""
     limits = [cutoff for cutoff in cutoffs.values() if cutoff is not None]
     if not limits:
         return []
     before = min(limits)
     going = {o.key for o in deleting}
-    remaining = {o.day for fmt in FORMATS for o in daily_objects(store, fmt) if o.key not in going}
+    remaining = {o.day for o in listed if o.key not in going}
     due = []
     for key in store.list(SUMMARY_PREFIX):
         day = day_of_summary_key(key)

@@ -19,7 +19,7 @@ from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.delivered import DeliveryCounts
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
 from audit_pipeline.retention.export_check import ExportChecker, ExportEvidence
-from audit_pipeline.retention.export_objects import ExportObject, due_objects, due_summaries, exported_ids, manifest_problem
+from audit_pipeline.retention.export_objects import ExportObject, due_objects, due_summaries, exported_ids, exported_objects, manifest_problem
 from audit_pipeline.retention.policy import RetentionPolicy
 from audit_pipeline.retention.record import read_record
 from audit_pipeline.settings import Settings
@@ -212,7 +212,8 @@ def _warn_held(plan: RetentionPlan, hold: SinkHold, days: list[DatabaseDay]) -> 
 
 
 def _plan_exports(plan: RetentionPlan, settings: Settings, store: ObjectStore, cutoffs: dict[str, dt.date | None]) -> None:
-    due = due_objects(store, cutoffs)
+    listed = exported_objects(store)
+    due = due_objects(listed, cutoffs)
     if integrity_settings(settings).enabled:
         for day in sorted({o.day for o in due}):
             problem = manifest_problem(store, day)
@@ -220,4 +221,4 @@ def _plan_exports(plan: RetentionPlan, settings: Settings, store: ObjectStore, c
                 plan.objects_kept[day] = problem
                 plan.warnings.append(f"exports of {day} are past their policy but kept: {problem}")
     plan.objects = [o for o in due if o.day not in plan.objects_kept]
-    plan.summaries = due_summaries(store, cutoffs, plan.objects)
+    plan.summaries = due_summaries(store, cutoffs, listed, plan.objects)

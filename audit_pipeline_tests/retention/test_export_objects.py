@@ -12,7 +12,7 @@ from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.layout import summary_key
-from audit_pipeline.retention.export_objects import due_objects, due_summaries
+from audit_pipeline.retention.export_objects import due_objects, due_summaries, exported_objects
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
@@ -113,7 +113,7 @@ def test_only_keys_of_the_daily_layout_are_due(tmp_path: Path) -> None:
     ]
     for key in keys:
         store.put_bytes(key, b"x", "application/octet-stream")
-    due = due_objects(store, {"csv": D(2024, 3, 2), "ndjson": D(2024, 3, 2), "parquet": None})
+    due = due_objects(exported_objects(store), {"csv": D(2024, 3, 2), "ndjson": D(2024, 3, 2), "parquet": None})
     assert [o.key for o in due] == ["csv/date=2024-03-01/audit_logs.csv"]
 
 
@@ -152,8 +152,9 @@ def test_summaries_stay_while_a_format_is_kept_forever(tmp_path: Path) -> None:
     for key in ["csv/date=2024-03-01/audit_logs.csv", "parquet/date=2024-03-01/audit_logs.parquet", summary_key(D(2024, 3, 1))]:
         store.put_bytes(key, b"x", "application/octet-stream")
     cutoffs = {"csv": D(2024, 3, 2), "ndjson": D(2024, 3, 2), "parquet": None}
-    assert due_summaries(store, cutoffs, due_objects(store, cutoffs)) == []
-    assert due_summaries(store, dict.fromkeys(cutoffs), []) == []  # no export policy at all
+    listed = exported_objects(store)
+    assert due_summaries(store, cutoffs, listed, due_objects(listed, cutoffs)) == []
+    assert due_summaries(store, dict.fromkeys(cutoffs), listed, []) == []  # no export policy at all
 
 
 @pytest.mark.parametrize("kept", ["ndjson", "csv"])
