@@ -243,7 +243,8 @@ def validation_problems(error: ValidationError, origin: str | None, from_env: di
         if key in seen:
             continue  # one line per key: a union reports each member it tried
         seen.add(key)
-        variable = (from_env or {}).get((str(loc[0]), str(loc[-1])) if len(loc) >= 2 else ("", str(loc[0]))) if loc else None
+        # An override is keyed (section, key), a top-level key's section being "" (loc[0] is then the key).
+        variable = (from_env or {}).get((str(loc[0]) if len(loc) > 1 else "", str(loc[-1]))) if loc else None
         where = f"{variable} ({key})" if variable else f"{origin}: {key}" if origin else key
         lines.append(f"{where}: {_problem(item, key)}")
     return lines
