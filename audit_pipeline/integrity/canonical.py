@@ -35,7 +35,6 @@ _PROTECTED = r"^'[=+\-@\t\r]"
 _APOSTROPHE_COLUMNS = frozenset(c for c in COLUMNS if c not in ("created_at", "metadata"))
 _FORMULA_BYTES = frozenset(b"=+-@")
 #: Where a JSON string value starts with an apostrophe: the key's colon, the opening quote, then ``'``.
-_VALUE_APOSTROPHE = b":\"'"
 
 
 class CanonicalError(Exception):
@@ -83,20 +82,17 @@ def literal_apostrophe_cells(chunk: memoryview | bytes, offsets: Sequence[int], 
     value's opening quote follows ``:`` directly, and an apostrophe inside a string is never
     preceded by an unescaped quote, so the byte pattern ``:"'`` finds exactly value starts.
     """
-    # bytes.find runs at memchr speed (a regex scans byte by byte); the copy costs far less than either.
-    data = bytes(chunk)
-    positions: list[int] = []
-    at = data.find(_VALUE_APOSTROPHE)
-    while at != -1:
-        positions.append(at + 2)
-        at = data.find(_VALUE_APOSTROPHE, at + 1)
+    # Vectorised: every apostrophe, then those right after ``:"`` (numpy compares at several GB/s with the
+    # GIL released; a bytes.find loop ran at about 1 GB/s holding it, on the NDJSON writer's thread).
+    raw = np.frombuffer(chunk, dtype=np.uint8)
+    if len(raw) < 4:
+        return []
+    candidates = np.flatnonzero(raw[2:-1] == 0x27) + 2  # an apostrophe in the last byte starts no formula
+    positions = candidates[(raw[candidates - 1] == 0x22) & (raw[candidates - 2] == 0x3A)].tolist()
     if not positions:
         return []
-    raw = np.frombuffer(chunk, dtype=np.uint8)
     found: list[tuple[int, str]] = []
     for position in positions:
-        if position + 1 >= len(raw):
-            continue
         following = int(raw[position + 1])
         if following not in _FORMULA_BYTES and not (following == 0x5C and position + 2 < len(raw) and raw[position + 2] in (0x74, 0x72)):
             continue

@@ -160,7 +160,9 @@ def test_parquet_is_typed_sorted_and_exact(exported):
         meta = parquet.metadata
     assert str(table.schema.field("created_at").type) == "timestamp[us, tz=UTC]"
     assert meta.row_group(0).column(0).compression == "ZSTD"
-    assert meta.row_group(0).column(12).statistics is not None
+    assert meta.row_group(0).column(12).statistics is not None  # created_at: readers prune on it
+    assert meta.row_group(0).column(0).statistics is not None  # id
+    assert not meta.row_group(0).column(13).is_stats_set  # metadata: JSON text, no min/max
     got = table.to_pylist()
     assert [r["id"] for r in got] == [r["id"] for r in expected]
     for g, row in zip(got, expected, strict=True):

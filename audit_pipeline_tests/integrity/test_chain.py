@@ -7,6 +7,7 @@ import hashlib
 import io
 import itertools
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -120,6 +121,36 @@ def test_literal_apostrophe_cells_are_found_exactly():
     cells = literal_apostrophe_cells(chunk, line_offsets(chunk), first_row=11)
     # Event 1 (the 12th overall) has three literal '=, '+ and '@ values; event 4 a ' before a tab; metadata never counts.
     assert cells == [(12, "actor_email"), (12, "resource_id"), (12, "country"), (15, "actor_email")]
+
+
+def _literal_cells_by_definition(ndjson: bytes, first_row: int) -> list[tuple[int, str]]:
+    """The definition, event by event: a string value of a plain column that starts with ' and a formula character."""
+    found = []
+    for row, line in enumerate(ndjson.splitlines()):
+        for name, value in json.loads(line).items():
+            if name in ("created_at", "metadata") or not isinstance(value, str):
+                continue
+            if len(value) > 1 and value[0] == "'" and value[1] in "=+-@\t\r":
+                found.append((first_row + row, name))
+    return found
+
+
+def test_literal_apostrophe_cells_match_their_definition_on_random_values():
+    # Values built from the characters that matter (quotes, apostrophes, colons, formula characters,
+    # backslashes, tabs), in every text column, so the byte scan meets each neighbour it could confuse.
+    rng = random.Random(7)
+    alphabet = ["'", '"', ":", "=", "+", "-", "@", "\\", "\t", "\r", "t", "r", "a", " ", ","]
+    columns = ["actor_email", "actor_id", "resource_id", "country", "type", "result"]
+
+    def value() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+
+    start = dt.datetime(2024, 1, 15, tzinfo=UTC)
+    events = [_event(0, **{c: value() for c in columns}, metadata={"note": value()}, created_at=start + dt.timedelta(seconds=i)) for i in range(600)]
+    ndjson = bytes(encode_ndjson(_batch(events)))
+    expected = _literal_cells_by_definition(ndjson, 5)
+    assert len(expected) > 20  # the draw reaches the case under test
+    assert sorted(literal_apostrophe_cells(ndjson, line_offsets(ndjson), 5)) == sorted(expected)
 
 
 @pytest.mark.parametrize("protection", [True, False])
