@@ -192,11 +192,17 @@ class DayWriters:
 
     def _flush_row_group(self, final: bool = False) -> None:
         """Write full row groups of exactly ``row_group_rows`` (the rest waits, unless ``final``):
-        boundaries then depend only on the rows, not on how the source batched them."""
+        boundaries then depend only on the rows, not on how the source batched them.
+
+        Each group is copied into one contiguous chunk per column before it is handed on: pyarrow
+        cuts data pages at chunk boundaries, so the file's bytes then depend only on the rows too
+        (the same day read in other batch sizes, or from another source, gives the same Parquet),
+        and the source batches behind it (with their growth slack) are freed once encoded, not
+        held until the group is compressed (a 2,000,000-row day, one-off: about 8 MB less peak)."""
         while self._pending_rows >= self.row_group_rows or (final and self._pending_rows):
             table = pa.Table.from_batches(self._pending, schema=ARROW_SCHEMA)
             size = min(self.row_group_rows, len(table))
-            group, rest = table.slice(0, size), table.slice(size)
+            group, rest = table.slice(0, size).combine_chunks(), table.slice(size)
             self._pending = rest.to_batches()
             self._pending_rows = len(rest)
             if self._parquet_job is not None:
