@@ -18,7 +18,7 @@ and the scheduled ``verify_job``), not part of each export.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -167,10 +167,11 @@ class DayCheckPass:
         self,
         wanted: Collection[tuple[str, CheckName]],
         *,
-        source_rows: int | None,
+        source_rows: int | Callable[[], int] | None,
         recorded: dict[str, dict[str, Any] | None] | None = None,
     ) -> dict[tuple[str, CheckName], Verdict]:
-        """Verdicts for the wanted (format, check) pairs; ``source_rows`` is needed for ``complete``."""
+        """Verdicts for the wanted (format, check) pairs; ``source_rows`` is needed for ``complete``: the count,
+        or a callable that waits for it (asked once the objects are hashed, so a count can run meanwhile)."""
         formats = [f for f in FORMATS if any(w[0] == f for w in wanted)]
         self._list(formats)
         manifest: Manifest | None = None
@@ -183,6 +184,8 @@ class DayCheckPass:
         found = self._digest_all(digest_keys)
         self.digests = {k: v for k, v in found.items() if isinstance(v, ObjectDigest)}
         report = self._signature_and_link() if self.integrity.enabled and any(c == "integrity" for _f, c in wanted) else None
+        if callable(source_rows):
+            source_rows = source_rows()
         verdicts: dict[tuple[str, CheckName], Verdict] = {}
         for fmt, check in wanted:
             if check == "complete":

@@ -3,6 +3,7 @@
 import datetime as dt
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,13 +148,17 @@ def day_check_results(
     wanted = wanted or [(fmt, name) for fmt in EXPORT_ASSETS for name in CHECK_NAMES]
     settings = audit.settings()
     config = integrity_settings(settings)
-    source_rows, counted = None, None
-    if any(name == "complete" for _fmt, name in wanted):
-        with audit.open_source() as source:  # the one count of the day, with the export's filter
-            source_rows = source.count(TimeRange.for_day(day), daily_export_filter(settings.export))
-            counted = source.count_method  # how the source counted, e.g. from the export stream just read
     recorded = _recorded_metadata(instance, day) if instance is not None and not config.enabled else None
-    verdicts = DayCheckPass(audit.object_store(), day, config).run(wanted, source_rows=source_rows, recorded=recorded)
+    check_pass = DayCheckPass(audit.object_store(), day, config)
+    if not any(name == "complete" for _fmt, name in wanted):
+        verdicts = check_pass.run(wanted, source_rows=None, recorded=recorded)
+        counted = None
+    else:
+        # The one count of the day, with the export's filter, runs on the database while the objects are hashed.
+        with audit.open_source() as source, ThreadPoolExecutor(max_workers=1, thread_name_prefix="count") as pool:
+            counting = pool.submit(source.count, TimeRange.for_day(day), daily_export_filter(settings.export))
+            verdicts = check_pass.run(wanted, source_rows=counting.result, recorded=recorded)
+            counted = source.count_method  # how the source counted, e.g. from the export stream just read
     for (_fmt, name), verdict in verdicts.items():
         if name == "complete" and counted is not None:
             verdict.metadata["count_method"] = counted
