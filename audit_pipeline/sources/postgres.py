@@ -24,18 +24,25 @@ from sqlalchemy.engine import make_url
 from audit_pipeline.errors import ConfigError, SourceError, first_line
 from audit_pipeline.schema import COLUMNS, conform
 from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+from audit_pipeline.sources.pg_values import is_pg_network, network_text, plain_text
 
-#: How each column is selected: inet through its output function (``10.0.0.1``, ``10.0.0.0/24``;
-#: a plain ``::text`` cast would append ``/32``), jsonb as PostgreSQL's own jsonb text.
+#: How a column is selected when not as it is: ``country::text`` drops a ``char(n)`` column's padding (for a
+#: text column PostgreSQL drops the cast).  ``ip_address`` and ``metadata`` are selected as they are, so the
+#: server projects nothing per row; :mod:`audit_pipeline.sources.pg_values` turns their binary form into the
+#: text PostgreSQL prints (``10.0.0.1``, ``10.0.0.0/24``; jsonb's own text).
 _SELECT_EXPR: dict[str, str] = {
-    "ip_address": "nullif(format('%s', ip_address), '')",
     "country": "country::text",
-    "metadata": "metadata::text",
 }
 
 
 def _select_list() -> str:
     return ", ".join(f"{_SELECT_EXPR[c]} AS {c}" if c in _SELECT_EXPR else c for c in COLUMNS)
+
+
+def _as_text(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """ADBC's binary ``inet``/``cidr`` and ``arrow.json`` columns as PostgreSQL's text."""
+    columns = [network_text(column) if is_pg_network(column) else plain_text(column) for column in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def sql_literal(value: str) -> str:
@@ -217,7 +224,7 @@ class PostgresSource(AuditSource):
                 raise SourceError(f"reading {self.table} from {self.description} failed: {first_line(exc)}") from None
             for batch in stream:
                 if batch.num_rows:
-                    yield conform(batch)
+                    yield conform(_as_text(batch))
             finished = True
         finally:
             self._give_back(reader, keep=finished)
