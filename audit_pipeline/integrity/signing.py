@@ -8,7 +8,6 @@ HMAC ``hmac(key, "audit_pipeline key id")[:16]``.
 
 from __future__ import annotations
 
-import abc
 import base64
 import datetime as dt
 import hashlib
@@ -16,10 +15,7 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.integrity.config import IntegritySettings
@@ -31,70 +27,24 @@ from audit_pipeline.integrity.manifest import (
     Head,
     Manifest,
     ManifestError,
-    Signature,
     SignedDocument,
     day_of_manifest_key,
     manifest_key,
     public_key_key,
     read_optional,
 )
+from audit_pipeline.integrity.signer import Signer
 from audit_pipeline.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from audit_pipeline.integrity.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 _HMAC_KEY_ID_LABEL = b"audit_pipeline key id"
 MIN_HMAC_KEY_BYTES = 32
 
 
-def ed25519_key_id(public_key: Ed25519PublicKey) -> str:
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
 def hmac_key_id(key: bytes) -> str:
     return hmac.new(key, _HMAC_KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
-
-
-def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-class Signer(abc.ABC):
-    algorithm: str
-    key_id: str
-
-    @abc.abstractmethod
-    def _sign(self, payload: bytes) -> bytes: ...
-
-    def sign(self, document: SignedDocument) -> Signature:
-        value = base64.b64encode(self._sign(document.signing_payload())).decode("ascii")
-        return Signature(algorithm=self.algorithm, key_id=self.key_id, value=value)  # type: ignore[arg-type]
-
-    def published_keys(self) -> list[tuple[str, bytes, str]]:
-        """Objects to publish beside the manifests so that others can verify."""
-        return []
-
-
-class Ed25519Signer(Signer):
-    algorithm = "ed25519"
-
-    def __init__(self, private_key: Ed25519PrivateKey) -> None:
-        self._key = private_key
-        self.public_key = private_key.public_key()
-        self.key_id = ed25519_key_id(self.public_key)
-
-    @classmethod
-    def generate(cls) -> Ed25519Signer:
-        """A new random key (tests and benchmarks; production keys come from ``openssl genpkey``)."""
-        return cls(Ed25519PrivateKey.generate())
-
-    def private_pem(self) -> bytes:
-        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-
-    def _sign(self, payload: bytes) -> bytes:
-        return self._key.sign(payload)
-
-    def published_keys(self) -> list[tuple[str, bytes, str]]:
-        pem = public_key_pem(self.public_key)
-        return [(public_key_key(self.key_id), pem, "application/x-pem-file"), (PUBLIC_KEY_KEY, pem, "application/x-pem-file")]
 
 
 class HmacSigner(Signer):
@@ -128,17 +78,9 @@ def _ed25519_private_key(config: IntegritySettings) -> Ed25519PrivateKey | None:
     else:
         return None
     password = config.private_key_passphrase.get_secret_value().encode("utf-8") if config.private_key_passphrase else None
-    try:
-        key = serialization.load_pem_private_key(data, password=password)
-    except TypeError:
-        raise ConfigError(f"{setting}: the key is encrypted; set integrity.private_key_passphrase (as ${{VAR}})") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError(
-            f"{setting}: not a PEM private key (or the passphrase is wrong); create one with `openssl genpkey -algorithm ed25519 -out manifest_key.pem`"
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{setting}: the key is not an Ed25519 key; create one with `openssl genpkey -algorithm ed25519`")
-    return key
+    from audit_pipeline.integrity.ed25519 import load_private_key  # cryptography only where a key is configured
+
+    return load_private_key(data, password, setting)
 
 
 def _hmac_key(config: IntegritySettings) -> bytes | None:
@@ -169,22 +111,14 @@ def load_signer(config: IntegritySettings) -> Signer | None:
     if mode == "ed25519":
         if private_key is None:
             raise ConfigError("integrity.signing is ed25519, but no key is configured: set integrity.private_key_file or integrity.private_key (${VAR})")
+        from audit_pipeline.integrity.ed25519 import Ed25519Signer
+
         return Ed25519Signer(private_key)
     if mode == "hmac-sha256":
         if hmac_key is None:
             raise ConfigError("integrity.signing is hmac-sha256, but no key is configured: set integrity.hmac_key (${VAR}) or integrity.hmac_key_file")
         return HmacSigner(hmac_key)
     return None
-
-
-def load_public_key(data: bytes, where: str) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError(f"{where}: not a PEM public key") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"{where}: not an Ed25519 public key")
-    return key
 
 
 @dataclass(frozen=True)
@@ -228,6 +162,9 @@ class Keyring:
     @classmethod
     def build(cls, config: IntegritySettings | None, public_key_files: Iterable[Path] = ()) -> Keyring:
         keyring = cls()
+        public_key_files = list(public_key_files)
+        if public_key_files or (config is not None and config.public_key_files):
+            from audit_pipeline.integrity.ed25519 import ed25519_key_id, load_public_key
         for path in public_key_files:
             key = load_public_key(_read_secret_file(path, f"--public-key {path}"), f"--public-key {path}")
             keyring.pinned[ed25519_key_id(key)] = key
@@ -239,6 +176,8 @@ class Keyring:
                 keyring.pinned[ed25519_key_id(key)] = key
             private_key = _ed25519_private_key(config)
             if private_key is not None:
+                from audit_pipeline.integrity.ed25519 import ed25519_key_id
+
                 keyring.pinned[ed25519_key_id(private_key.public_key())] = private_key.public_key()
             hmac_key = _hmac_key(config)
             if hmac_key is not None:
@@ -251,8 +190,8 @@ class Keyring:
     def for_signer(cls, signer: Signer | None, config: IntegritySettings | None = None) -> Keyring:
         """The exporter's keyring: its own key, and signatures required once it signs."""
         keyring = cls(lenient=True)
-        if isinstance(signer, Ed25519Signer):
-            keyring.pinned[signer.key_id] = signer.public_key
+        if signer is not None and signer.algorithm == "ed25519":
+            keyring.pinned[signer.key_id] = signer.public_key  # type: ignore[attr-defined]
         elif isinstance(signer, HmacSigner):
             keyring.hmac[signer.key_id] = signer
         if signer is not None:
@@ -370,12 +309,26 @@ class Keyring:
                 if self.lenient:
                     return SignatureCheck(True, f"Ed25519 with another key ({signature.key_id}), not checked")
                 return SignatureCheck(False, f"signed by Ed25519 key {signature.key_id}, but {published} is not in the store; pass --public-key")
+            from audit_pipeline.integrity.ed25519 import ed25519_key_id, load_public_key
+
             key = load_public_key(store.read_bytes(published), published)
             if ed25519_key_id(key) != signature.key_id:
                 return SignatureCheck(False, f"{published} holds a different key than its name says")
             note = " (key from the store, not pinned: pass --public-key to prove who signed)"
-        try:
-            key.verify(value, payload)
-        except InvalidSignature:
+        from audit_pipeline.integrity.ed25519 import verifies
+
+        if not verifies(key, value, payload):
             return SignatureCheck(False, f"signature invalid (Ed25519 key {signature.key_id})")
         return SignatureCheck(True, f"Ed25519, key {signature.key_id}{note}")
+
+
+_MOVED = ("Ed25519Signer", "ed25519_key_id", "load_public_key", "public_key_pem")
+
+
+def __getattr__(name: str) -> Any:
+    """The Ed25519 names once defined here, loaded (with ``cryptography``) on first use."""
+    if name in _MOVED:
+        from audit_pipeline.integrity import ed25519
+
+        return getattr(ed25519, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -155,3 +155,25 @@ def test_key_rotation(pg, tmp_path):
     assert "which is not a trusted key" in messages(only_new[D1]) and only_new[D3].ok
     both = verify(store, Keyring.build(IntegritySettings(public_key_files=(write_public_key(old, tmp_path / "old.pem"),)), [tmp_path / "new.pem"]))
     assert all(r.ok for r in both.values()), [messages(r) for r in both.values()]
+
+
+def test_cryptography_is_loaded_only_where_an_ed25519_key_is(tmp_path):
+    # An unsigned deployment's code location and export path never load it; an Ed25519 key does.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "import audit_pipeline.definitions, audit_pipeline.integrity.sealing, audit_pipeline.checks.day, audit_pipeline.cli.app\n"
+        "from audit_pipeline.integrity.config import IntegritySettings\n"
+        "from audit_pipeline.integrity.signing import Keyring, load_signer\n"
+        "Keyring.build(IntegritySettings(), ())\n"
+        "print('cryptography' in sys.modules)\n"
+        "load_signer(IntegritySettings(private_key=sys.argv[1]))\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    pem = Ed25519Signer.generate().private_pem().decode()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AUDIT_")}
+    done = subprocess.run([sys.executable, "-c", probe, pem], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]
