@@ -14,6 +14,7 @@ import yaml
 
 from audit_pipeline.defs.exports import EXPORT_ASSETS, audit_logs_daily_export, day_check_results, export_checks
 from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.errors import SourceError
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.integrity.support import new_signer, write_private_key
@@ -148,6 +149,23 @@ def test_rows_the_source_gained_fail_complete(pg, workdir):
     assert not results[("parquet", "complete")].passed
     assert "parquet holds 300 rows but the source has 302" in (results[("parquet", "complete")].description or "")
     assert results[("csv", "schema")].passed
+
+
+def test_a_source_that_cannot_count_fails_the_check_pass_in_one_line(pg, workdir):
+    # The count runs beside the hashing; its failure is still the pass's, said in one line, never a verdict.
+    pg.insert(generate_events(DAY, 50))
+    _configure(workdir, pg, str(workdir / "exports"))
+    assert _materialize().success
+    config = yaml.safe_load((workdir / "audit_pipeline.yaml").read_text())
+    config["source"]["database_url"] = "postgresql://nobody@127.0.0.1:9/audit"  # nothing listens on port 9
+    (workdir / "audit_pipeline.yaml").write_text(yaml.safe_dump(config))
+
+    with pytest.raises(SourceError, match="cannot connect to the audit database") as failure:
+        day_check_results(AuditPipelineResource(), DAY)
+    assert "\n" not in str(failure.value)
+    # Without complete, nothing is counted: schema and integrity still answer.
+    results = day_check_results(AuditPipelineResource(), DAY, [("csv", "schema"), ("csv", "integrity")])
+    assert all(r.passed for r in results.values())
 
 
 def test_schema_is_read_from_the_header_not_the_rows(pg, workdir):
