@@ -34,7 +34,6 @@ _PROTECTED = r"^'[=+\-@\t\r]"
 #: Columns whose CSV cell may carry a literal leading apostrophe (metadata is JSON text: never).
 _APOSTROPHE_COLUMNS = frozenset(c for c in COLUMNS if c not in ("created_at", "metadata"))
 _FORMULA_BYTES = frozenset(b"=+-@")
-#: Where a JSON string value starts with an apostrophe: the key's colon, the opening quote, then ``'``.
 
 
 class CanonicalError(Exception):

@@ -162,29 +162,31 @@ class Keyring:
     @classmethod
     def build(cls, config: IntegritySettings | None, public_key_files: Iterable[Path] = ()) -> Keyring:
         keyring = cls()
-        public_key_files = list(public_key_files)
-        if public_key_files or (config is not None and config.public_key_files):
-            from audit_pipeline.integrity.ed25519 import ed25519_key_id, load_public_key
         for path in public_key_files:
-            key = load_public_key(_read_secret_file(path, f"--public-key {path}"), f"--public-key {path}")
-            keyring.pinned[ed25519_key_id(key)] = key
+            keyring._pin_file(path, f"--public-key {path}")
             keyring.require_signature = True
         if config is not None:
             for path in config.public_key_files:
-                setting = f"integrity.public_key_files ({path})"
-                key = load_public_key(_read_secret_file(path, setting), setting)
-                keyring.pinned[ed25519_key_id(key)] = key
+                keyring._pin_file(path, f"integrity.public_key_files ({path})")
             private_key = _ed25519_private_key(config)
             if private_key is not None:
-                from audit_pipeline.integrity.ed25519 import ed25519_key_id
-
-                keyring.pinned[ed25519_key_id(private_key.public_key())] = private_key.public_key()
+                keyring._pin(private_key.public_key())
             hmac_key = _hmac_key(config)
             if hmac_key is not None:
                 signer = HmacSigner(hmac_key)
                 keyring.hmac[signer.key_id] = signer
             keyring._apply_requirement(config)
         return keyring
+
+    def _pin(self, public_key: Ed25519PublicKey) -> None:
+        from audit_pipeline.integrity.ed25519 import ed25519_key_id  # cryptography only where a key is pinned
+
+        self.pinned[ed25519_key_id(public_key)] = public_key
+
+    def _pin_file(self, path: Path, setting: str) -> None:
+        from audit_pipeline.integrity.ed25519 import load_public_key
+
+        self._pin(load_public_key(_read_secret_file(path, setting), setting))
 
     @classmethod
     def for_signer(cls, signer: Signer | None, config: IntegritySettings | None = None) -> Keyring:

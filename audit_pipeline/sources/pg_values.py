@@ -85,8 +85,8 @@ def _ipv6_texts(packed: bytes, starts: list[int]) -> list[str]:
     return [ipv6_text(packed[start + _HEADER : start + _HEADER + 16]) for start in starts]
 
 
-def ipv6_text(address: bytes, bits: int = 128) -> str:
-    """PostgreSQL's text of an IPv6 address (``inet_net_ntop``), ``/bits`` unless 128."""
+def ipv6_text(address: bytes) -> str:
+    """PostgreSQL's text of an IPv6 address (``inet_net_ntop``), without the mask (:func:`network_text` adds it)."""
     words = [address[i] << 8 | address[i + 1] for i in range(0, 16, 2)]
     base, run = _longest_zero_run(words)
     out: list[str] = []
@@ -106,8 +106,6 @@ def ipv6_text(address: bytes, bits: int = 128) -> str:
         i += 1
     if run and base + run == 8:
         out.append(":")
-    if bits != 128:
-        out.append(f"/{bits}")
     return "".join(out)
 
 
