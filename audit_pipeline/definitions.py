@@ -13,6 +13,7 @@ from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.defs.summary import build_summary_definitions
 from audit_pipeline.errors import ConfigError
+from audit_pipeline.memory import freeze_loaded_objects
 from audit_pipeline.settings import Settings, load_settings
 
 
@@ -47,3 +48,4 @@ def load_definitions() -> dg.Definitions:
 
 
 defs = load_definitions()
+freeze_loaded_objects()  # Dagster, the libraries and these definitions live as long as the process

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import importlib.abc
 import sys
 from collections.abc import Iterator
@@ -43,6 +44,18 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
+
+
+def freeze_loaded_objects() -> None:
+    """Move every object alive now out of the cyclic collector's reach (``gc.freeze``), for objects that
+    live as long as the process: imported modules, a code location's definitions.
+
+    Loading Dagster and a code location leaves a few hundred thousand objects, and every full
+    collection afterwards walks all of them again (one took 180 ms).  Frozen, they are never
+    walked; objects created later are collected as before.  One-off, on an empty day, ``dg launch``
+    from start to exit: 4.77 s → 3.98 s (median of five runs each, interleaved).
+    """
+    gc.freeze()
 
 
 def release_freed_memory() -> None:
