@@ -70,6 +70,15 @@ class _HashingFile:
             # gzip header with mtime 0 and no file name: re-runs stay byte-identical.
             self._emit(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
 
+    # Enough of a binary file for pyarrow's writers (``pq.ParquetWriter`` asks where it is and whether it is closed).
+    closed = False
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._raw.flush()
+
     def _emit(self, data: bytes | memoryview) -> None:
         if data:
             self._raw.write(data)
@@ -89,18 +98,12 @@ class _HashingFile:
             self._emit(self._compressor.flush())
             self._emit(self._crc.to_bytes(4, "little") + (self._plain_size & 0xFFFFFFFF).to_bytes(4, "little"))
         self._raw.close()
+        self.closed = True
         return self._size, self._digest.hexdigest()
 
     def abort(self) -> None:
         self._raw.close()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        self.closed = True
 
 
 #: Columns with min/max statistics: every column a reader may filter on.  ``metadata`` (JSON text) has none:
@@ -141,7 +144,9 @@ class DayWriters:
         self._csv = _HashingFile(directory / self.names["csv"], gzip_text)
         self._csv.write(CSV_HEADER)
         self._ndjson = _HashingFile(directory / self.names["ndjson"], gzip_text)
-        self._parquet = open_parquet_writer(directory / self.names["parquet"])
+        # Parquet is hashed as it is written too: the file is not read again when the day is closed.
+        self._parquet_file = _HashingFile(directory / self.names["parquet"], compress=False)
+        self._parquet = open_parquet_writer(self._parquet_file)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet")
@@ -222,6 +227,7 @@ class DayWriters:
         for pool in self._pools:
             pool.shutdown()
         self._parquet.close()
+        pq_size, pq_sha = self._parquet_file.close()
         csv_size, csv_sha = self._csv.close()
         nd_size, nd_sha = self._ndjson.close()
         pq_path = self.directory / self.names["parquet"]
@@ -232,14 +238,14 @@ class DayWriters:
                 "ndjson", self.directory / self.names["ndjson"], self.names["ndjson"], self.rows, nd_size, nd_sha, CONTENT_TYPES["ndjson"], encoding
             ),
             "parquet": WrittenFile(
-                "parquet", pq_path, self.names["parquet"], self.rows, pq_path.stat().st_size, _sha256_file(pq_path), CONTENT_TYPES["parquet"]
+                "parquet", pq_path, self.names["parquet"], self.rows, pq_size, pq_sha, CONTENT_TYPES["parquet"]
             ),
         }
 
     def abort(self) -> None:
         for pool in self._pools:
             pool.shutdown(wait=True, cancel_futures=True)
-        for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close):
+        for closer in (self._csv.abort, self._ndjson.abort, self._parquet.close, self._parquet_file.abort):
             with contextlib.suppress(Exception):  # best effort on the failure path; staging is discarded
                 closer()
 
