@@ -112,7 +112,7 @@ class _HashingFile:
 STATISTICS_COLUMNS = [name for name in COLUMNS if name != "metadata"]
 
 
-def open_parquet_writer(where: str | Path | BinaryIO) -> pq.ParquetWriter:
+def open_parquet_writer(where: str | Path | BinaryIO | _HashingFile) -> pq.ParquetWriter:
     """The one Parquet layout (zstd, dictionaries, statistics, sorted by created_at, id) every export writes."""
     return pq.ParquetWriter(
         where,
@@ -237,9 +237,7 @@ class DayWriters:
             "ndjson": WrittenFile(
                 "ndjson", self.directory / self.names["ndjson"], self.names["ndjson"], self.rows, nd_size, nd_sha, CONTENT_TYPES["ndjson"], encoding
             ),
-            "parquet": WrittenFile(
-                "parquet", pq_path, self.names["parquet"], self.rows, pq_size, pq_sha, CONTENT_TYPES["parquet"]
-            ),
+            "parquet": WrittenFile("parquet", pq_path, self.names["parquet"], self.rows, pq_size, pq_sha, CONTENT_TYPES["parquet"]),
         }
 
     def abort(self) -> None:
