@@ -8,7 +8,10 @@ object, and a failed upload leaves the previous version.
 On S3 a file whose SHA-256 the writer already knows is sent in one streamed PUT carrying
 that checksum (``ChecksumSHA256``): S3 refuses the upload if a byte differs, and keeps the
 full-object checksum, so a later check proves an object intact with one HEAD instead of a
-download (:meth:`ObjectStore.digest`).  Elsewhere the digest is one streaming read.
+download (:meth:`ObjectStore.digest`).  On a local folder the process that wrote an object
+knows its SHA-256 and notes its inode's status right after publishing; while that status is
+unchanged (a change through the filesystem always moves the inode's ctime, which no one can
+set back) the object is the bytes that were hashed.  Otherwise the digest is one streaming read.
 
 Staging folders are named after the host and process that own them and hold a lock for
 as long as that process lives, so the next export removes what a killed run left behind.
@@ -25,6 +28,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +54,8 @@ _LOCAL_READ_BLOCK = 1 << 20
 
 @dataclass(frozen=True)
 class ObjectDigest:
-    """Size and SHA-256 of a stored object, and how they were learned (``s3-checksum`` or ``read``)."""
+    """Size and SHA-256 of a stored object, and how they were learned (``s3-checksum``,
+    ``unchanged-since-written`` or ``read``)."""
 
     size: int
     sha256: str
@@ -64,6 +69,26 @@ class ObjectDigest:
 
 #: How much of each end of an object a digest read keeps.
 EDGE_BYTES = 64 << 10
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A local object this process wrote: its inode's status just after, and the SHA-256 of what was written."""
+
+    status: tuple[int, int, int, int, int]
+    sha256: str
+
+
+def _status(path: str) -> tuple[int, int, int, int, int]:
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+#: Absolute path → what this process wrote there (see :meth:`ObjectStore.note_written`).
+_WRITTEN_HERE: dict[str, _Written] = {}
+#: How long after an object's last change its status is noted: longer than the tick of the kernel's file
+#: timestamps (1-10 ms), so a change made after the note always gets a later ctime.
+_TIMESTAMP_SETTLE_NS = 20_000_000
 
 
 class ObjectStore:
@@ -184,6 +209,7 @@ class ObjectStore:
         object's checksum: S3 rejects the PUT unless the bytes it received have that digest.
         """
         target = self.path(key)
+        _WRITTEN_HERE.pop(target, None)
         try:
             if self.is_local:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -213,6 +239,48 @@ class ObjectStore:
                 self.fs.put_file(str(local_path), target, max_concurrency=1, **extra)
         except Exception as exc:
             raise self._explain(exc, "publishing", key) from None
+
+    def note_written(self, sha256_by_key: dict[str, str]) -> None:
+        """Remember the SHA-256 of local objects this process has just published and will not touch again,
+        with their inodes' status (device, inode, size, mtime, ctime), so that a check in this process
+        proves each one by its status instead of reading it back (:meth:`digest`).
+
+        Writing, truncating, replacing or re-timing a file moves its ctime to the current time, and only
+        the kernel sets ctime.  Noting the status at least one timestamp tick after the objects' last
+        change (a wait of at most 20 ms) makes any later change visible.  A filesystem with whole-second
+        timestamps is too coarse for that: its objects are not noted, and are re-hashed."""
+        if not self.is_local:
+            return
+        paths = {self.path(key): sha256 for key, sha256 in sha256_by_key.items()}
+        try:
+            newest = max((os.stat(path).st_ctime_ns for path in paths), default=0)
+        except OSError:
+            return
+        wait = newest + _TIMESTAMP_SETTLE_NS - time.time_ns()
+        if wait > _TIMESTAMP_SETTLE_NS:  # a change stamped in the future: the clock was set back; note nothing
+            return
+        if wait > 0:
+            time.sleep(wait / 1e9)
+        for path, sha256 in paths.items():
+            try:
+                status = _status(path)
+            except OSError:
+                continue
+            if status[4] % 1_000_000_000:
+                _WRITTEN_HERE[path] = _Written(status, sha256)
+
+    def _noted_digest(self, path: str) -> ObjectDigest | None:
+        noted = _WRITTEN_HERE.get(path)
+        if noted is None:
+            return None
+        try:
+            status = _status(path)
+        except OSError:
+            status = None
+        if status != noted.status:
+            _WRITTEN_HERE.pop(path, None)  # changed since: from now on re-hashed
+            return None
+        return ObjectDigest(status[2], noted.sha256, "unchanged-since-written")
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         """Atomically write a small object (manifests, dead letters)."""
@@ -250,10 +318,13 @@ class ObjectStore:
     def digest(self, key: str) -> ObjectDigest:
         """Size and SHA-256 of a stored object, asking the store before reading it.
 
-        S3 answers one HEAD with the full-object SHA-256 it verified on upload; where it has
-        none (multipart uploads keep a checksum of part checksums, other stores keep none,
-        a local folder), the object is hashed in one streaming read.
+        S3 answers one HEAD with the full-object SHA-256 it verified on upload; a local object
+        this process wrote is proved by its unchanged inode status (:meth:`note_written`); anything
+        else (multipart uploads keep a checksum of part checksums, other stores keep none, a local
+        object written elsewhere or changed since) is hashed in one streaming read.
         """
+        if self.is_local and (noted := self._noted_digest(self.path(key))) is not None:
+            return noted
         if not self.is_local:
             bucket, _, rest = self.path(key).partition("/")
             try:
@@ -301,6 +372,7 @@ class ObjectStore:
         return sorted(k for k in keys if not k.startswith(STAGING_DIR + "/") and ".tmp-" not in k)
 
     def delete(self, key: str) -> None:
+        _WRITTEN_HERE.pop(self.path(key), None)
         try:
             self.fs.rm_file(self.path(key))
         except FileNotFoundError:

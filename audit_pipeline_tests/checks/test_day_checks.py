@@ -202,12 +202,15 @@ def test_gzip_objects_are_checked_from_their_first_bytes(pg, workdir, monkeypatc
 
 
 def test_a_local_day_is_read_once_per_object(pg, workdir, monkeypatch):
-    """Re-hashing reads each object once; the schema comes from the ends that read kept, not a second read."""
+    """In a process that did not write them, re-hashing reads each object once; the schema comes from the
+    ends that read kept, not a second read."""
+    from audit_pipeline import storage
     from audit_pipeline.storage import ObjectStore
 
     pg.insert(generate_events(DAY, 2_000))
     _configure(workdir, pg, str(workdir / "exports"))
     assert _materialize().success
+    monkeypatch.setattr(storage, "_WRITTEN_HERE", {})  # as another process sees the folder
     ranged: list[str] = []
     real = ObjectStore.read_range
     monkeypatch.setattr(ObjectStore, "read_range", lambda self, key, start, end: ranged.append(key) or real(self, key, start, end))
@@ -219,3 +222,67 @@ def test_a_local_day_is_read_once_per_object(pg, workdir, monkeypatch):
         r.metadata["objects"].value[f"{fmt}/date={DAY}/audit_logs.{fmt}"]["verified_by"] for fmt in EXPORT_ASSETS for r in [results[(fmt, "complete")]]
     } == {"read"}
     assert ranged == []
+
+
+def test_the_writing_process_proves_its_objects_without_reading_them(pg, workdir, monkeypatch):
+    """The export notes each object's inode status; the check pass in the same process compares it and reads
+    no object back (only the header, first line and footer for schema)."""
+    from audit_pipeline.storage import ObjectStore
+
+    pg.insert(generate_events(DAY, 2_000))
+    _configure(workdir, pg, str(workdir / "exports"))
+    opened: list[str] = []
+    real_open = ObjectStore.open
+    monkeypatch.setattr(ObjectStore, "open", lambda self, key: opened.append(key) or real_open(self, key))
+    read_back = []
+    real_digest = ObjectStore.digest
+    monkeypatch.setattr(ObjectStore, "digest", lambda self, key: read_back.append(d := real_digest(self, key)) or d)
+
+    result = _materialize()
+
+    assert result.success and all(v.passed for v in _verdicts(result).values())
+    assert {d.source for d in read_back} == {"unchanged-since-written"} and sum(d.bytes_read for d in read_back) == 0
+    assert len(read_back) == 3 and opened == []
+    described = {e.asset_key.to_user_string(): e.metadata["objects"].value for e in result.get_asset_check_evaluations() if e.check_name == "complete"}
+    assert {o["verified_by"] for objects in described.values() for o in objects.values()} == {"unchanged-since-written"}
+
+
+@pytest.mark.parametrize("change", ["same-size-byte-then-mtime-restored", "truncated", "replaced-by-a-copy", "re-timed-only"])
+def test_an_object_changed_after_the_export_is_re_hashed_in_the_same_process(pg, workdir, change):
+    """A hostile edit that keeps the size and sets the modification time back still moves the ctime."""
+    import shutil
+
+    pg.insert(generate_events(DAY, 800))
+    _configure(workdir, pg, str(workdir / "exports"))
+    instance = dg.DagsterInstance.ephemeral()
+    assert _materialize(instance=instance).success
+    path = workdir / "exports/ndjson/date=2024-01-15/audit_logs.ndjson"
+    before = os.stat(path)
+    if change == "same-size-byte-then-mtime-restored":
+        with open(path, "r+b") as handle:
+            handle.seek(200)
+            byte = handle.read(1)
+            handle.seek(200)
+            handle.write(b"X" if byte != b"X" else b"Y")
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    elif change == "truncated":
+        os.truncate(path, before.st_size - 1)
+    elif change == "replaced-by-a-copy":
+        copy = path.with_suffix(".copy")
+        data = path.read_bytes()
+        copy.write_bytes(data[:100] + (b"X" if data[100:101] != b"X" else b"Y") + data[101:])
+        shutil.copystat(path, copy)
+        os.replace(copy, path)
+    else:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+    results = day_check_results(AuditPipelineResource(), DAY, instance=instance)
+
+    complete = results[("ndjson", "complete")]
+    described = complete.metadata["objects"].value[f"ndjson/date={DAY}/audit_logs.ndjson"]
+    assert described["verified_by"] == "read"
+    if change == "re-timed-only":  # the bytes are the sealed ones: re-hashed and passed
+        assert complete.passed
+    else:
+        assert not complete.passed and f"object modified: ndjson/date={DAY}/audit_logs.ndjson" in (complete.description or "")
+    assert results[("csv", "complete")].metadata["objects"].value[f"csv/date={DAY}/audit_logs.csv"]["verified_by"] == "unchanged-since-written"
