@@ -134,7 +134,7 @@ class DayWriters:
         *,
         gzip_text: bool = False,
         csv_formula_protection: bool = True,
-        parquet_row_group_rows: int = 32_768,
+        parquet_row_group_rows: int = 16_384,
     ) -> None:
         self.directory = directory
         self.gzip_text = gzip_text
