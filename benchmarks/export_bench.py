@@ -12,7 +12,8 @@ its own): PostgreSQL's ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` of that day 
 ``--command`` times the documented command itself instead of the core export: ``dg launch
 --assets audit_logs_csv,audit_logs_ndjson,audit_logs_parquet --partition 2024-01-15`` (Dagster
 start-up, the export and its checks), each run a separate process, interleaved with COPY of the
-same day, median of ``--repeat`` (3) rounds; it prints per-step times, the peak RSS of the command's
+same day, median of ``--repeat`` (3) rounds (before every timed process the page cache's pending writes are
+flushed, for COPY and the command alike); it prints per-step times, the peak RSS of the command's
 whole process tree (psutil, sampled every 50 ms: the sum over the processes alive at once) and of its
 largest process, and, with ``--store s3``, the bytes uploaded to and downloaded from moto's S3 over HTTP.
 
@@ -172,7 +173,24 @@ def _sample_tree_rss(command: subprocess.Popen[str], every: float = 0.05) -> tup
 PHASES = {"copy": phase_copy, "pandas": phase_pandas, "ours": phase_ours, "command": phase_command}
 
 
+def _settle_writes(limit_mb: int = 32, patience: float = 60.0) -> None:
+    """Flush what the previous phase left in the page cache before the next one is timed: every phase (COPY
+    and ours alike) starts with the disk idle, not paying for the writeback of the gigabytes before it."""
+    os.sync()
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+            pending_kb = int(fields["Dirty"].split()[0]) + int(fields["Writeback"].split()[0])
+        except (OSError, KeyError, ValueError):
+            return  # not Linux: os.sync() is all there is
+        if pending_kb < limit_mb * 1024:
+            return
+        time.sleep(0.2)
+
+
 def run_child(phase: str, url: str, extra: list[str] | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
+    _settle_writes()
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
         done = subprocess.run(
             [sys.executable, __file__, "--phase", phase, "--database-url", url, "--out", tmp, *(extra or [])],
