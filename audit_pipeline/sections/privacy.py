@@ -59,7 +59,7 @@ class PrivacySettings(BaseModel):
     drop: tuple[str, ...] = ()
     hash: tuple[str, ...] = ()
     mask: MaskSettings = MaskSettings()
-    #: Top-level ``metadata`` keys the sink may receive; unset sends metadata whole.
+    #: ``metadata`` keys the sink may receive (``nested.email`` for an entry of a nested object); unset sends metadata whole.
     metadata_keys: tuple[str, ...] | None = None
     #: HMAC-SHA256 key for ``hash``; give it as ``${AUDIT_PRIVACY_HASH_KEY}`` (from the environment).
     hash_key: SecretStr | None = Field(default=None, validate_default=True)
@@ -93,6 +93,14 @@ class PrivacySettings(BaseModel):
     def _metadata_kept(cls, value: tuple[str, ...] | None, info: ValidationInfo) -> tuple[str, ...] | None:
         if value is not None and "metadata" in info.data.get("drop", ()):
             raise ValueError("metadata is dropped, so metadata_keys has nothing to keep; remove one of them")
+        for path in value or ():
+            if "" in path.split("."):
+                raise ValueError(f"{path!r} has an empty part: give a key, or a dotted path into nested objects such as nested.email")
+            for other in value or ():
+                if other.startswith(path + "."):
+                    raise ValueError(f"{path} already keeps all of {other}; list one of them")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a key is listed twice")
         return value
 
     @field_validator("hash_key", mode="after")

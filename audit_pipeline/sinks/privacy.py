@@ -15,7 +15,13 @@ the batch (``dictionary_encode``), not once per event, since e-mails and address
   every run and every sink, so a hashed e-mail still joins across events and systems.
 * ``mask:`` ``actor_email: domain`` keeps only the part after ``@``; ``ip_address: 24`` (IPv4)
   or ``48`` (IPv6), or ``{ipv4: 24, ipv6: 48}``, keeps the network prefix as ``203.0.113.0/24``.
-* ``metadata_keys: [keys]`` keeps only these top-level keys of ``metadata``.
+* ``metadata_keys: [keys]`` keeps only these keys of ``metadata``; a dotted key (``nested.email``)
+  keeps that one entry of a nested object.
+
+A value dropped, hashed or masked in its own field is treated the same way wherever ``metadata``
+repeats it (any depth, as a value or as a key; e-mails and IP addresses compared case-insensitively):
+otherwise the raw e-mail next to its token would reverse the hash.  Only whole strings are found:
+``"login from 203.0.113.7"`` is not, so keep such keys out with ``metadata_keys``.
 
 ``id``, ``type``, ``result`` and ``created_at`` cannot be changed: positions, exactly-once
 delivery, event filters and the dead-letter layout rely on them, and they carry no personal data.
@@ -92,21 +98,134 @@ def ip_network(prefixes: IpPrefixes) -> Callable[[str], str | None]:
     return network
 
 
-def keep_metadata_keys(allowed: frozenset[str]) -> Callable[[str], str]:
-    """JSON object text → the same object with only ``allowed`` top-level keys (jsonb text form when changed)."""
+#: A ``metadata_keys`` entry compiled into a tree: a key maps to None (keep its value whole) or to the
+#: entries kept of the object under it (``nested.email`` → ``{"nested": {"email": None}}``).
+KeyTree = dict[str, "KeyTree | None"]
+
+
+def key_tree(paths: tuple[str, ...]) -> KeyTree:
+    """``metadata_keys`` (dotted paths, checked when the settings loaded) as a :data:`KeyTree`."""
+    tree: KeyTree = {}
+    for path in paths:
+        *parents, leaf = path.split(".")
+        node: KeyTree | None = tree
+        for part in parents:
+            if node is None:
+                break  # a shorter path keeps this whole value already
+            if part not in node:
+                node[part] = {}
+            node = node[part]
+        if node is not None:
+            node[leaf] = None
+    return tree
+
+
+def _kept(value: dict[str, Any], tree: KeyTree) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, below in tree.items():
+        if key not in value:
+            continue
+        if below is None:
+            kept[key] = value[key]
+        elif isinstance(value[key], dict):
+            inner = _kept(value[key], below)
+            if inner:  # a parent none of whose listed entries exists is not sent as an empty object
+                kept[key] = inner
+    return kept
+
+
+def keep_metadata_keys(allowed: frozenset[str] | tuple[str, ...]) -> Callable[[str], str]:
+    """JSON object text → the same object with only the ``allowed`` entries (jsonb text form when changed)."""
+    tree = key_tree(tuple(sorted(allowed)))
+    flat = all(below is None for below in tree.values())
 
     def keep(text: str) -> str:
         value = orjson.loads(text)
         if not isinstance(value, dict):
             return "{}"
-        if all(k in allowed for k in value):
+        if flat and all(k in tree for k in value):
             return text
-        kept = {k: v for k, v in value.items() if k in allowed}
+        kept = _kept(value, tree)
+        if kept == value:
+            return text
         if _has_float(kept):  # orjson rounds decimals and big integers: kept values keep every digit this way
-            kept = {k: v for k, v in parse_exact(text).items() if k in allowed}
+            kept = _kept(parse_exact(text), tree)
         return _flat_jsonb_text(kept)
 
     return keep
+
+
+#: Fields whose values are compared with metadata strings case-insensitively (``Ann@Example.com``, IPv6 hex digits).
+_CASELESS = frozenset({"actor_email", "ip_address"})
+#: What a repeated value becomes in metadata: the field's treated value, or _REMOVE (``drop``).
+_REMOVE = object()
+
+
+def scrub_repeats(text: str, repeats: list[tuple[str, bool, object]]) -> str:
+    """``metadata`` text with every string equal to a protected field's raw value replaced by its treated value.
+
+    ``repeats``: (raw value, compare case-insensitively, replacement or :data:`_REMOVE`).  The raw
+    value is searched in the text first, so that metadata which does not repeat it is not parsed.
+    """
+    folded: str | None = None
+    wanted: list[tuple[str, bool, object]] = []
+    escapes = "\\" in text  # an escaped character could hide a value from the plain search: parse
+    for raw, caseless, replacement in repeats:
+        if caseless:
+            folded = text.casefold() if folded is None else folded
+            found = raw.casefold() in folded
+        else:
+            found = raw in text
+        if found or escapes:
+            wanted.append((raw.casefold() if caseless else raw, caseless, replacement))
+    if not wanted:
+        return text
+    value = orjson.loads(text)
+    changed, scrubbed = _scrub(value, wanted)
+    if not changed:
+        return text
+    if _has_float(value):  # orjson rounds decimals and big integers: every other digit is kept this way
+        changed, scrubbed = _scrub(parse_exact(text), wanted)
+    return "{}" if scrubbed is _REMOVE else jsonb_text(scrubbed)
+
+
+_NOT_REPEATED = object()
+
+
+def _replacement(item: str, wanted: list[tuple[str, bool, object]]) -> object:
+    """What a metadata string becomes, or :data:`_NOT_REPEATED` when it repeats no protected value."""
+    for raw, caseless, replacement in wanted:
+        if (item.casefold() if caseless else item) == raw:
+            return replacement
+    return _NOT_REPEATED
+
+
+def _scrub(value: Any, wanted: list[tuple[str, bool, object]]) -> tuple[bool, Any]:
+    """(changed, value with repeated strings replaced; :data:`_REMOVE` for a dropped one) at any depth."""
+    if isinstance(value, str):
+        found = _replacement(value, wanted)
+        return (False, value) if found is _NOT_REPEATED else (True, found)
+    if isinstance(value, list):
+        items = [_scrub(v, wanted) for v in value]
+        if not any(c for c, _ in items):
+            return False, value
+        return True, [v for _, v in items if v is not _REMOVE]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        changed = False
+        for key, item in value.items():
+            item_changed, item = _scrub(item, wanted)
+            new_key = _replacement(key, wanted)
+            if new_key is _NOT_REPEATED:
+                new_key = key
+            else:
+                changed = True
+            changed = changed or item_changed
+            if item is _REMOVE or not isinstance(new_key, str):  # dropped, or a key masked to nothing
+                continue
+            out[new_key] = item
+        return (True, out) if changed else (False, value)
+    return False, value
 
 
 _SCALARS = (str, int, bool, type(None))
@@ -151,14 +270,33 @@ class PrivacyFilter:
         if settings.mask.ip_address is not None:
             plan["ip_address"] = _ip_networks(settings.mask.ip_address)
         if settings.metadata_keys is not None:
-            plan["metadata"] = _each(keep_metadata_keys(frozenset(settings.metadata_keys)))
+            plan["metadata"] = _each(keep_metadata_keys(settings.metadata_keys))
         self.plan = plan
+        #: Fields whose raw values must not survive in metadata either (nothing to scrub once metadata is dropped).
+        self.repeated = () if "metadata" in settings.drop else tuple(name for name in COLUMNS if name in plan and name != "metadata")
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         if not self.plan or batch.num_rows == 0:
             return batch
         columns = [self.plan[name](batch.column(i)) if name in self.plan else batch.column(i) for i, name in enumerate(COLUMNS)]
+        if self.repeated:
+            columns[_METADATA] = self._scrub_metadata(batch, columns)
         return pa.RecordBatch.from_arrays(columns, schema=ARROW_SCHEMA)
+
+    def _scrub_metadata(self, batch: pa.RecordBatch, treated: list[pa.Array]) -> pa.Array:
+        """The metadata column with each event's protected values treated where they repeat inside it."""
+        fields = [
+            (batch.column(COLUMNS.index(n)).to_pylist(), treated[COLUMNS.index(n)].to_pylist(), n in _CASELESS, n in self.settings.drop) for n in self.repeated
+        ]
+        metadata = treated[_METADATA].to_pylist()
+        out: list[str | None] = []
+        for i, text in enumerate(metadata):
+            repeats = [(raw[i], caseless, _REMOVE if dropped else new[i]) for raw, new, caseless, dropped in fields if raw[i]]
+            out.append(scrub_repeats(text, repeats) if text is not None and repeats else text)
+        return pa.array(out, pa.string())
+
+
+_METADATA = COLUMNS.index("metadata")
 
 
 def _nulls(column: pa.Array) -> pa.Array:

@@ -327,3 +327,130 @@ def test_the_documented_example_is_what_the_transform_sends() -> None:
     batch = batch_of([event])
     assert batch.line(0).decode() == exported
     assert EventBatch(PrivacyFilter(settings)(batch.batch)).line(0).decode() == received
+
+
+# -- protected values repeated inside metadata ----------------------------------------------------
+
+REPEATS = {
+    "elasticsearch": {"hash": ["actor_email"], "mask": {"ip_address": 24}, "hash_key": "${AUDIT_PRIVACY_HASH_KEY}"},
+    "webhook": {"drop": ["actor_email", "ip_address"], "metadata_keys": ["reason", "client.ip", "client.login.email", "actor"]},
+}
+
+
+def _repeating(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event's e-mail and address again in its metadata: top level, nested, in a list, as a key, in other case."""
+    for n, event in enumerate(events):
+        email, ip = event["actor_email"], event["ip_address"]
+        if email is None or ip is None:
+            continue
+        event["metadata"] = {
+            **event["metadata"],
+            "actor": email.upper() if n % 2 else email,
+            "client": {"ip": ip, "login": {"email": email, "via": [ip, "sso"]}, "agent": "curl/8.5"},
+            "seen": {email: n},
+        }
+    return events
+
+
+def _scrubbed(metadata: Any, raw: dict[str, Any]) -> Any:
+    """``metadata`` with the raw values replaced as the rules say (``raw``: casefolded value → replacement, None drops)."""
+    if isinstance(metadata, dict):
+        out = {}
+        for key, value in metadata.items():
+            new_key = raw.get(key.casefold(), key)
+            value = _scrubbed(value, raw)
+            if new_key is not None and value is not _DROPPED:
+                out[new_key] = value
+        return out
+    if isinstance(metadata, list):
+        return [v for v in (_scrubbed(item, raw) for item in metadata) if v is not _DROPPED]
+    if isinstance(metadata, str) and metadata.casefold() in raw:
+        return _DROPPED if raw[metadata.casefold()] is None else raw[metadata.casefold()]
+    return metadata
+
+
+_DROPPED = object()
+
+
+def test_an_email_and_address_repeated_in_metadata_reach_no_sink(pg, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIT_PRIVACY_HASH_KEY", KEY)
+    events = _repeating(recent(120, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)))
+    repeating = [e for e in events if "client" in e["metadata"]]
+    assert len(repeating) > 60
+    pg.insert(events)
+    with ElasticsearchStandIn() as es, WebhookReceiver(secret=SECRETS["WEBHOOK_SECRET"]) as webhook:
+        monkeypatch.setenv("WEBHOOK_SECRET", SECRETS["WEBHOOK_SECRET"])
+        config = {
+            "source": {"database_url": pg.readonly_url},
+            "export": {"url": str(workdir / "exports")},
+            "state_url": f"sqlite:///{workdir}/state.db",
+            "forwarding": {"settle_seconds": 1, "lease_seconds": 5},
+            "sinks": {
+                "elasticsearch": {"url": es.url, "start": "earliest", "privacy": REPEATS["elasticsearch"]},
+                "webhooks": [{"name": "SIEM", "url": webhook.endpoint, "secret": "${WEBHOOK_SECRET}", "start": "earliest", "privacy": REPEATS["webhook"]}],
+            },
+        }
+        path = workdir / "audit_pipeline.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        for name in ("elasticsearch", "webhook:SIEM"):
+            result = CliRunner().invoke(main, ["--config", str(path), "forward", name, "--once"], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+        stored = {doc_id: es.source(index, doc_id) for doc_id, index in es.documents().items()}
+        hooked = {e["id"]: e for e in webhook.events}
+
+    by_id = {e["id"]: received_form(e) for e in events}
+    assert set(stored) == set(hooked) == set(by_id)
+    for event_id, event in by_id.items():
+        email, ip = event["actor_email"], event["ip_address"]
+        # Elasticsearch: hashed e-mail and /24 network wherever they repeat, the rest of metadata as it was.
+        view = expected_view(event, REPEATS["elasticsearch"])
+        if email is not None and ip is not None:
+            view["metadata"] = _scrubbed(event["metadata"], {email.casefold(): token(email), ip.casefold(): network(ip, 24, 48)})
+        assert stored[event_id] == view, event_id
+        # The webhook: both dropped, in metadata too; the dotted metadata_keys keep exactly those nested entries.
+        view = expected_view({**event, "metadata": {}}, REPEATS["webhook"])
+        kept = {k: event["metadata"][k] for k in ("reason", "actor") if k in event["metadata"]}
+        if "client" in event["metadata"]:
+            kept["client"] = {"ip": ip, "login": {"email": email}}
+        view["metadata"] = _scrubbed(kept, {email.casefold(): None, ip.casefold(): None}) if email and ip else kept
+        assert hooked[event_id] == view, event_id
+        if "client" in event["metadata"]:
+            assert hooked[event_id]["metadata"]["client"] == {"login": {}}  # what was left of the kept entries: no value
+            assert "actor" not in hooked[event_id]["metadata"]
+            assert stored[event_id]["metadata"]["client"]["agent"] == "curl/8.5"  # what repeats nothing is kept
+    # Not one raw e-mail or address, in any case, in what either sink received.
+    received = (b"\n".join(orjson.dumps(d) for d in stored.values()) + b"\n".join(orjson.dumps(e) for e in hooked.values())).decode().casefold()
+    leaked = [e["actor_email"] for e in repeating if e["actor_email"].casefold() in received]
+    leaked += [e["ip_address"] for e in repeating if f'"{e["ip_address"]}"' in received]
+    assert not leaked, leaked[:3]
+
+
+def test_dotted_metadata_keys_keep_exactly_those_nested_entries() -> None:
+    event = {
+        "id": "a1",
+        "type": "user.login",
+        "result": "success",
+        "created_at": dt.datetime(2024, 1, 15, tzinfo=dt.UTC),
+        # jsonb text, as PostgreSQL sends it: numeric 1.50 keeps its trailing zero
+        "metadata": '{"flat": "f", "list": {"a": [1]}, "nested": {"other": 1, "email": "x@example.com", "deeper": {"m": 2, "n": 1.50}}, "reason": "r"}',
+    }
+    settings = PrivacySettings.model_validate({"metadata_keys": ["nested.email", "nested.deeper.n", "reason", "flat.x", "missing.key"]})
+    out = PrivacyFilter(settings)(batch_of([event]).batch)
+    assert json.loads(out.column(13)[0].as_py()) == {"nested": {"email": "x@example.com", "deeper": {"n": 1.5}}, "reason": "r"}
+    assert out.column(13)[0].as_py() == '{"nested": {"email": "x@example.com", "deeper": {"n": 1.50}}, "reason": "r"}'  # every digit kept
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (["nested..email"], "sinks.datadog.privacy.metadata_keys: 'nested..email' has an empty part"),
+        ([".email"], "sinks.datadog.privacy.metadata_keys: '.email' has an empty part"),
+        (["nested", "nested.email"], "sinks.datadog.privacy.metadata_keys: nested already keeps all of nested.email; list one of them"),
+    ],
+)
+def test_unusable_metadata_keys_are_refused_at_load(workdir: Path, keys: list[str], message: str) -> None:
+    config = {"sinks": {"datadog": {"api_key": "dd-key-0123456789", "privacy": {"metadata_keys": keys}}}}
+    (workdir / "audit_pipeline.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as error:
+        configured_sinks(load_settings(workdir / "audit_pipeline.yaml"))
+    assert message in str(error.value)
