@@ -51,8 +51,18 @@ column, never the line's text). Check a file before deploying it:
 
 ```sh
 audit-pipeline config check      # every problem at once (exit 2), or the resolved configuration, secrets as ***
+audit-pipeline config check --connect   # also reach the source, the store, the state database and each sink (exit 1 if any fails)
 audit-pipeline config schema     # the JSON Schema, for editors and CI
 ```
+
+`config check` shows `source.database_url` with only its password masked, so the host, port, role and database
+can be read. `--connect` prints one line per check (`ok`, `warn` or `FAIL`, what it saw, and the setting to fix):
+the source (connects, finds the table with HelloJohn's columns, may `SELECT` from it; for PostgreSQL also whether
+the role sees other sessions in `pg_stat_activity` and reads `pg_prepared_xacts`, warnings only), the export store
+(the bucket exists; a probe object is written with the configured server-side encryption and deleted), the state
+database, and each enabled sink's health endpoint with its credentials: Elasticsearch `GET /`, Splunk HEC
+`/services/collector/health` and the token (an empty event request, answered "No data" when the token is
+accepted), Datadog `GET /api/v1/validate` with the API key, and a `HEAD` request to each webhook (nothing is posted).
 
 Without any `source:` section and without `AUDIT_DATABASE_URL`, the embedded demo database is read, and
 every run says so in its log.
@@ -153,8 +163,18 @@ def default_text(info: FieldInfo) -> str:
             return "`{}`"
         if factory is DemoSourceSettings:
             return "the demo database"
-        return f"computed ({getattr(factory, '__name__', 'at load')})"
-    value = info.default
+        if getattr(factory, "__name__", "") == "gethostname":
+            return "this machine's host name"
+        try:
+            value = factory()  # type: ignore[call-arg]
+        except TypeError:
+            return "computed when the file loads"
+        return _value_text(value)
+    return _value_text(info.default)
+
+
+def _value_text(value: object) -> str:
+    """A default value as the page shows it: ``unset``, ``see below``, or the value in backticks."""
     if value is PydanticUndefined or value is None:
         return "unset"
     if isinstance(value, BaseModel):
@@ -163,8 +183,8 @@ def default_text(info: FieldInfo) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1_000:
         return f"`{value:_}`".replace("_", ",")
-    if isinstance(value, tuple | list) and not value:
-        return "`[]`"
+    if isinstance(value, tuple | list):
+        return "`[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in value) + "]`"
     return f"`{value}`"
 
 

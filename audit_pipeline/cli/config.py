@@ -19,16 +19,19 @@ import click
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from audit_pipeline.cli.app import EXIT_USAGE, config_path, friendly_errors, main
+from audit_pipeline.cli.app import EXIT_FAILED, EXIT_USAGE, config_path, friendly_errors, main
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.redaction import MASK, redact
 from audit_pipeline.settings import Settings, load_settings
 
 
 def _plain(value: Any) -> Any:
-    """The settings as YAML-ready values: secrets masked, days and durations as written."""
+    """The settings as YAML-ready values: secrets masked, days and durations as written.
+
+    A database URL held as a secret (``source.database_url``) shows with only its password
+    masked, so the user can see which host, port, role and database are configured."""
     if isinstance(value, SecretStr):
-        return MASK
+        return _database_url(value.get_secret_value()) or MASK
     if isinstance(value, BaseModel):
         return {name: _plain(getattr(value, name)) for name in type(value).model_fields}
     if isinstance(value, dict):
@@ -40,6 +43,22 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def _database_url(text: str) -> str | None:
+    """``postgresql://role:***@host:5432/db`` for a database URL (password and credential query values masked), else None."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if not text.lower().startswith(("postgres", "sqlite", "mysql")) or "://" not in text:
+        return None
+    try:
+        parsed = make_url(text)
+    except (ArgumentError, ValueError):
+        return None
+    query = {k: (MASK if any(w in k.lower() for w in ("pass", "key", "secret", "token")) else v) for k, v in parsed.query.items()}
+    shown = parsed.set(query=query).render_as_string(hide_password=True)
+    return redact(shown).replace("%2A%2A%2A", MASK)
 
 
 def resolved_yaml(settings: Settings) -> str:
@@ -84,9 +103,15 @@ def config_group() -> None:
 
 
 @config_group.command("check")
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also reach the source, the export store, the state database and every sink's health endpoint (one line each; exit 1 if any fails).",
+)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True, help="Seconds each network check may take.")
 @click.pass_context
 @friendly_errors
-def check_command(ctx: click.Context) -> None:
+def check_command(ctx: click.Context, connect: bool, timeout: float) -> None:
     """Report every problem at once (exit 2), or print the resolved configuration with secrets as ***."""
     settings = load_settings(config_path(ctx))
     problems = configuration_problems(settings)
@@ -96,8 +121,28 @@ def check_command(ctx: click.Context) -> None:
         raise SystemExit(EXIT_USAGE)
     if settings.uses_demo_source:
         click.echo("note: no source is configured, so runs read the embedded demo database", err=True)
+    if connect:
+        _connect(settings, timeout)
+        return
     click.echo(resolved_yaml(settings), nl=False)
     click.echo("configuration OK", err=True)
+
+
+def _connect(settings: Settings, timeout: float) -> None:
+    """One line per connection check on stdout as each finishes; exit 1 when any failed."""
+    from audit_pipeline.checks.connect import connection_checks
+
+    failed = warned = passed = 0
+    for check in connection_checks(settings, timeout=timeout):
+        click.echo(check.line())
+        failed += check.status == "FAIL"
+        warned += check.status == "warn"
+        passed += check.status == "ok"
+    summary = f"{passed} check(s) passed, {warned} warning(s), {failed} failed"
+    if failed:
+        click.echo(f"error: {summary}; fix the settings named above", err=True)
+        raise SystemExit(EXIT_FAILED)
+    click.echo(f"configuration OK and reachable: {summary}", err=True)
 
 
 def json_schema() -> dict[str, Any]:

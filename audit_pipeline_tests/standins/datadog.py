@@ -12,7 +12,8 @@ logs" API reference as closely as the tests need:
 * ``timestamp`` (milliseconds since the epoch, or ISO 8601) is honoured within 18 hours in the
   past and 2 hours in the future; a log outside that window is accepted (202) but not kept,
   recorded in ``dropped``: what happens to such logs at Datadog, where they never show up;
-* success is ``202 Accepted`` with ``{}``.
+* success is ``202 Accepted`` with ``{}``;
+* ``GET /api/v1/validate`` ("Validate API key") answers ``{"valid": true}`` for the key, 403 otherwise.
 
 Faults come from :class:`~audit_pipeline_tests.standins.receiver.Receiver` (outage, 429 with
 Retry-After, 413, 5xx, dropped connections). ``wire_errors`` lists every way a request broke
@@ -30,6 +31,7 @@ from typing import Any
 from audit_pipeline_tests.standins.receiver import Answer, Receiver, Request
 
 PATH = "/api/v2/logs"
+VALIDATE_PATH = "/api/v1/validate"
 MAX_PAYLOAD = 5_000_000
 MAX_ENTRIES = 1_000
 MAX_ENTRY = 1_000_000
@@ -55,6 +57,11 @@ class DatadogIntake(Receiver):
         return Answer(status, json.dumps({"errors": [message]}).encode(), {"Content-Type": "application/json"})
 
     def handle(self, request: Request) -> Answer:
+        if request.path == VALIDATE_PATH and request.method == "GET":
+            # "Validate API key": 200 {"valid": true}, or 403 {"errors": ["Forbidden"]} for a wrong or missing key.
+            if request.headers.get("dd-api-key") != self.api_key:
+                return Answer(403, json.dumps({"errors": ["Forbidden"]}).encode(), {"Content-Type": "application/json"})
+            return Answer(200, b'{"valid":true}', {"Content-Type": "application/json"})
         if request.path != PATH:
             return self._error(404, "Not found")
         if request.method != "POST":

@@ -18,6 +18,8 @@ error-code table, "About HTTP Event Collector indexer acknowledgment") as the te
   ``{"acks": {"id": true|false}}``, true once indexed (after ``ack_after_polls`` polls), and
   like Splunk forgets an ack once it has reported it true; with ack off the ack endpoint
   answers code 14;
+* ``GET /services/collector/health`` needs no token: ``200 code 17 "HEC is healthy"``, or
+  ``503 code 18`` while ``busy``;
 * success is ``{"text": "Success", "code": 0}``; ``busy = True`` answers 503 code 9.
 
 ``time`` is parsed as a decimal, so tests can check it is exact to the microsecond.
@@ -35,6 +37,7 @@ from audit_pipeline_tests.standins.receiver import Answer, Receiver, Request
 
 EVENT_PATHS = ("/services/collector/event", "/services/collector", "/services/collector/event/1.0")
 ACK_PATH = "/services/collector/ack"
+HEALTH_PATH = "/services/collector/health"
 
 
 class SplunkHec(Receiver):
@@ -94,6 +97,9 @@ class SplunkHec(Receiver):
     def handle(self, request: Request) -> Answer:
         if request.path == ACK_PATH:
             return self._ack(request)
+        if request.path in (HEALTH_PATH, HEALTH_PATH + "/1.0"):
+            # No token needed; 200 code 17 when healthy, 503 code 18 when the queues are full (busy).
+            return self._reply(503, 18, "HEC is unhealthy, queues are full") if self.busy else self._reply(200, 17, "HEC is healthy")
         if request.path not in EVENT_PATHS:
             return Answer(404, b'{"text":"The requested URL was not found on this server.","code":404}')
         denied = self._auth(request)
