@@ -214,6 +214,8 @@ class PositionStore:
                         from_start=True,
                     )
                 )
+                # The late-commit ledger knows everything this sink is handed from where it starts.
+                late_ledger.begin(conn, sink, epoch_micros(position.created_at) if position else None)
         except IntegrityError:
             pass
         state = self.get(sink)
@@ -266,7 +268,10 @@ class PositionStore:
             if ledger is not None and ledger_window is not None:
                 end = position or current
                 edge = epoch_micros(end.created_at - ledger_window) if end is not None else 0
-                late_ledger.record(conn, sink, ledger, edge)
+                before = (epoch_micros(current.created_at), current.id) if current is not None else None
+                late_ledger.record(conn, sink, ledger, edge, before)
+            elif ledger_window is None:
+                late_ledger.stop_covering(conn, sink)
 
     def replayed(self, sink: str, count: int, per_day: Mapping[dt.date, int] | None = None) -> None:
         """Dead letters delivered by a replay no longer count as pending (and count as delivered on their days)."""

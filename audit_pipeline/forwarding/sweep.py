@@ -60,7 +60,8 @@ class Sweep:
         found = check(f.source, f.positions.engine, f.sink.name, position, self.window)
         if found is None:
             return
-        lower, known = found
+        lower, _ = found
+        known = ledger.entries(f.positions.engine, f.sink.name, epoch_micros(lower))
         ids = pa.array([i for e in known for i in e.id_list()], pa.string())
         for late in self._missing(lower, position, ids):
             for part in split(EventBatch(late), f._max_events, f._max_bytes):
@@ -90,17 +91,26 @@ class Sweep:
 def check(source: AuditSource, state: sa.Engine, sink: str, position: Position, window: dt.timedelta) -> tuple[dt.datetime, list[LedgerEntry]] | None:
     """Whether events were committed behind ``position`` that the ledger does not know (two cheap counts).
 
-    Returns where the ledger's coverage of the window starts and its entries when the counts differ, else None.
-    Also asked by the Dagster sensor, so a late event gets a run even when nothing new arrives after it.
+    Returns where the ledger's coverage of the window starts and its entries (counts only, no ids)
+    when the counts differ, else None.  Also asked by the Dagster sensor, so a late event gets a run
+    even when nothing new arrives after it.
     """
     since = position.created_at - window
-    known = ledger.entries(state, sink, epoch_micros(since))
-    if not known:
-        return None
-    # The ledger covers the window from its first entry on (a sink forwarded before the ledger existed, or new).
-    covered = from_epoch_micros(known[0].first_us) + ONE_MICROSECOND
-    lower = max(since, covered) if known[0].first_us >= epoch_micros(since) else since
+    begins = ledger.coverage(state, sink)
+    if begins is None:
+        # Not recorded (a sink forwarded before the ledger kept its start): covered from its first entry on.
+        known = ledger.entries(state, sink, epoch_micros(since), detail=False)
+        if not known:
+            return None
+        covered = from_epoch_micros(known[0].first_us) + ONE_MICROSECOND
+        lower = max(since, covered) if known[0].first_us >= epoch_micros(since) else since
+    else:
+        # Covered from where the sink started (its first pass on): a row stamped before the first event it received counts too.
+        lower = since if begins.from_us is None else max(since, from_epoch_micros(begins.from_us))
+        if lower > position.created_at:
+            return None
     floor = epoch_micros(lower)
+    known = ledger.entries(state, sink, floor, detail=False, micros_before_us=floor)
     handed = sum(e.events if e.first_us >= floor else int((e.created_us() >= floor).sum()) for e in known)
     if _count_through(source, lower, position) == handed:
         return None
