@@ -280,18 +280,28 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
     env = dict(os.environ) if env is None else env
     explicit = path is not None or "AUDIT_CONFIG" in env
     config_path = Path(path if path is not None else env.get("AUDIT_CONFIG", DEFAULT_CONFIG_PATH))
-    raw: dict[str, Any] = {}
+    loaded: Any = {}
     origin = "the environment"
     if config_path.exists():
         origin = str(config_path)
         loaded = read_yaml(config_path)
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_path} must hold a mapping of sections (source, export, sinks, ...), not {type(loaded).__name__}")
-        raw = _interpolate(loaded, "", env)
     elif explicit:
         raise ConfigError(f"configuration file {config_path} (AUDIT_CONFIG) does not exist")
+    return settings_from_mapping(loaded, origin, env)
+
+
+def settings_from_mapping(loaded: Any, origin: str, env: dict[str, str] | None = None) -> Settings:
+    """Interpolate and validate one mapping of sections, as read from ``audit_pipeline.yaml`` or a component's ``defs.yaml``.
+
+    The ``AUDIT_*`` variables override it the same way wherever it came from, so one deployment reads alike
+    from the command line and from a Dagster project that embeds it.
+    """
+    env = dict(os.environ) if env is None else env
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{origin} must hold a mapping of sections (source, export, sinks, ...), not {type(loaded).__name__}")
+    raw: dict[str, Any] = _interpolate(loaded, "", env)
     from_env = _apply_environment(raw, env, origin)
     try:
         settings = Settings.model_validate(raw)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 from pydantic import PrivateAttr
 
 from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import Settings, load_settings
+from audit_pipeline.settings import Settings, load_settings, settings_from_mapping
 from audit_pipeline.sources import AuditSource, open_source
 from audit_pipeline.storage import ObjectStore
+
+#: How errors in a component's settings name where they come from.
+SETTINGS_ORIGIN = "defs.yaml (attributes.settings)"
 
 DEMO_WARNING = (
     "no source is configured (no source: section, no AUDIT_DATABASE_URL): this run reads the embedded demo database "
@@ -19,10 +24,13 @@ DEMO_WARNING = (
 class AuditPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Settings come from ``AUDIT_*`` variables and the YAML file at run time, never from the UI.
 
-    ``config_path`` overrides ``AUDIT_CONFIG``; secrets stay in the environment.
+    ``config_path`` overrides ``AUDIT_CONFIG``; ``settings_json`` carries the settings of a component's
+    ``defs.yaml`` as written (``${VAR}`` references unresolved), so every run process interpolates and
+    validates them itself; secrets stay in the environment either way.
     """
 
     config_path: str | None = None
+    settings_json: str | None = None
     _settings: Settings | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -36,7 +44,10 @@ class AuditPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = load_settings(self.config_path)
+            if self.settings_json is not None:
+                self._settings = settings_from_mapping(json.loads(self.settings_json), SETTINGS_ORIGIN)
+            else:
+                self._settings = load_settings(self.config_path)
         return self._settings
 
     def open_source(self) -> AuditSource:

@@ -1,0 +1,31 @@
+"""Every definition for one deployment's settings, built in one place (the component and the code location call it)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from audit_pipeline.defs import integrity, retention
+from audit_pipeline.defs.executor import run_executor
+from audit_pipeline.defs.exports import build_export_definitions
+from audit_pipeline.defs.forwarding import build_forwarding_definitions
+from audit_pipeline.defs.partitions import daily_partitions_from
+from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.defs.summary import build_summary_definitions
+from audit_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings, resource: AuditPipelineResource | None = None) -> dg.Definitions:
+    """Every definition for these settings, with the shared resource (which re-reads them in each run) and executor."""
+    partitions = daily_partitions_from(settings.export.partition_start)
+    exports = build_export_definitions(partitions, source_type=settings.source_kind)
+    return dg.Definitions.merge(
+        exports.definitions(),
+        integrity.defs,  # verify_job and its schedules; the integrity checks are in the exports' one check pass
+        build_forwarding_definitions(settings),
+        retention.defs,
+        build_summary_definitions(partitions),
+        # One process per run by default: a backfill's parallelism comes from the run queue and the
+        # audit_source pool, not from a process per step (see docs/operations.md);
+        # AUDIT_DAGSTER_EXECUTOR=celery sends the steps to Celery workers (docs/scale-out.md).
+        dg.Definitions(resources={"audit": resource or AuditPipelineResource()}, executor=run_executor()),
+    )
