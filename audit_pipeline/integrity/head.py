@@ -14,6 +14,14 @@ the head was rolled back (or removed) and the days after it deleted.  Exports ru
 by side may write their heads in any order, so a head merely behind the witness is not
 evidence by itself.
 
+The witness is kept under two names: the store's URL, and the store's *genesis*, the SHA-256
+of its earliest manifest (:func:`store_identity`).  The genesis travels with the store: a
+store copied or moved to another bucket or folder is still recognised, so a head rolled back
+in the copy is caught when the copy is verified under its new URL.  Witnesses recorded under
+the URL alone (before this) are still read, and copied to the genesis name the first time
+they are read.  Two stores whose first manifests are byte for byte the same (the same events
+exported with the same settings) share the genesis name, and so their witness.
+
 Unsigned stores get an unsigned head: it shows which day was newest, but whoever can write
 the store can rewrite it, so tail truncation is only detectable with a signature.
 """
@@ -21,6 +29,7 @@ the store can rewrite it, so tail truncation is only detectable with a signature
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -59,6 +68,33 @@ class Seen:
     manifest_sha256: str
 
 
+def store_identity(store: ObjectStore) -> str | None:
+    """A name for the store that stays with its contents: ``genesis:`` and the SHA-256 of its earliest manifest.
+
+    Not the URL, which changes when the store is copied or moved.  The earliest manifest is
+    the chain's start: retention keeps every manifest, and a day's manifest changes only
+    when that day is re-sealed (then the URL name still holds the witness until the next
+    export records it under the new genesis too).
+    """
+    days = [d for d in (day_of_manifest_key(k) for k in store.list(MANIFEST_PREFIX)) if d is not None]
+    if not days:
+        return None
+    raw = read_optional(store, manifest_key(min(days)))
+    return f"genesis:{sha256_hex(raw)}" if raw is not None else None
+
+
+def _names(store: ObjectStore) -> list[str]:
+    """The witness's names for ``store``: its URL (as before), then its genesis when it has one."""
+    identity = store_identity(store)
+    return [store.uri("")] + ([identity] if identity is not None else [])
+
+
+def _highest(first: Seen, second: Seen) -> Seen:
+    """The higher of two witnessed heads: exports side by side may write theirs in any order, so keep the highest of each."""
+    newer = second.day > first.day or (second.day == first.day and second.counter >= first.counter)
+    return Seen(max(first.counter, second.counter), *((second.day, second.manifest_sha256) if newer else (first.day, first.manifest_sha256)))
+
+
 class HeadWitness:
     """The highest head counter the exports wrote for each store, in the state database."""
 
@@ -70,32 +106,42 @@ class HeadWitness:
             raise _unreachable(exc) from None
 
     def seen(self, store: ObjectStore) -> Seen | None:
+        """The highest head recorded under any of the store's names; a witness found under the URL alone is also
+        recorded under the genesis, so that a copy of the store made from now on is recognised."""
+        names = _names(store)
         try:
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(witness_table).where(witness_table.c.store == store.uri(""))).first()
+                rows = conn.execute(sa.select(witness_table).where(witness_table.c.store.in_(names))).all()
         except sa.exc.SQLAlchemyError as exc:
             raise _unreachable(exc) from None
-        return Seen(int(row.counter), row.day, row.manifest_sha256) if row is not None else None
+        found = {row.store: Seen(int(row.counter), row.day, row.manifest_sha256) for row in rows}
+        if not found:
+            return None
+        highest = functools.reduce(_highest, found.values())
+        for name in names:
+            if found.get(name) != highest:
+                self._raise(name, highest)
+        return highest
 
     def record(self, store: ObjectStore, head: Head) -> None:
-        """Remember ``head`` unless a higher counter is already recorded (two exports at once: the higher wins)."""
-        where = store.uri("")
-        values = {"counter": head.counter, "day": head.day, "manifest_sha256": head.manifest_sha256}
+        """Remember ``head`` under each of the store's names, unless a higher one is recorded (two exports at once: the higher wins)."""
+        for name in _names(store):
+            self._raise(name, Seen(head.counter, head.day, head.manifest_sha256))
+
+    def _raise(self, name: str, head: Seen) -> None:
         for _attempt in range(2):
             try:
                 with self.engine.begin() as conn:
-                    row = conn.execute(sa.select(witness_table).where(witness_table.c.store == where)).first()
+                    row = conn.execute(sa.select(witness_table).where(witness_table.c.store == name)).first()
                     if row is None:
-                        conn.execute(witness_table.insert().values(store=where, **values))
+                        conn.execute(witness_table.insert().values(store=name, counter=head.counter, day=head.day, manifest_sha256=head.manifest_sha256))
                     else:
-                        # Exports running side by side may write their heads in any order: keep the highest of each.
-                        newer_day = head.day > row.day or (head.day == row.day and head.counter >= int(row.counter))
-                        merged = {
-                            "counter": max(head.counter, int(row.counter)),
-                            "day": head.day if newer_day else row.day,
-                            "manifest_sha256": head.manifest_sha256 if newer_day else row.manifest_sha256,
-                        }
-                        conn.execute(witness_table.update().where(witness_table.c.store == where).values(**merged))
+                        merged = _highest(Seen(int(row.counter), row.day, row.manifest_sha256), head)
+                        conn.execute(
+                            witness_table.update()
+                            .where(witness_table.c.store == name)
+                            .values(counter=merged.counter, day=merged.day, manifest_sha256=merged.manifest_sha256)
+                        )
                 return
             except sa.exc.IntegrityError:
                 continue  # another export inserted the row first: compare with it
