@@ -41,10 +41,21 @@ def _echo_plan(plan: RetentionPlan) -> None:
         click.echo("daily summaries (their day's exports are all gone):")
         for key in plan.summaries:
             click.echo(f"  DELETE {key}")
-    if plan.indices:
+    if plan.indices or plan.indices_kept:
         click.echo(f"Elasticsearch indices (policy {plan.policy.elasticsearch}, days before {cutoffs['elasticsearch']}):")
         for index in plan.indices:
             click.echo(f"  {index.day}  DELETE {index.name} ({index.docs:,} documents)")
+        for index, reason in plan.indices_kept.values():
+            click.echo(f"  {index.day}  KEEP   {index.name} ({index.docs:,} documents): {reason}")
+    held = plan.held
+    if held:
+        click.echo(
+            "held because they fail verification (nothing of these days is deleted until `audit-pipeline verify` passes for them; "
+            "if the change was intended: audit-pipeline rechain --from DAY --reason ...):"
+        )
+        for day in held:
+            index = f", index {day.index}" if day.index else ""
+            click.echo(f"  {day.day}  HELD   {day.rows:,} rows, {day.objects} export object(s){index}: {day.reason}")
 
 
 @main.command("retention")
@@ -62,7 +73,8 @@ def retention_command(ctx: click.Context, dry_run: bool, today: str | None) -> N
 
     Rows are deleted only for days whose exports exist, are complete and verify (their
     neighbours' links included), and whose events every enabled sink holds, counted; other
-    days are kept and listed with the reason.  Ages count from the database's date.
+    days are kept and listed with the reason.  A day that fails verification keeps its rows,
+    export objects and index until `verify` passes for it.  Ages count from the database's date.
     """
     as_of = parse_optional_day(today, "--today")  # the arguments first: a mistyped --today is reported whatever the file holds
     settings = load_settings(config_path(ctx))

@@ -47,6 +47,8 @@ def _metadata(result: "RetentionResult") -> dict[str, Any]:
         meta["export_objects"] = dg.MetadataValue.json([o.key for o in done])
         indices = plan.indices if result.dry_run else result.indices_deleted
         meta["indices"] = dg.MetadataValue.json([{"index": i.name, "documents": i.docs} for i in indices])
+        # Days of which nothing is deleted because they fail verification: rows, objects and index kept, with the reason.
+        meta["held_by_verification"] = dg.MetadataValue.json([h.as_dict() for h in plan.held])
     meta["warnings"] = dg.MetadataValue.json(result.warnings)
     return meta
 

@@ -39,6 +39,8 @@ class CountedSink:
     counting: CountingStart | None
     #: The sink has a position (it started) but per-day counting never began (nothing delivered since).
     started: bool
+    #: Where it is configured (``sinks.webhooks[0]``), to name the setting that disables it.
+    where: str = "sinks"
 
 
 class DeliveryCounts:
@@ -57,7 +59,7 @@ class DeliveryCounts:
         started = {s.sink for s in self._positions.all()}
         for configured in self._configured:
             sink = configured.sink if isinstance(configured.sink, ElasticsearchSink) else None
-            self.sinks.append(CountedSink(configured.name, sink, self._positions.counting_since(configured.name), configured.name in started))
+            self.sinks.append(CountedSink(configured.name, sink, self._positions.counting_since(configured.name), configured.name in started, configured.where))
 
     def shortfall(
         self,
@@ -103,7 +105,7 @@ class DeliveryCounts:
             if not counting.from_start:
                 return (
                     f"sink {sink.name} delivered {day} before per-day delivered counts were kept (it counts from {start.created_at.isoformat()}), "
-                    f"so delivery cannot be proven: kept; disable the sink (enabled: false) if it is gone for good"
+                    f"so delivery cannot be proven: kept; disable the sink ({sink.where}.enabled: false) if it is gone for good"
                 )
             if whole_day_before:
                 return None  # the sink started after this day: it owes none of it

@@ -14,6 +14,12 @@ link (which recorded the original manifest's SHA-256) gives it away.  So a day i
 the day before or after it is in the chain (has a manifest or retirement record) and does
 not verify: a failing day stops deletion of itself and of every day its chain evidence
 touches.
+
+The same verdict guards every other deletion (:meth:`ExportChecker.held`): a day that fails
+verification, or whose neighbour's chain evidence fails, keeps its export objects and its
+Elasticsearch index too, and a head that does not check out keeps everything.  Deleting them
+would erase the evidence of the tampering and, through a retirement record, turn a FAILED day
+into a RETIRED one; the day stays FAILED until an operator resolves it (``rechain --reason``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ class ExportEvidence:
     id_object: ExportObject | None = None
     manifest_sha256: str | None = None
     csv_options: dict[str, object] = field(default_factory=dict)
+    #: The day (or a neighbour whose chain evidence touches it) fails verification: nothing of it is deleted.
+    failed_verification: bool = False
 
 
 class ExportChecker:
@@ -58,6 +66,10 @@ class ExportChecker:
         self.keyring = Keyring.build(integrity)
         self._verifier = Verifier(store, self.keyring) if integrity.enabled else None
         self._reports: dict[dt.date, DayReport] = {}
+        self._span: tuple[dt.date, dt.date] | None = None
+        self._span_known = False
+        #: Why the store's head does not check out (set by :meth:`check_head`): then nothing is deleted.
+        self.head: str | None = None
 
     def check(self, day: dt.date, database_rows: int, record: RetentionRecord | None) -> ExportEvidence:
         if record is not None and record.status == "deleted":
@@ -80,14 +92,20 @@ class ExportChecker:
             if read_retirement(self.store, day) is not None:
                 return ExportEvidence(False, f"its exports are retired and only a retirement record is left: nothing to check {expected:,} rows against")
             if any(self.store.list(day_prefix(fmt, day)) for fmt in FORMATS):
-                return ExportEvidence(False, f"its objects have no manifest ({key}): export the day again (materialize partition {day}) to seal it")
+                return ExportEvidence(
+                    False,
+                    f"its objects have no manifest ({key}): export the day again (materialize partition {day}) to seal it",
+                    failed_verification=True,
+                )
             return ExportEvidence(False, f"not exported: no manifest and no objects (materialize partition {day})")
         report = self._report(day)
         problems = report.problems_besides_gaps
         if problems:
             first = problems[0]
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            return ExportEvidence(False, f"its exports do not verify: {first.message}{more}; run `audit-pipeline verify --from {day} --to {day}`")
+            return ExportEvidence(
+                False, f"its exports do not verify: {first.message}{more}; run `audit-pipeline verify --from {day} --to {day}`", failed_verification=True
+            )
         manifest = Manifest.from_bytes(raw)
         present = [o for o in manifest.objects if self.store.exists(o.key)]
         if not present:
@@ -101,7 +119,7 @@ class ExportChecker:
             )
         neighbour = self._failing_neighbour(day)
         if neighbour is not None:
-            return ExportEvidence(False, neighbour)
+            return ExportEvidence(False, neighbour, failed_verification=True)
         by_format = {o.format: o for o in present}
         source = next(by_format[f] for f in ID_SOURCES if f in by_format)
         return ExportEvidence(
@@ -114,13 +132,55 @@ class ExportChecker:
         )
 
     def head_problem(self, seen: Seen | None) -> str | None:
-        """Why nothing may be deleted because the store's head shows tampering (deleted newest days, a rolled-back head)."""
+        """Why nothing may be deleted because the store's head shows tampering (deleted newest days, a rolled-back head).
+
+        Remembered in :attr:`head`, which :meth:`held` then gives for every day."""
         if self._verifier is None:
             return None
         head = self._verifier.check_head(seen)
-        if head.ok:
+        self.head = (
+            None if head.ok else f"the export store's head does not check out ({head.problems[0]}): nothing is deleted until `audit-pipeline verify` passes"
+        )
+        return self.head
+
+    def held(self, day: dt.date) -> str | None:
+        """Why nothing of ``day`` (export objects, Elasticsearch index) may be deleted, or None when it verifies.
+
+        Held: the head does not check out; the day fails verification (an object swapped, edited or
+        missing, a manifest missing or altered, a broken link; a day inside the store's range with
+        nothing at all is a "manifest missing" as in ``verify``); or a neighbour in the chain fails
+        and its chain evidence touches this day.  Days outside every export (before the first,
+        after the last) are not held: there is nothing of theirs to verify.  Integrity off: never held.
+        """
+        if self._verifier is None:
             return None
-        return f"the export store's head does not check out ({head.problems[0]}): nothing is deleted until `audit-pipeline verify` passes"
+        if self.head is not None:
+            return self.head
+        span = self._known_span()
+        if span is None or not span[0] <= day <= span[1]:
+            return None
+        problems = self._report(day).problems_besides_gaps
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return (
+                f"its exports do not verify: {problems[0].message}{more}; nothing of the day is deleted until "
+                f"`audit-pipeline verify --from {day} --to {day}` passes (if the change was intended: audit-pipeline rechain --from {day} --reason ...)"
+            )
+        return self._failing_neighbour(day)
+
+    def report(self, day: dt.date) -> DayReport | None:
+        """The day's verification (computed once per plan), or None with integrity off."""
+        return self._report(day) if self._verifier is not None else None
+
+    def _known_span(self) -> tuple[dt.date, dt.date] | None:
+        """First and last day of anything in the store (manifests, retirement records, objects): the range ``verify`` checks."""
+        assert self._verifier is not None
+        if not self._span_known:
+            verifier = self._verifier
+            known = sorted({*verifier.manifest_days, *verifier.retired_days, *verifier.data_days()})
+            self._span = (known[0], known[-1]) if known else None
+            self._span_known = True
+        return self._span
 
     def _report(self, day: dt.date) -> DayReport:
         """The day's verification, once per plan (each day is also a neighbour of two others)."""

@@ -6,6 +6,10 @@ retirement record (``manifests/retired/date=...json``) is written naming every o
 the day retention has deleted so far, so ``audit-pipeline verify`` reports the day as
 RETIRED rather than "object missing".  A crash between the record and the deletions
 leaves objects that still verify; the next run deletes them.
+
+With integrity on, only the objects of a day that verified are ever retired: a day that fails
+(an object swapped or edited, a manifest missing...) keeps its objects and gets no retirement
+record, so ``verify`` keeps reporting it FAILED until an operator resolves it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import pyarrow.parquet as pq
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.integrity.canonical import StoredObjectReader
 from audit_pipeline.integrity.config import IntegritySettings
-from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_key
+from audit_pipeline.integrity.manifest import Manifest, manifest_key
+from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.retirement import read_retirement, record_retirement
 from audit_pipeline.integrity.signing import Signer
 from audit_pipeline.layout import SUMMARY_PREFIX, day_of_summary_key, parse_data_key
@@ -81,21 +86,17 @@ def due_summaries(store: ObjectStore, cutoffs: dict[str, dt.date | None], listed
     return sorted(due)
 
 
-def manifest_problem(store: ObjectStore, day: dt.date) -> str | None:
-    """Why the day's retirement cannot be recorded (an unreadable manifest), if it cannot."""
-    key = manifest_key(day)
-    if not store.exists(key):
-        return None
-    try:
-        Manifest.from_bytes(store.read_bytes(key))
-    except ManifestError as exc:
-        return f"{key} is unreadable ({exc}); run `audit-pipeline verify --from {day} --to {day}` and repair it first"
-    return None
-
-
-def retire_objects(store: ObjectStore, day: dt.date, keys: list[str], reason: str, integrity: IntegritySettings, signer: Signer | None) -> None:
-    """Record the retirement (when the day has a manifest), then delete the objects."""
-    if integrity.enabled and store.exists(manifest_key(day)):
+def retire_objects(
+    store: ObjectStore, day: dt.date, keys: list[str], reason: str, integrity: IntegritySettings, signer: Signer | None, verified: DayReport | None
+) -> None:
+    """Record the retirement, then delete the objects; with integrity on, only for a day that ``verified`` (its report, no problem
+    besides a backfill gap): a retirement record must never turn a FAILED day into a RETIRED one."""
+    if integrity.enabled:
+        if verified is None or verified.day != day or verified.problems_besides_gaps:
+            why = verified.problems_besides_gaps[0].message if verified is not None and verified.problems_besides_gaps else "it was not verified"
+            raise AuditPipelineError(f"refusing to retire the exports of {day}: {why}; nothing of the day was deleted")
+        if not store.exists(manifest_key(day)):
+            raise AuditPipelineError(f"refusing to retire the exports of {day}: it has no manifest ({manifest_key(day)}); nothing of the day was deleted")
         manifest = Manifest.from_bytes(store.read_bytes(manifest_key(day)))
         listed = {o.key for o in manifest.objects}
         previous = read_retirement(store, day)

@@ -164,7 +164,7 @@ def _delete_objects(settings: Settings, store: ObjectStore, plan: RetentionPlan,
     for day, objects in sorted(by_day.items()):
         formats = sorted({o.format for o in objects}, key=FORMATS.index)
         reason = "retention: " + ", ".join(f"{fmt} {plan.policy.exports[fmt]} (kept from {plan.cutoffs[fmt]})" for fmt in formats)
-        retire_objects(store, day, [o.key for o in objects], reason, integrity, signer)
+        retire_objects(store, day, [o.key for o in objects], reason, integrity, signer, plan.verified.get(day))
         result.objects_deleted.extend(objects)
         log(f"exports: {day}: deleted {', '.join(o.key for o in objects)}")
     # After the objects: a crash in between leaves a summary whose day has no exports, due again next run.

@@ -53,35 +53,49 @@ def test_objects_past_their_format_policy_are_retired(pg: PgDatabase, tmp_path: 
     dry = run_retention(settings, today=TODAY, dry_run=True)
     assert dry.plan is not None
     planned = [o.key for o in dry.plan.objects]
-    expected = [f"{fmt}/date={day}/audit_logs.{fmt}" for day in DAYS for fmt in ("csv", "ndjson") if fmt == "csv" or day < D(2024, 3, 3)]
+    # 2024-03-01 fails verification (an object that is not in its manifest) and its chain evidence touches 2024-03-02:
+    # both keep their exports, and say why.
+    expected = [f"{fmt}/date={day}/audit_logs.{fmt}" for day in DAYS[2:] for fmt in ("csv", "ndjson") if fmt == "csv" or day < D(2024, 3, 3)]
     assert planned == expected
     assert not any("notes" in k or "README" in k for k in planned)
+    assert dry.plan.objects_kept[DAYS[0]].startswith("its exports do not verify: unexpected object, not in the manifest: csv/date=2024-03-01/notes/keep.txt")
+    assert dry.plan.objects_kept[DAYS[1]].startswith("the previous day, 2024-03-01, does not verify (unexpected object")
+    assert [(h.day, h.objects) for h in dry.plan.held] == [(DAYS[0], 2), (DAYS[1], 2)]
 
     real = run_retention(settings, today=TODAY)
     assert real.figures() == dry.figures()
-    assert real.figures().export_objects == {"csv": 5, "ndjson": 2, "parquet": 0}
+    assert real.figures().export_objects == {"csv": 3, "ndjson": 0, "parquet": 0}
     assert [o.key for o in real.objects_deleted] == planned
     assert not any(store.exists(k) for k in planned)
     assert all(store.exists(k) for k in foreign)  # outside the daily layout: never touched
     assert all(store.list(f"parquet/date={day}") for day in DAYS)
-    assert all(store.list(f"ndjson/date={day}") for day in DAYS[2:])
+    assert all(store.list(f"ndjson/date={day}") for day in DAYS)
+    assert all(store.list(f"csv/date={day}") for day in DAYS[:2])
     assert set(manifests) <= set(store.list("manifests"))  # manifests stay for verification
 
     # Every day still verifies: the deleted objects are accounted for by retirement records.
     reports = _verify_all(settings)
     assert reports[DAYS[0]] == ("FAILED", ["unexpected object, not in the manifest: csv/date=2024-03-01/notes/keep.txt"])  # the foreign object
-    assert {reports[day][0] for day in DAYS[1:]} == {"RETIRED"}
-    retired = read_retirement(store, DAYS[0])
-    assert retired is not None and retired.deleted == ("csv/date=2024-03-01/audit_logs.csv", "ndjson/date=2024-03-01/audit_logs.ndjson")
-    assert "csv 70d (kept from 2024-03-11)" in retired.reason and "ndjson 78d (kept from 2024-03-03)" in retired.reason
+    assert reports[DAYS[1]][0] == "OK" and read_retirement(store, DAYS[0]) is None and read_retirement(store, DAYS[1]) is None
+    assert {reports[day][0] for day in DAYS[2:]} == {"RETIRED"}
+    retired = read_retirement(store, DAYS[2])
+    assert retired is not None and retired.deleted == ("csv/date=2024-03-03/audit_logs.csv",)
+    assert retired.reason == "retention: csv 70d (kept from 2024-03-11)"
 
     assert run_retention(settings, today=TODAY).figures().export_objects == {"csv": 0, "ndjson": 0, "parquet": 0}  # a re-run is a no-op
+    # Once the foreign object is gone, the first two days verify and go as well.
+    store.delete("csv/date=2024-03-01/notes/keep.txt")
+    resolved = run_retention(settings, today=TODAY)
+    assert resolved.figures().export_objects == {"csv": 2, "ndjson": 2, "parquet": 0}
+    first = read_retirement(store, DAYS[0])
+    assert first is not None and first.deleted == ("csv/date=2024-03-01/audit_logs.csv", "ndjson/date=2024-03-01/audit_logs.ndjson")
+    assert "csv 70d (kept from 2024-03-11)" in first.reason and "ndjson 78d (kept from 2024-03-03)" in first.reason
     # Days later the NDJSON of the remaining days goes too; the retirement record then names both formats.
     later = run_retention(settings, today=TODAY + dt.timedelta(days=10))
     assert later.figures().export_objects == {"csv": 0, "ndjson": 3, "parquet": 0}
     final = read_retirement(store, DAYS[-1])
     assert final is not None and {k.split("/")[0] for k in final.deleted} == {"csv", "ndjson"}
-    assert {r[0] for d, r in _verify_all(settings).items() if d in DAYS[1:]} == {"RETIRED"}
+    assert {r[0] for r in _verify_all(settings).values()} == {"RETIRED"}
     assert sum(rows_per_day(pg).values()) == 15  # export retention never touches the database
 
 
