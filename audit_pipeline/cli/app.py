@@ -62,11 +62,14 @@ COMMAND_MODULES = {
     "export": "adhoc_export",
     "export-day": "exports",
     "forward": "forward",
+    "prove": "prove",
     "query": "query",
     "rechain": "verify",
     "relink": "verify",
     "retention": "retention",
+    "sinks": "sinks",
     "verify": "verify",
+    "verify-proof": "prove",
 }
 
 
