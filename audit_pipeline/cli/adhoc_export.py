@@ -11,30 +11,13 @@ from typing import BinaryIO
 
 import click
 
-from audit_pipeline.adhoc_export import RangeExport, atomic_file, canonical_format, check_output_path, spooled_to, write_range
+from audit_pipeline.adhoc_export import RangeExport, atomic_file, check_output_path, spooled_to, write_range
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.errors import ConfigError
-from audit_pipeline.event_filters import check_pattern
-from audit_pipeline.isotime import format_instant, parse_instant
+from audit_pipeline.exports.adhoc_request import parse_range_request
+from audit_pipeline.isotime import format_instant
 from audit_pipeline.settings import load_settings
-from audit_pipeline.sources import EventFilter, TimeRange, open_source
-
-
-def _instant(value: str, option: str) -> dt.datetime:
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
-
-
-def _patterns(values: tuple[str, ...], option: str) -> tuple[str, ...]:
-    checked = []
-    for value in values:
-        try:
-            checked.append(check_pattern(value))
-        except ValueError as exc:
-            raise ConfigError(f"{option}: {exc}") from None
-    return tuple(checked)
+from audit_pipeline.sources import TimeRange, open_source
 
 
 class _ProgressLine:
@@ -88,22 +71,15 @@ def export_range_command(
     The columns, cells and line ends are those of the daily exports, so a whole UTC day
     exported here equals that day's daily file.
     """
-    fmt = canonical_format(fmt)
-    first = _instant(start, "--from")
-    last = _instant(end, "--to")
-    if last <= first:
-        raise ConfigError(f"--to {format_instant(last)} must be after --from {format_instant(first)} (the range is [--from, --to))")
-    for value in organizations:
-        if not value:
-            raise ConfigError("--organization cannot be empty")
-    event_filter = EventFilter(include_types=_patterns(types, "--type"), include_tenants=_patterns(tenants, "--tenant"), organizations=tuple(organizations))
+    request = parse_range_request(start, end, fmt=fmt, types=types, tenants=tenants, organizations=organizations)
+    fmt = request.fmt
     to_stdout = output == "-"
     stdout = sys.stdout.buffer
     if to_stdout and fmt == "parquet" and stdout.isatty():
         raise ConfigError("--format parquet is binary; give --output FILE or pipe standard output into a file or program")
     path: Path | None = None if to_stdout else check_output_path(output)
     settings = load_settings(config_path(ctx))
-    time_range = TimeRange(first, last)
+    time_range = request.time_range
     progress = _ProgressLine(time_range) if sys.stderr.isatty() else None
     with open_source(settings) as source:
         source.check()
@@ -114,7 +90,7 @@ def export_range_command(
                 time_range,
                 fmt,
                 out,
-                event_filter=None if event_filter.is_empty else event_filter,
+                event_filter=request.event_filter,
                 csv_formula_protection=settings.export.csv_formula_protection,
                 parquet_row_group_rows=settings.export.parquet_row_group_rows,
                 progress=progress,
