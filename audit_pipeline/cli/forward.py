@@ -86,18 +86,23 @@ def deadletters() -> None:
 @click.pass_context
 @friendly_errors
 def list_dead_letters(ctx: click.Context, sink: str) -> None:
-    """List SINK's dead-letter objects with their event counts and first reason."""
+    """List SINK's dead-letter objects as a table: key (under the export root), event count, first reason."""
+    from audit_pipeline.cli.table import render
     from audit_pipeline.errors import ConfigError
     from audit_pipeline.forwarding.configured import configured_sinks
     from audit_pipeline.forwarding.deadletters import DeadLetterStore
+    from audit_pipeline.redaction import excerpt
     from audit_pipeline.storage import ObjectStore
 
     settings = load_settings(config_path(ctx))
     store = DeadLetterStore(ObjectStore.from_settings(settings.export))
     total = 0
+    rows: list[list[str]] = []
     for obj in store.iter_objects(sink):
         total += len(obj.events)
-        click.echo(f"{store.store.uri(obj.key)}\t{len(obj.events)}\t{obj.reasons[0] if obj.reasons else ''}")
+        rows.append([obj.key, f"{len(obj.events):,}", excerpt(obj.reasons[0], 100) if obj.reasons else ""])
+    if rows:
+        click.echo(render(["KEY", "EVENTS", "FIRST REASON"], rows, right=[1]))
     if not total:
         configured = configured_sinks(settings, include_disabled=True)
         for other in configured:
@@ -105,7 +110,7 @@ def list_dead_letters(ctx: click.Context, sink: str) -> None:
         if sink not in {c.name for c in configured}:
             known = ", ".join(c.name for c in configured) or "none"
             raise ConfigError(f"no sink named {sink!r} in the configuration's sinks: section (configured: {known}), and no dead letters kept for it")
-    click.echo(f"{total:,} dead-lettered event(s) for {sink}", err=True)
+    click.echo(f"{total:,} dead-lettered event(s) for {sink}" + (f"; keys are under {store.store.uri('')}" if rows else ""), err=True)
 
 
 @deadletters.command("replay")

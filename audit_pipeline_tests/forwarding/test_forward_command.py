@@ -94,6 +94,12 @@ def test_rejected_events_are_dead_lettered_then_replayed(pg, workdir, es, events
     objects = ObjectStore(export_url, endpoint_url=request.getfixturevalue("s3_server").endpoint_url if store == "s3" else None)
     keys = objects.list("deadletters/elasticsearch")
     assert len(keys) == 1 and keys[0].startswith("deadletters/elasticsearch/date=2024-01-15/")  # one object per batch
+    # an aligned table: a header, the key relative to the export root, the count, the first reason; no URI
+    header, row = listing.stdout.splitlines()
+    assert header.split() == ["KEY", "EVENTS", "FIRST", "REASON"] and "\t" not in listing.stdout
+    assert row.split()[:2] == [keys[0], "2"] and "failed to parse field" in row
+    assert row[: header.index("EVENTS") + len("EVENTS")].endswith(" 2") and "://" not in listing.stdout  # counts right-aligned
+    assert objects.uri("") in listing.stderr
     records = [json.loads(line) for k in keys for line in objects.read_bytes(k).splitlines()]
     assert {r["event"]["id"]: r["reason"].split(": ", 1)[1] for r in records} == {i: f"[1:1] {reason}" for i, reason in bad.items()}
 
