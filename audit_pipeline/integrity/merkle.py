@@ -19,8 +19,6 @@ from typing import Protocol
 
 import numpy as np
 
-from audit_pipeline.integrity.proof_verify import HASH_SIZE, leaf_hash, node_hash
-
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
@@ -36,6 +34,19 @@ __all__ = [
     "subtree_hash",
     "tree_root",
 ]
+
+HASH_SIZE = 32
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """``SHA-256(0x00 || data)`` (RFC 6962 §2.1).  :mod:`.proof_verify` has its own copy: it imports nothing of ours."""
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """``SHA-256(0x01 || left || right)``."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
 
 #: The root of the empty tree: SHA-256 of nothing.
 EMPTY_ROOT = hashlib.sha256(b"").digest()

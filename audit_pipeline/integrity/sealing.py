@@ -28,7 +28,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -54,6 +54,7 @@ from audit_pipeline.integrity.manifest import (
     manifest_key,
     sha256_hex,
 )
+from audit_pipeline.integrity.proofs import LogAppender, log_lock
 from audit_pipeline.integrity.signing import Keyring, Signer, load_signer
 from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import EventFilter
@@ -61,6 +62,13 @@ from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import WrittenFile, open_text_reader
 
 logger = logging.getLogger(__name__)
+
+
+class SealerHooks(TypedDict, total=False):
+    """The sealer's keyword arguments for :func:`audit_pipeline.export.export_day`, typed so that ``**hooks`` is checked."""
+
+    ndjson_observer: Callable[[memoryview, np.ndarray], None]
+    before_publish: BeforePublish
 
 
 def _event_time(value: dt.datetime) -> str:
@@ -108,6 +116,8 @@ class DaySealer:
         self.manifest: Manifest | None = None
         #: What happened to the manifest: sealed, unchanged, linked, relinked, re-encoded, re-signed, rechained.
         self.outcome = "not sealed"
+        #: The transparency log's appender (set by :meth:`from_settings`): the day's leaves, appended once published.
+        self.tlog: LogAppender | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, store: ObjectStore, day: dt.date, rechain_reason: str | None = None) -> DaySealer:
@@ -116,7 +126,7 @@ class DaySealer:
         for warning in Keyring.for_signer(signer, config).warnings:
             logger.warning(warning)
         witness = HeadWitness(settings.state_url) if config.enabled and settings.state_url else None
-        return cls(
+        sealer = cls(
             store,
             day,
             config,
@@ -126,13 +136,15 @@ class DaySealer:
             witness=witness,
             events_from_file=not settings.export.gzip,
         )
+        if config.enabled:
+            sealer.tlog = LogAppender(store, day, signer, log_lock(settings, store))
+        return sealer
 
-    def export_hooks(self) -> dict[str, Any]:
+    def export_hooks(self) -> SealerHooks:
         """Keyword arguments for ``export_day`` (none when integrity is disabled)."""
         if not self.enabled:
             return {}
-        before: BeforePublish = self.before_publish
-        return {"ndjson_observer": self.observe, "before_publish": before}
+        return {"ndjson_observer": self.observe, "before_publish": self.before_publish}
 
     # -- during the export ----------------------------------------------------------------------
     def observe(self, chunk: memoryview, offsets: np.ndarray | None = None) -> None:
@@ -141,6 +153,8 @@ class DaySealer:
         if self.formula_protection:
             self.literal_cells.extend(literal_apostrophe_cells(chunk, starts, self.chain.rows + 1))
         self.chain.update(chunk, starts)
+        if self.tlog is not None:
+            self.tlog.observe(chunk, starts)
 
     def before_publish(self, export: DayExport, written: dict[str, WrittenFile]) -> list[tuple[str, bytes, str]]:
         if self.chain.rows != export.rows:
@@ -278,4 +292,6 @@ class DaySealer:
         finally:
             if self.witness is not None:
                 self.witness.close()
+        if self.tlog is not None:  # last: the day is published and linked; its events join the transparency log
+            summary += f"; {self.tlog.seal(self.manifest.chain.events_sha256)}"
         return summary + "".join(f"; {line}" for line in linked)
