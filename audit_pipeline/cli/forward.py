@@ -15,6 +15,7 @@ import threading
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.forwarding.results import PassResult
 from audit_pipeline.settings import load_settings
 
 EXIT_STOPPED = 1
@@ -59,11 +60,14 @@ def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, 
         else:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
+            report = _FollowReport()
             for result in forwarder.follow(stop):
                 last = result
                 dead_lettered += result.dead_lettered
-                if result.delivered or result.dead_lettered or result.stopped:
-                    click.echo(result.summary())
+                for line in report.add(result):
+                    click.echo(line)
+            for line in report.flush():
+                click.echo(line)
     finally:
         close_forwarder(forwarder)
     if last is not None and last.stopped:
@@ -74,6 +78,40 @@ def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, 
             err=True,
         )
         sys.exit(EXIT_DEAD_LETTERS)
+
+
+class _FollowReport:
+    """A follower runs several small passes a second: plain deliveries are summed into one line every
+    ``every`` seconds; a pass that stopped, dead-lettered, found late events or cut events is shown at once."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.every = every
+        self._since = self._clock()
+        self._delivered = self._passes = 0
+        self._last: object = None
+
+    def add(self, result: PassResult) -> list[str]:
+        if result.stopped or result.dead_lettered or result.late_events or result.truncated:
+            return [*self.flush(), result.summary()]
+        self._delivered += result.delivered + result.skipped
+        self._passes += 1
+        self._last = result
+        return self.flush() if self._clock() - self._since >= self.every else []
+
+    def flush(self) -> list[str]:
+        from audit_pipeline.forwarding.results import show_position
+
+        lines = []
+        last = self._last
+        if self._delivered and isinstance(last, PassResult):
+            seconds = self._clock() - self._since
+            lines.append(f"{last.sink}: {self._delivered:,} delivered in {seconds:.1f}s ({self._passes:,} passes); position {show_position(last.position)}")
+        self._since = self._clock()
+        self._delivered = self._passes = 0
+        return lines
 
 
 @main.group()

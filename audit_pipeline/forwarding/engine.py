@@ -35,11 +35,12 @@ from audit_pipeline.forwarding.delivery import Courier, Settled
 from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, SinkBusy
 from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
 from audit_pipeline.forwarding.leases import Lease
-from audit_pipeline.forwarding.positions import LeaseLost, PositionStore, SinkState
+from audit_pipeline.forwarding.positions import PositionStore, SinkState
 from audit_pipeline.forwarding.replay import replay_dead_letters
 from audit_pipeline.forwarding.results import PassResult, ReplayResult, show_position
 from audit_pipeline.forwarding.retry import RetryPolicy
 from audit_pipeline.forwarding.sweep import Sweep
+from audit_pipeline.forwarding.wakeup import Wakeup
 from audit_pipeline.forwarding.window import InFlight
 from audit_pipeline.sinks.base import EventBatch, Sink, SinkFailure
 from audit_pipeline.sources.base import AuditSource, TimeRange
@@ -104,6 +105,10 @@ class Forwarder:
         self._max_bytes = max(1, sink.max_batch_bytes)
         self.max_rate: float | None = self.options.max_events_per_second or settings.max_events_per_second
         self.concurrency = self.options.concurrency or sink.default_concurrency
+        #: The database clock minus ours, in seconds, as of the last horizon (the follower's probe estimates with it).
+        self.db_clock_offset = 0.0
+        #: Passes with at most this many events pending say nothing while running (a follower's passes are small and many).
+        self.quiet_up_to = 0
 
     @property
     def holder(self) -> str:
@@ -136,6 +141,7 @@ class Forwarder:
 
     def horizon(self) -> Horizon:
         info = compute_horizon(self.source, self.settings, self.now)
+        self.db_clock_offset = info.now.timestamp() - time.time()
         if self.settings.watch_open_transactions:
             if info.sees_other_transactions is False:
                 self._warn_once(
@@ -151,10 +157,11 @@ class Forwarder:
                 )
         return info
 
-    def run_pass(self, horizon: dt.datetime | None = None) -> PassResult:
+    def run_pass(self, horizon: dt.datetime | None = None, *, sweep: bool = True) -> PassResult:
         """Forward everything after the position and before the horizon (computed now unless given).
 
         Delivery problems end the pass early with ``stopped`` set, never with a half-moved position.
+        ``sweep`` False skips the late-commit sweep (a follower runs it every ``sweep_seconds``, not every pass).
         """
         if not self.lease.held:
             raise RuntimeError("run_pass needs the sink's lease: use `with forwarder.leased():`")
@@ -165,7 +172,8 @@ class Forwarder:
         result = PassResult(self.sink.name, horizon, state.position)
         try:
             self.prepare_sink()
-            self.sweep.run(result)
+            if sweep:
+                self.sweep.run(result)
             self._forward(result, horizon)
         except (SinkFailure, AuditPipelineError) as exc:
             result.stopped = str(exc)
@@ -187,7 +195,8 @@ class Forwarder:
                     backlog = events_after(self.source, position, horizon)
                     if not backlog:
                         break
-                    self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
+                    if backlog > self.quiet_up_to:
+                        self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
                 read = 0
                 batches = self.source.iter_batches(TimeRange(start, horizon), after=position, limit=self.settings.read_events)
                 with contextlib.closing(prefetch(batches, self._max_events, self.transform)) as chunks:
@@ -210,7 +219,7 @@ class Forwarder:
                     break
             for done, settled in window.drain():
                 self._commit(done, settled, result)
-            if backlog:
+            if backlog and backlog > self.quiet_up_to:
                 self._report(result, backlog, pass_start)
         finally:
             window.close()
@@ -288,26 +297,33 @@ class Forwarder:
 
     # -- following -------------------------------------------------------------------------------
     def follow(self, stop: threading.Event | None = None, passes: int | None = None) -> Iterator[PassResult]:
-        """Run passes every ``poll_seconds`` (the caller holds the lease), yielding each result.
+        """Run passes as events become ready (the caller holds the lease), yielding each result.
 
-        The source keeps its connection between passes, so a pass costs a few queries, not a connect.
+        Between passes a one-row probe on the kept connection looks for an event after the position,
+        from 0.1 s after a pass that moved, backing off to ``poll_seconds`` while idle (:mod:`.wakeup`);
+        the late-commit sweep runs with a pass at least every ``sweep_seconds``.  A pass that stopped
+        (the sink kept failing) is tried again after ``poll_seconds``.
         """
         stop = stop or threading.Event()
         self.interrupt = stop
+        self.quiet_up_to = max(self.quiet_up_to, self._max_events)
+        wakeup = Wakeup(self)
         done = 0
+        last_sweep: float | None = None
         while not stop.is_set():
-            try:
-                result = self.run_pass()
-            except LeaseLost:
-                raise
+            sweep = last_sweep is None or self._clock() - last_sweep >= self.settings.sweep_seconds
+            if sweep:
+                last_sweep = self._clock()
+            result = self.run_pass(sweep=sweep)
             yield result
             done += 1
             if passes is not None and done >= passes:
                 return
-            end = self._clock() + self.settings.poll_seconds
-            while not stop.is_set() and self._clock() < end:
-                stop.wait(min(1.0, max(0.0, end - self._clock())))
-                self.lease.check()
+            assert last_sweep is not None
+            if result.stopped:
+                wakeup.pause(stop, self.settings.poll_seconds)
+                continue
+            wakeup.wait(stop, result, last_sweep + self.settings.sweep_seconds)
 
     def close(self) -> None:
         self.release()

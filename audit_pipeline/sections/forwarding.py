@@ -33,8 +33,9 @@ class ForwardingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Only events older than this (database clock) are forwarded; covers commit latency and
-    #: timestamps an application takes just before it begins its transaction.
-    settle_seconds: float = Field(default=10.0, ge=0, le=86_400)
+    #: timestamps an application takes just before it begins its transaction (what commits later
+    #: behind the position is delivered by the late-commit sweep).
+    settle_seconds: float = Field(default=0.5, ge=0, le=86_400)
     #: Also hold back behind the oldest open transaction that has written (needs pg_read_all_stats).
     watch_open_transactions: bool = True
     #: Largest batch handed to a sink; a sink may ask for smaller ones (count and bytes).
@@ -45,8 +46,11 @@ class ForwardingSettings(BaseModel):
     late_window: float = Field(default=900.0, ge=0, le=7 * 86_400)
     #: Catch-up speed limit per sink, events per second; unset = as fast as the sink takes them.
     max_events_per_second: float | None = Field(default=None, gt=0)
-    #: Seconds between passes when following (``forward`` without ``--once``).
-    poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: Longest wait between looks for new events when following (``forward`` without ``--once``): a one-row
+    #: probe runs 0.1 s after a pass that delivered, doubling while nothing comes, up to this.
+    poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    #: How often a follower also runs the late-commit sweep (every ``--once`` pass and Dagster run does).
+    sweep_seconds: float = Field(default=5.0, gt=0, le=3600)
     #: A forwarder holds a per-sink lease in the state database for this long, renewed every batch.
     lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     #: How often each Dagster sensor looks for pending events.

@@ -85,7 +85,7 @@ def make_forwarder(
     log: Callable[[str], None] | None = None,
     **settings: Any,
 ) -> Forwarder:
-    options: dict[str, Any] = {"settle_seconds": 1, "retry": {"initial_seconds": 0.01, "max_seconds": 0.05, "give_up_seconds": 30}}
+    options: dict[str, Any] = {"retry": {"initial_seconds": 0.01, "max_seconds": 0.05, "give_up_seconds": 30}}
     options.update(settings)
     fwd = ForwardingSettings.model_validate(options)
     positions = PositionStore(state_url or f"sqlite:///{tmp_path}/state.db")
@@ -110,7 +110,6 @@ def write_config(
         "source": {"database_url": database_url},
         "export": {"url": export_url},
         "forwarding": {
-            "settle_seconds": 1,
             "lease_seconds": 5,
             "retry": {"initial_seconds": 0.05, "max_seconds": 0.5, "give_up_seconds": 20},
             **(forwarding or {}),

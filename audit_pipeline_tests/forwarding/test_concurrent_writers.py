@@ -53,7 +53,7 @@ def _writer(url: str, number: int, stop: threading.Event, written: list[int]) ->
 @pytest.mark.slow
 def test_every_event_written_concurrently_is_indexed_exactly_once(pg: PgDatabase, tmp_path, es: ElasticsearchStandIn) -> None:
     sink = ElasticsearchSink.from_config({"url": es.url, "batch_events": 250})
-    forwarder = make_forwarder(pg.url, sink, tmp_path, settle_seconds=1, read_events=1_000)
+    forwarder = make_forwarder(pg.url, sink, tmp_path, read_events=1_000)
     stop_writers, stop_forwarder = threading.Event(), threading.Event()
     written = [0] * WRITERS
     passes: list[int] = []

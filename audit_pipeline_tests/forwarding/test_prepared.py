@@ -112,7 +112,7 @@ def test_a_prepared_transaction_committed_after_a_pass_reaches_every_sink_exactl
             "source": {"database_url": prepared_url},
             "export": {"url": str(workdir / "exports")},
             "state_url": f"sqlite:///{workdir}/state.db",
-            "forwarding": {"settle_seconds": 1, "lease_seconds": 5, "retry": {"initial_seconds": 0.05, "max_seconds": 0.5, "give_up_seconds": 20}},
+            "forwarding": {"lease_seconds": 5, "retry": {"initial_seconds": 0.05, "max_seconds": 0.5, "give_up_seconds": 20}},
             "sinks": {
                 "elasticsearch": {"url": es.url, "start": "earliest"},
                 "datadog": {"api_key": "${DD_API_KEY}", "url": datadog.intake_url, "start": "earliest"},
