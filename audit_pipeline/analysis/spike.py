@@ -14,6 +14,9 @@ from audit_pipeline.analysis.summary import DaySummary
 
 @dataclass(frozen=True)
 class SpikeVerdict:
+    """``passed`` is only True for a day that was judged and found ordinary: a day without enough
+    history is *not evaluated* (``judged`` False, ``passed`` False), so it never shows as a green pass."""
+
     passed: bool
     findings: list[str]
     description: str
@@ -30,11 +33,11 @@ def judge(summary: DaySummary, settings: SummarySettings) -> SpikeVerdict:
     factor = settings.spike_factor
     if base.days < settings.min_history_days:
         return SpikeVerdict(
-            passed=True,
+            passed=False,
             findings=[],
             description=(
-                f"not judged: {base.days} earlier day(s) exported in the {settings.history_days}-day window, "
-                f"{settings.min_history_days} needed (summary.min_history_days)"
+                f"not evaluated: {base.days} earlier day(s) exported in the {settings.history_days}-day window, "
+                f"{settings.min_history_days} needed (summary.min_history_days); export earlier days to build the baseline"
             ),
             judged=False,
         )

@@ -97,7 +97,8 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         description=(
             "Warns when the day's failed logins or failure rate exceed the previous days' median by more than "
             "summary.spike_factor × their median absolute deviation, or when new actor × country pairs exceed "
-            "summary.new_pairs_threshold."
+            "summary.new_pairs_threshold. Until summary.min_history_days earlier days are exported it warns "
+            "'not evaluated' (with the number of days it has), never a pass."
         ),
         partitions_def=partitions,
     )
@@ -115,7 +116,11 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
             passed=verdict.passed,
             severity=dg.AssetCheckSeverity.WARN,
             description=verdict.description,
-            metadata={"judged": verdict.judged, "findings": dg.MetadataValue.json(verdict.findings), "summary": summary_key(day)},
+            metadata={
+                "judged": dg.MetadataValue.bool(verdict.judged),
+                "findings": dg.MetadataValue.json(verdict.findings),
+                "summary": dg.MetadataValue.path(summary_key(day)),
+            },
         )
 
     daily_summary_job = dg.define_asset_job(

@@ -172,7 +172,9 @@ def test_no_spike_warns_on_the_spike_day_only_and_the_backfill_exports_nothing(c
     assert "failure rate" in spike.description
     assert verdicts[AFTER_SPIKE].passed, verdicts[AFTER_SPIKE].description
     assert verdicts[FIRST + dt.timedelta(days=9)].passed, verdicts[FIRST + dt.timedelta(days=9)].description
-    assert "not judged" in verdicts[FIRST].description and verdicts[FIRST].passed
+    # too little history: reported as a warning "not evaluated", never a green pass
+    assert verdicts[FIRST].description.startswith("not evaluated: 0 earlier day(s)") and not verdicts[FIRST].passed
+    assert verdicts[FIRST].metadata["judged"].value is False
 
     written = json.loads(store.read_bytes(summary_key(SPIKE_DAY)))
     assert (written["failed_logins"], written["new_actor_country_pairs"]["count"], written["baseline"]["days"]) == (90, 60, 10)
