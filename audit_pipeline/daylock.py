@@ -28,7 +28,7 @@ import hashlib
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import psycopg
@@ -65,8 +65,9 @@ def lock_namespace(export_url: str) -> int:
     return int.from_bytes(hashlib.blake2b(export_url.encode(), digest_size=4).digest(), "big", signed=True)
 
 
-def _holder_name(day: dt.date) -> str:
-    return f"audit_pipeline export {day} {socket.gethostname()} pid {os.getpid()}"[:63]
+def _holder_name(day: dt.date, last: dt.date | None = None) -> str:
+    days = f"{day}..{last}" if last is not None and last != day else f"{day}"
+    return f"audit_pipeline export {days} {socket.gethostname()} pid {os.getpid()}"[:63]
 
 
 class _AdvisoryLock:
@@ -148,6 +149,32 @@ def _connect(state_url: str) -> psycopg.Connection[Any]:
 @contextlib.contextmanager
 def day_lock(settings: Settings, day: dt.date, *, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> Iterator[DayLock]:
     """Hold the export lock of ``day`` for the block; wait up to ``wait_seconds`` for another holder."""
+    with days_lock(settings, [day], wait_seconds=wait_seconds) as lock:
+        yield lock
+
+
+class _AllOf:
+    """Several days' locks held through one connection (or file): confirmed together."""
+
+    def __init__(self, locks: list[_AdvisoryLock] | list[_FileLock]) -> None:
+        self.locks = locks
+
+    def confirm(self) -> None:
+        for lock in self.locks:
+            lock.confirm()
+
+
+@contextlib.contextmanager
+def days_lock(settings: Settings, days: Iterable[dt.date], *, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> Iterator[DayLock]:
+    """Hold the export locks of every day in ``days`` for the block (``relink`` rewrites several days' manifests).
+
+    Taken in ascending order through one connection, so that two multi-day holders never wait
+    for each other in a circle, and an export (one day) never holds one lock while waiting for another.
+    """
+    wanted = sorted(set(days))
+    if not wanted:
+        yield _AllOf([])
+        return
     namespace = lock_namespace(settings.export.url)
     state_url = settings.state_url or ""
     # The Celery profile (audit_pipeline/defs/executor.py) runs exports on several hosts: a file lock would not reach them.
@@ -158,13 +185,15 @@ def day_lock(settings: Settings, day: dt.date, *, wait_seconds: float = DEFAULT_
         )
     if state_url.startswith("postgresql"):
         with _connect(state_url) as conn:
-            conn.execute("SELECT set_config('application_name', %s, false)", (_holder_name(day),))
-            advisory = _AdvisoryLock(conn, namespace, day)
-            _wait_for(advisory, day, wait_seconds)
-            yield advisory  # the server drops the lock with the connection, whatever happens in the block
+            conn.execute("SELECT set_config('application_name', %s, false)", (_holder_name(wanted[0], wanted[-1]),))
+            advisory = [_AdvisoryLock(conn, namespace, day) for day in wanted]
+            for lock in advisory:
+                _wait_for(lock, lock.day, wait_seconds)
+            yield _AllOf(advisory)  # the server drops the locks with the connection, whatever happens in the block
         return
     path = os.path.join(tempfile.gettempdir(), f"audit_pipeline-daylocks-{namespace & 0xFFFFFFFF:08x}")
     with open(path, "a+b") as handle:
-        local = _FileLock(handle, namespace, day)
-        _wait_for(local, day, wait_seconds)
-        yield local  # closing the file releases the range
+        local = [_FileLock(handle, namespace, day) for day in wanted]
+        for byte_range in local:
+            _wait_for(byte_range, byte_range.day, wait_seconds)
+        yield _AllOf(local)  # closing the file releases the ranges

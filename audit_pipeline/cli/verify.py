@@ -12,9 +12,8 @@ from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.options import parse_optional_day
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.integrity.config import integrity_settings
-from audit_pipeline.integrity.head import HeadWitness, seen_head, update_head
-from audit_pipeline.integrity.linking import link_forward
-from audit_pipeline.integrity.signing import Keyring, load_signer
+from audit_pipeline.integrity.head import seen_head
+from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import DayReport, Verifier
 from audit_pipeline.settings import load_settings
 from audit_pipeline.storage import ObjectStore
@@ -84,10 +83,7 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     A plain export refuses to replace a day whose events differ from its manifest; this is
     the explicit way to accept the change (late rows, a corrected source, restored tampering).
     """
-    from audit_pipeline.event_filters import daily_export_filter
-    from audit_pipeline.export import export_day
-    from audit_pipeline.integrity.sealing import DaySealer
-    from audit_pipeline.retention.record import ReexportGuard
+    from audit_pipeline.sealed_export import export_sealed_day
     from audit_pipeline.sources import open_source
 
     start = parse_optional_day(first, "--from")
@@ -102,20 +98,13 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
         raise ConfigError("integrity.enabled is false: there is no chain to rechain")
     store = ObjectStore.from_settings(settings.export)
     day = start
-    with open_source(settings) as source:
-        while day <= end:
-            sealer = DaySealer.from_settings(settings, store, day, rechain_reason=reason.strip())
-            export_day(
-                source,
-                store,
-                day,
-                settings.export,
-                event_filter=daily_export_filter(settings.export),
-                **sealer.export_hooks(),
-                **ReexportGuard(store, day).export_hooks(),
-            )
-            click.echo(sealer.after_publish(warn=lambda message: click.echo(f"warning: {message}", err=True)))
-            day += dt.timedelta(days=1)
+    while day <= end:
+        # The export's own recipe: it waits for a running export of the same day (the day lock) before reading it.
+        sealed = export_sealed_day(
+            settings, store, day, lambda: open_source(settings), rechain_reason=reason.strip(), warn=lambda message: click.echo(f"warning: {message}", err=True)
+        )
+        click.echo(sealed.summary)
+        day += dt.timedelta(days=1)
 
 
 @main.command("relink")
@@ -128,24 +117,17 @@ def relink_command(ctx: click.Context, first: str) -> None:
     Events are not changed: each day is re-hashed from an object that still matches its own
     manifest.  Exports do this by themselves; run it after an interrupted backfill.
     """
+    from audit_pipeline.sealed_export import manifest_days, relink_days
+
     start = parse_optional_day(first, "--from")
     assert start is not None
     settings = load_settings(config_path(ctx))
-    config = integrity_settings(settings)
-    signer = load_signer(config)
     store = ObjectStore.from_settings(settings.export)
-    last = Verifier(store, Keyring()).manifest_days
+    last = manifest_days(store)
     if not last or last[-1] < start:
         click.echo(f"no manifests from {start} on in {store.uri('')}")
         return
-    keyring = Keyring.for_signer(signer, config)
-    lines = link_forward(store, start, signer, keyring, until=last[-1])
-    witness = HeadWitness(settings.state_url) if settings.state_url else None
-    try:
-        update_head(store, signer, keyring, witness)
-    finally:
-        if witness is not None:
-            witness.close()
+    lines = relink_days(settings, store, start)  # under the day locks: an export of one of these days waits, and so does this
     for line in lines:
         click.echo(line)
     click.echo(f"{len(lines)} manifest(s) re-linked" if lines else f"every day from {start} on is already linked")

@@ -10,17 +10,15 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from audit_pipeline.checks.day import CHECK_NAMES, CheckName, DayCheckPass
-from audit_pipeline.daylock import day_lock
+from audit_pipeline.checks.day import CHECK_NAMES, CheckName, DayCheckPass, count_for_complete
 from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.event_filters import daily_export_filter, describe
-from audit_pipeline.export import DayExport, export_day
+from audit_pipeline.export import DayExport
 from audit_pipeline.integrity.config import integrity_settings
-from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.retention.record import ReexportGuard, forced_reexport_reason, read_record
 from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
+from audit_pipeline.sealed_export import export_sealed_day
 from audit_pipeline.sources.base import TimeRange
 
 EXPORT_ASSETS = {
@@ -156,9 +154,9 @@ def day_check_results(
     else:
         # The one count of the day, with the export's filter, runs on the database while the objects are hashed.
         with audit.open_source() as source, ThreadPoolExecutor(max_workers=1, thread_name_prefix="count") as pool:
-            counting = pool.submit(source.count, TimeRange.for_day(day), daily_export_filter(settings.export))
+            counting = pool.submit(count_for_complete(source), TimeRange.for_day(day), daily_export_filter(settings.export))
             verdicts = check_pass.run(wanted, source_rows=counting.result, recorded=recorded)
-            counted = source.count_method  # how the source counted, e.g. from the export stream just read
+            counted = source.count_method  # how the source counted, e.g. through the HelloJohn list, apart from the export stream
     for (_fmt, name), verdict in verdicts.items():
         if name == "complete" and counted is not None:
             verdict.metadata["count_method"] = counted
@@ -221,32 +219,16 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
     ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
         """Stream the partition day from the source once, writing all three formats, then publish atomically."""
         try:
-            settings = audit.settings()
             store = audit.object_store()
-            # One export of the day at a time on every machine (a Celery step may be redelivered while it still runs).
-            with day_lock(settings, _day(context)) as lock:
-                # A forced re-export of a day retention emptied is recorded in its manifest as a rechain.
-                retired = read_record(store, _day(context)) if config.force else None
-                rechain = forced_reexport_reason(retired) if retired else None
-                sealer = DaySealer.from_settings(settings, store, _day(context), rechain_reason=rechain)  # entry chain + manifest (integrity section)
-                with audit.open_source() as source:
-                    export = export_day(
-                        source,
-                        store,
-                        _day(context),
-                        settings.export,
-                        event_filter=daily_export_filter(settings.export),
-                        fail_before_publish=lock.confirm,
-                        **sealer.export_hooks(),
-                        **ReexportGuard(store, _day(context), force=config.force).export_hooks(),
-                    )
-                    origin = source.description
-                sealed = sealer.after_publish(warn=context.log.warning)
+            # Lock, re-export guard, sealer, export, links: one export of the day at a time on every machine
+            # (a Celery step may be redelivered while it still runs); a forced re-export that changes the events is a rechain.
+            sealed = export_sealed_day(audit.settings(), store, _day(context), audit.open_source, force=config.force, warn=context.log.warning)
         except AuditPipelineError as exc:
             # A message the operator can act on, instead of a stack trace in the UI.
             raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
+        export, origin = sealed.export, sealed.origin
         context.log.info(f"exported {export.rows} events of {export.day} from {origin} to {store.uri('')}")
-        context.log.info(sealed)
+        context.log.info(sealed.summary)
         for fmt, key in EXPORT_ASSETS.items():
             yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, origin))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.layout import retention_record_key as record_key
@@ -99,6 +99,12 @@ def note_reexport(store: ObjectStore, record: RetentionRecord | None, at: str) -
         write_record(store, replace(record, status="re-exported", finished_at=at))
 
 
+class GuardHooks(TypedDict):
+    """The guard's keyword argument for ``export_day``, typed so that ``**hooks`` is checked."""
+
+    guard: ReexportGuard
+
+
 class ReexportGuard:
     """The backfill guard as a hook for ``export_day``: the Dagster asset and the command line pass it in.
 
@@ -112,7 +118,7 @@ class ReexportGuard:
         self.retired: RetentionRecord | None = None
         self._checked = False
 
-    def export_hooks(self) -> dict[str, Any]:
+    def export_hooks(self) -> GuardHooks:
         """Keyword arguments for ``export_day``."""
         return {"guard": self}
 
