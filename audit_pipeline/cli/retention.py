@@ -53,9 +53,9 @@ def _echo_plan(plan: RetentionPlan) -> None:
             "held because they fail verification (nothing of these days is deleted until `audit-pipeline verify` passes for them; "
             "if the change was intended: audit-pipeline rechain --from DAY --reason ...):"
         )
-        for day in held:
-            index = f", index {day.index}" if day.index else ""
-            click.echo(f"  {day.day}  HELD   {day.rows:,} rows, {day.objects} export object(s){index}: {day.reason}")
+        for entry in held:
+            kept_index = f", index {entry.index}" if entry.index else ""
+            click.echo(f"  {entry.day}  HELD   {entry.rows:,} rows, {entry.objects} export object(s){kept_index}: {entry.reason}")
 
 
 @main.command("retention")

@@ -68,6 +68,7 @@ class ExportChecker:
         self._reports: dict[dt.date, DayReport] = {}
         self._span: tuple[dt.date, dt.date] | None = None
         self._span_known = False
+        self._data: set[dt.date] | None = None
         #: Why the store's head does not check out (set by :meth:`check_head`): then nothing is deleted.
         self.head: str | None = None
 
@@ -177,10 +178,17 @@ class ExportChecker:
         assert self._verifier is not None
         if not self._span_known:
             verifier = self._verifier
-            known = sorted({*verifier.manifest_days, *verifier.retired_days, *verifier.data_days()})
+            known = sorted({*verifier.manifest_days, *verifier.retired_days, *self._data_days()})
             self._span = (known[0], known[-1]) if known else None
             self._span_known = True
         return self._span
+
+    def _data_days(self) -> set[dt.date]:
+        """Days with objects of the daily layout in the store (one listing per format, once)."""
+        assert self._verifier is not None
+        if self._data is None:
+            self._data = set(self._verifier.data_days())
+        return self._data
 
     def _report(self, day: dt.date) -> DayReport:
         """The day's verification, once per plan (each day is also a neighbour of two others)."""
@@ -192,7 +200,8 @@ class ExportChecker:
     def _failing_neighbour(self, day: dt.date) -> str | None:
         assert self._verifier is not None
         for other, which in ((day + ONE_DAY, "the next day"), (day - ONE_DAY, "the previous day")):
-            if not self._verifier.in_chain(other):
+            # Objects without their manifest count too: removing the next day's manifest must not hide this day's forgery.
+            if not self._verifier.in_chain(other) and other not in self._data_days():
                 continue
             problems = self._report(other).problems_besides_gaps
             if problems:
