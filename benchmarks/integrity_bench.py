@@ -27,6 +27,8 @@ from audit_pipeline.encoding import encode_ndjson
 from audit_pipeline.export import export_day
 from audit_pipeline.integrity.chain import EntryChain, line_offsets
 from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.integrity.merkle import leaf_hashes
+from audit_pipeline.integrity.proofs import LogAppender
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.signing import Ed25519Signer, Keyring
 from audit_pipeline.integrity.verify import Verifier
@@ -67,13 +69,15 @@ def make_batches(rows: int) -> list[pa.RecordBatch]:
     return table.to_batches(max_chunksize=BATCH_ROWS)
 
 
-def time_export(source: AuditSource, sealed: bool, signer: Ed25519Signer) -> tuple[float, float]:
-    """Wall seconds and CPU seconds (all threads) of one export into a fresh folder."""
+def time_export(source: AuditSource, sealed: bool, signer: Ed25519Signer, log: bool = False) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all threads) of one export into a fresh folder; ``log``: with the transparency log too."""
     with tempfile.TemporaryDirectory(prefix="integrity-bench-") as tmp:
         store = ObjectStore(str(Path(tmp) / "exports"))
         start, cpu = time.perf_counter(), time.process_time()
         if sealed:
             sealer = DaySealer(store, DAY, IntegritySettings(), signer, formula_protection=True)
+            if log:  # as DaySealer.from_settings attaches it
+                sealer.tlog = LogAppender(store, DAY, signer)
             export_day(source, store, DAY, ExportSettings(), **sealer.export_hooks())
             sealer.after_publish()
         else:
@@ -103,9 +107,12 @@ def main() -> None:
 
     plain: list[tuple[float, float]] = []
     sealed: list[tuple[float, float]] = []
+    logged: list[tuple[float, float]] = []
     for _ in range(args.repeat):
         plain.append(time_export(source, False, signer))
         sealed.append(time_export(source, True, signer))
+        logged.append(time_export(source, True, signer, log=True))
+    with_log, with_log_cpu = statistics.median(s[0] for s in logged), statistics.median(s[1] for s in logged)
     base, with_chain = statistics.median(p[0] for p in plain), statistics.median(s[0] for s in sealed)
     base_cpu, with_chain_cpu = statistics.median(p[1] for p in plain), statistics.median(s[1] for s in sealed)
 
@@ -116,6 +123,10 @@ def main() -> None:
     for chunk in chunks:
         chain.update(chunk, line_offsets(chunk))
     alone, alone_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
+    for chunk in chunks:
+        leaf_hashes(chunk, line_offsets(chunk))
+    leaves, leaves_cpu = time.perf_counter() - start, time.process_time() - cpu
 
     with tempfile.TemporaryDirectory(prefix="integrity-bench-") as tmp:
         store = ObjectStore(str(Path(tmp) / "exports"))
@@ -131,9 +142,12 @@ def main() -> None:
     print(f"{'':<40}{'seconds':>9}{'events/s':>12}{'CPU s':>9}")
     print(f"{'export_day, no integrity (baseline)':<40}{base:>9.2f}{args.rows / base:>12,.0f}{base_cpu:>9.2f}")
     print(f"{'export_day + chain + signed manifest':<40}{with_chain:>9.2f}{args.rows / with_chain:>12,.0f}{with_chain_cpu:>9.2f}")
+    print(f"{'... + transparency log (tiles, checkpoint)':<40}{with_log:>9.2f}{args.rows / with_log:>12,.0f}{with_log_cpu:>9.2f}")
+    print(f"{'Merkle leaf hashes alone':<40}{leaves:>9.2f}{args.rows / leaves:>12,.0f}{leaves_cpu:>9.2f}")
     print(f"{'chain alone over the NDJSON lines':<40}{alone:>9.2f}{args.rows / alone:>12,.0f}{alone_cpu:>9.2f}")
     print(f"{'verify the day (3 formats re-derived)':<40}{verify_seconds:>9.2f}{args.rows / verify_seconds:>12,.0f}{verify_cpu:>9.2f}")
     print(f"\nwith integrity / without: {with_chain / base:.2f}x wall time, {with_chain_cpu / base_cpu:.2f}x CPU time")
+    print(f"transparency log on top of the sealed export: {with_log / with_chain:.3f}x wall time, {with_log_cpu / with_chain_cpu:.3f}x CPU time")
     print(f"chain alone: {alone_cpu / args.rows * 1e9:,.0f} ns of CPU per event, {alone_cpu / args.rows * 2_000_000:.1f} s for 2,000,000 events")
 
 
