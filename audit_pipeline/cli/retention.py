@@ -53,9 +53,9 @@ def _echo_plan(plan: RetentionPlan) -> None:
             "held because they fail verification (nothing of these days is deleted until `audit-pipeline verify` passes for them; "
             "if the change was intended: audit-pipeline rechain --from DAY --reason ...):"
         )
-        for entry in held:
-            kept_index = f", index {entry.index}" if entry.index else ""
-            click.echo(f"  {entry.day}  HELD   {entry.rows:,} rows, {entry.objects} export object(s){kept_index}: {entry.reason}")
+        for held_day in held:
+            kept_index = f", index {held_day.index}" if held_day.index else ""
+            click.echo(f"  {held_day.day}  HELD   {held_day.rows:,} rows, {held_day.objects} export object(s){kept_index}: {held_day.reason}")
 
 
 @main.command("retention")
