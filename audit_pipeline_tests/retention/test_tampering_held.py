@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import pytest
 from click.testing import CliRunner, Result
+from elasticsearch import Elasticsearch
 
 from audit_pipeline.cli import main
 from audit_pipeline.defs.resources import AuditPipelineResource
@@ -23,11 +24,13 @@ from audit_pipeline.defs.retention import retention_job
 from audit_pipeline.integrity.manifest import HEAD_KEY, manifest_key
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Ed25519Signer
+from audit_pipeline.retention.run import run_retention
 from audit_pipeline.settings import Settings
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import FORMATS
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, rows_per_day, settings_for
+from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
 D = dt.date
 DAYS = day_range(D(2024, 1, 10), D(2024, 1, 16))
@@ -176,3 +179,25 @@ def test_a_rolled_back_head_deletes_nothing_at_all(pg: PgDatabase, s3_server: S3
 
     verify = _cli(config, "verify")
     assert verify.exit_code == 1 and "HEAD FAILED: manifests/head.json was rolled back" in verify.output
+
+
+def test_the_index_of_a_day_that_fails_verification_is_kept(pg: PgDatabase, tmp_path: Path) -> None:
+    """Elasticsearch may hold the only other copy of a tampered day's events: its index stays too."""
+    fill_days(pg, DAYS[0], DAYS[-1], per_day=5)
+    with ElasticsearchStandIn() as es:
+        settings = settings_for(tmp_path, pg, {"elasticsearch": "30d"}, sinks={"elasticsearch": {"url": es.url, "enabled": False}})
+        export_days(settings, DAYS)
+        client = Elasticsearch(es.url)
+        names = {day: f"hellojohn-audit-{day:%Y.%m.%d}" for day in DAYS}
+        operations: list[dict[str, Any]] = []
+        for day, name in names.items():
+            operations += [{"create": {"_index": name, "_id": f"{day}-1"}}, {"id": f"{day}-1", "type": "user.login"}]
+        client.bulk(operations=operations, refresh=True)
+        _edit(ObjectStore.from_settings(settings.export))  # 2024-01-12 fails; 2024-01-11 and -13 are its chain neighbours
+
+        result = run_retention(settings, today=TODAY)
+        assert result.plan is not None
+        left = {r["index"] for r in client.cat.indices(index="hellojohn-audit-*", format="json")}
+        assert left == {names[D(2024, 1, day)] for day in (11, 12, 13)}
+        assert [(h.day, h.index) for h in result.plan.held] == [(D(2024, 1, day), names[D(2024, 1, day)]) for day in (11, 12, 13)]
+        assert result.plan.indices_kept[names[D(2024, 1, 12)]][1].startswith("its exports do not verify: object modified: ndjson/date=2024-01-12")
