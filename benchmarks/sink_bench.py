@@ -7,11 +7,18 @@ sending through an in-memory HTTP transport that answers 202/200 at once, so wha
 is the sink's own CPU work per event (building, gzip for Datadog, httpx) and not a network.
 
     python benchmarks/sink_bench.py [--events 200000] [--batch 1000]
+    python benchmarks/sink_bench.py --webhook [--events 3000] [--concurrency 1]
 
 Prints events/s per sink and the ratio ours / naive.  Then the same sinks with a typical
 ``privacy:`` section (two fields hashed, the IP masked to /24, metadata cut to two keys): the
 column-wise transform applied to each batch before the sink builds its payload, against the
 naive sender applying the same rules to each event's dict, and against our sink without privacy.
+
+``--webhook`` times webhooks sent one event per request over real HTTP: ``audit-pipeline forward
+webhook:bench --once`` (the documented command, from a scratch PostgreSQL database; needs the server of
+``AUDIT_TEST_PG_URL``, default postgres@127.0.0.1:5432) into the signature-checking webhook stand-in
+running in its own process, beside a plain ``httpx.Client`` loop POSTing the same events, signed the same
+way, to the same receiver, in the same run. Prints requests/s of each and the ratio.
 """
 
 from __future__ import annotations
@@ -20,13 +27,17 @@ import argparse
 import datetime as dt
 import gzip
 import json
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
 
 from audit_pipeline.jsontext import jsonb_text
 from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
@@ -144,11 +155,95 @@ def _naive_privacy(send: Callable[[EventBatch], None]) -> Callable[[EventBatch],
     return protected
 
 
+_RECEIVER = """
+import sys, threading
+from audit_pipeline_tests.standins.webhook import WebhookReceiver
+receiver = WebhookReceiver(secret=sys.argv[1])
+print(receiver.endpoint, flush=True)
+sys.stdin.read()  # until the benchmark closes our stdin
+print(len(receiver.deliveries), len(receiver.wire_errors), flush=True)
+"""
+
+
+def webhook_bench(events: int, concurrency: int | None) -> None:
+    """Requests/s of the forward command (one event per request) and of a plain httpx loop, same receiver, same run."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+
+    from audit_pipeline.sinks.webhook import sign, webhook_id
+    from audit_pipeline_tests.conftest import drop_database, make_database
+
+    secret = "bench-webhook-secret"
+    db = make_database("sink_bench")
+    receiver = subprocess.Popen(
+        [sys.executable, "-c", _RECEIVER, secret], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
+    )
+    try:
+        assert receiver.stdout is not None and receiver.stdin is not None
+        endpoint = receiver.stdout.readline().strip()
+        rows = list(generate_events(dt.date(2024, 1, 15), events))
+        db.insert(rows)
+        # The baseline: a plain keep-alive loop, one signed POST per event, the bodies our encoder gives.
+        batches = _batches(events, 1_000)
+        key = secret.encode()
+        with httpx.Client() as client:
+            start = time.perf_counter()
+            for batch in batches:
+                for i, body in enumerate(batch.lines()):
+                    msg_id = webhook_id(batch.ids[i])
+                    stamp = int(time.time())
+                    headers = {
+                        "Content-Type": "application/json",
+                        "webhook-id": msg_id,
+                        "webhook-timestamp": str(stamp),
+                        "webhook-signature": sign([key], msg_id, stamp, body),
+                    }
+                    client.post(endpoint, content=body, headers=headers).raise_for_status()
+            plain = events / (time.perf_counter() - start)
+        with tempfile.TemporaryDirectory() as work:
+            extra = f", concurrency: {concurrency}" if concurrency else ""
+            Path(work, "audit_pipeline.yaml").write_text(
+                f"source:\n  database_url: {db.url}\nexport:\n  url: {work}/exports\nforwarding:\n  settle_seconds: 0\n"
+                f"sinks:\n  webhooks:\n    - {{name: bench, url: '{endpoint}', secret: {secret}, start: earliest{extra}}}\n"
+            )
+            command = [str(Path(sys.executable).parent / "audit-pipeline"), "forward", "webhook:bench", "--once"]
+            start = time.perf_counter()
+            done = subprocess.run(
+                command, cwd=work, capture_output=True, text=True, env={**os.environ, "AUDIT_CONFIG": f"{work}/audit_pipeline.yaml"}, check=False
+            )
+            wall = time.perf_counter() - start
+        found = re.search(r"([\d,]+) delivered, \d+ dead-lettered in ([\d.]+)s", done.stdout)
+        if done.returncode != 0 or found is None:
+            raise SystemExit(f"forward failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-1000:]}")
+        delivered, seconds = int(found.group(1).replace(",", "")), float(found.group(2))
+        ours = delivered / seconds
+        print(f"{events:,} events, one per request, concurrency {concurrency or 'default (1)'}")
+        print(f"forward command  {ours:>8,.0f} requests/s  ({delivered:,} in {seconds:.2f}s of its pass; {wall:.2f}s with start-up)")
+        print(f"plain httpx loop {plain:>8,.0f} requests/s")
+        print(f"ratio ours/plain {ours / plain:.2f}x")
+    finally:
+        if receiver.stdin is not None:
+            receiver.stdin.close()
+        out = receiver.stdout.read() if receiver.stdout is not None else ""
+        receiver.wait(timeout=30)
+        drop_database(db)
+    received, errors = (int(x) for x in out.split()) if out.strip() else (0, 0)
+    print(f"receiver: {received:,} signed deliveries accepted, {errors} refused")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--webhook", action="store_true", help="Webhooks one event per request over HTTP, beside a plain httpx loop.")
+    parser.add_argument("--concurrency", type=int, default=None, help="With --webhook: sinks.webhooks[0].concurrency.")
     args = parser.parse_args()
+    if args.webhook:
+        webhook_bench(args.events or 3_000, args.concurrency)
+        return
+    args.events = args.events or 200_000
     batches = _batches(args.events, args.batch)
 
     datadog = DatadogSink.from_config({"api_key": "k", "url": "http://intake.invalid/api/v2/logs", "hostname": "bench", "tags": ["env:bench"]})
