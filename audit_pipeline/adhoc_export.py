@@ -8,8 +8,9 @@ row groups).  Memory holds one source batch, plus one Parquet row group.
 A file is written under a temporary name beside it and renamed into place only when every
 event has been written, so a crash, an interrupted run or a source failure never leaves a
 half-written file under the requested name (an older file of that name stays as it was).
-Standard output cannot be taken back: a failure there ends the stream early and the
-command exits non-zero.
+A FIFO, a device or standard output is written in place (:func:`output_file`, which
+``audit-pipeline query --output`` uses too) and cannot be taken back: a failure there ends the
+stream early and the command exits non-zero.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -125,16 +127,57 @@ def _write_parquet(batches: Iterator[pa.RecordBatch], out: BinaryIO, row_group_r
         writer.close()
 
 
+def writes_in_place(path: Path) -> bool:
+    """Whether ``--output path`` is written directly rather than replaced (see :func:`output_file`).
+
+    True for anything that exists and is not a regular file once symlinks are followed (a FIFO, a
+    character device, a socket), and for every path under ``/dev`` or ``/proc``: ``/dev/stdout`` or
+    ``/proc/self/fd/3`` name a descriptor the shell opened, even when it leads to a regular file.
+    """
+    if str(path.absolute()).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        return not stat.S_ISREG(path.stat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def check_output_path(output: str) -> Path:
-    """Fail before reading anything if the file could not be written."""
+    """Fail before reading anything if ``--output`` could not be written the way :func:`output_file` will."""
     path = Path(output).expanduser()
     if path.is_dir():
         raise ConfigError(f"--output {output} is a directory; give a file name")
-    if not path.parent.exists():
-        raise ConfigError(f"--output {output}: directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise ConfigError(f"--output {output}: directory {path.parent} is not writable")
+    if writes_in_place(path):
+        if not path.exists():
+            raise ConfigError(f"--output {output} does not exist")
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"--output {output} is not writable")
+        return path
+    target = Path(os.path.realpath(path))  # a symlink is followed: the file it points to is the one replaced
+    shown, directory = (f"--output {output} (a link to {target})", target.parent) if path.is_symlink() else (f"--output {output}", path.parent)
+    if not directory.exists():
+        raise ConfigError(f"{shown}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(f"{shown}: directory {directory} is not writable")
     return path
+
+
+@contextlib.contextmanager
+def output_file(path: Path) -> Iterator[BinaryIO]:
+    """Where every command's ``--output`` goes: the thing the user named, never a replacement for it.
+
+    * A regular file, or a new name: written under a temporary name beside it and renamed onto it
+      only when the block completes, so it is complete or untouched (an existing file keeps its mode).
+    * A symlink: followed; the file it points to is replaced that way, beside itself, and the link stays.
+    * Anything else (a FIFO, ``/dev/null``, ``/dev/stdout``, a terminal): opened and written in place,
+      neither created, truncated nor renamed over; like standard output, it cannot be taken back.
+    """
+    if writes_in_place(path):
+        with open(os.open(path, os.O_WRONLY | os.O_APPEND), "wb") as handle:  # O_APPEND: a shell's `>>` stays an append
+            yield handle
+        return
+    with atomic_file(Path(os.path.realpath(path))) as handle:
+        yield handle
 
 
 @contextlib.contextmanager
@@ -146,6 +189,8 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
             yield handle  # type: ignore[misc]
             handle.flush()
             os.fsync(handle.fileno())
+            with contextlib.suppress(FileNotFoundError):  # replacing a file keeps who may read it
+                os.chmod(handle.fileno(), stat.S_IMODE(path.stat().st_mode))
         os.replace(handle.name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

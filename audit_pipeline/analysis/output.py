@@ -1,8 +1,8 @@
 """Writing a streamed query result as an aligned table, CSV, NDJSON or Parquet.
 
-Each writer consumes record batches one at a time; none holds the whole result.  The table
-takes its column widths from the first batch (cells are cut at :data:`MAX_CELL` characters)
-so that it can print rows as soon as they arrive.
+Each file writer consumes record batches one at a time; none holds the whole result.  The
+table takes its column widths from every row (cells are cut at :data:`MAX_CELL` characters),
+so it holds the rows it prints: ``query`` bounds them (``--table-rows``).
 """
 
 from __future__ import annotations
@@ -44,26 +44,29 @@ def _numeric(field: pa.Field) -> bool:
 
 
 def write_table(schema: pa.Schema, batches: Iterable[pa.RecordBatch], out: BinaryIO) -> int:
-    """An aligned text table like DuckDB's own, then ``(N rows)``."""
-    widths: list[int] | None = None
+    """An aligned text table like DuckDB's own, then ``(N rows)``.
+
+    Column widths come from every row, so the caller bounds the rows (``query`` refuses a table
+    above ``--table-rows``): a table is for reading, a large result belongs in CSV.
+    """
     right = [_numeric(f) for f in schema]
-    rows = 0
+    columns: list[list[str]] = [[] for _ in schema]
+    for batch in batches:
+        for i in range(batch.num_columns):
+            columns[i].extend(_cell(v) for v in batch.column(i).to_pylist())
+    rows = len(columns[0]) if columns else 0
+    widths = [max([len(name), *(len(t) for t in column)]) for name, column in zip(schema.names, columns, strict=True)]
 
     def line(cells: list[str]) -> bytes:
-        assert widths is not None
         padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
         return ("  ".join(padded).rstrip() + "\n").encode()
 
-    for batch in batches:
-        texts = [[_cell(v) for v in batch.column(i).to_pylist()] for i in range(batch.num_columns)]
-        if widths is None:
-            widths = [max([len(name), *(len(t) for t in column)]) for name, column in zip(schema.names, texts, strict=True)]
-            out.write(line([n.ljust(w) for n, w in zip(schema.names, widths, strict=True)]))
-            out.write(line(["-" * w for w in widths]))
-        for r in range(batch.num_rows):
-            out.write(line([column[r] for column in texts]))
-        rows += batch.num_rows
-    if widths is None:
+    if rows:
+        out.write(line([n.ljust(w) for n, w in zip(schema.names, widths, strict=True)]))
+        out.write(line(["-" * w for w in widths]))
+        for r in range(rows):
+            out.write(line([column[r] for column in columns]))
+    else:
         out.write(("  ".join(schema.names) + "\n").encode())
     out.write(f"({rows} row{'s' if rows != 1 else ''})\n".encode())
     return rows

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import click
 
-from audit_pipeline.adhoc_export import RangeExport, atomic_file, check_output_path, spooled_to, write_range
+from audit_pipeline.adhoc_export import RangeExport, check_output_path, output_file, spooled_to, write_range, writes_in_place
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.exports.adhoc_request import parse_range_request
@@ -53,7 +53,14 @@ class _ProgressLine:
 @click.option("--type", "types", multiple=True, metavar="PATTERN", help="Event type or glob, e.g. user.login or 'user.*'; repeat for several.")
 @click.option("--tenant", "tenants", multiple=True, metavar="ID", help="Only this tenant (a glob is accepted); repeat for several.")
 @click.option("--organization", "organizations", multiple=True, metavar="ID", help="Only this organization id; repeat for several.")
-@click.option("--output", "-o", default="-", show_default=True, metavar="FILE|-", help="File to write (replaced only once complete), or - for standard output.")
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    show_default=True,
+    metavar="FILE|-",
+    help="File to write (replaced only once complete; a FIFO or device is written in place, a symlink followed), or - for standard output.",
+)
 @click.pass_context
 @friendly_errors
 def export_range_command(
@@ -97,8 +104,11 @@ def export_range_command(
             )
 
         try:
-            if path is not None:
-                with atomic_file(path) as handle:
+            if path is not None and fmt == "parquet" and writes_in_place(path):
+                with output_file(path) as stream, spooled_to(stream) as handle:  # a FIFO or device, like a pipe
+                    result = run(handle)
+            elif path is not None:
+                with output_file(path) as handle:
                     result = run(handle)
             elif fmt == "parquet":
                 with spooled_to(stdout) as handle:

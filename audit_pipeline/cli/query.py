@@ -24,11 +24,27 @@ from audit_pipeline.settings import load_settings
     show_default=True,
     help="Aligned table for a terminal, or a file format.",
 )
-@click.option("--output", "-o", default=None, metavar="PATH", help="Write to PATH (complete or not at all) instead of stdout.")
+@click.option(
+    "--output",
+    "-o",
+    default=None,
+    metavar="PATH",
+    help="Write to PATH instead of stdout: a file complete or not at all; a FIFO or device in place; a symlink is followed.",
+)
+@click.option(
+    "--table-rows",
+    default=None,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="The most rows --format table shows (10,000 unless given); a larger result is refused: use --format csv.",
+)
 @click.pass_context
 @friendly_errors
-def query_command(ctx: click.Context, sql: str, first: str | None, last: str | None, output_format: str, output: str | None) -> None:
-    """Run SQL over the Parquet archive, seen as the view audit_logs (with a date column).
+def query_command(ctx: click.Context, sql: str, first: str | None, last: str | None, output_format: str, output: str | None, table_rows: int | None) -> None:
+    """Run one SQL statement over the Parquet archive, seen as the view audit_logs (with a date column).
+
+    The query is read-only: it reads audit_logs and nothing else (no COPY TO, ATTACH, other files,
+    extensions or settings).
 
     \b
     Example:
@@ -37,7 +53,7 @@ def query_command(ctx: click.Context, sql: str, first: str | None, last: str | N
         GROUP BY country ORDER BY 2 DESC"
     """
     from audit_pipeline.analysis.archive import QueryError
-    from audit_pipeline.analysis.query import run_query
+    from audit_pipeline.analysis.query import TABLE_ROWS, run_query
     from audit_pipeline.storage import ObjectStore
 
     start, end = parse_optional_day(first, "--from"), parse_optional_day(last, "--to")
@@ -47,7 +63,7 @@ def query_command(ctx: click.Context, sql: str, first: str | None, last: str | N
         raise ConfigError("--format parquet writes binary data: give --output PATH or redirect stdout")
     store = ObjectStore.from_settings(load_settings(config_path(ctx)).export)
     try:
-        run_query(store, sql, output_format=output_format, output=output, first=start, last=end)  # type: ignore[arg-type]
+        run_query(store, sql, output_format=output_format, output=output, first=start, last=end, table_rows=TABLE_ROWS if table_rows is None else table_rows)  # type: ignore[arg-type]
     except QueryError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
