@@ -80,6 +80,7 @@ AWS credentials come from the standard chain (environment, profile, instance rol
 | `sinks.<name>.privacy` | what that sink may see: fields dropped, hashed or masked | [Forwarding](forwarding.md#privacy-per-sink) |
 | `retention` | database, export and index retention, legal hold | [Retention](retention.md) |
 | `summary` | the daily security summary and its `no_spike` check | [Analysts](analysts.md#the-no_spike-check) |
+| `alerts` | where failed runs and checks, lagging sinks, dead letters and spikes are sent (Slack, webhook, e-mail) | [Operations](operations.md#alerts) |
 
 A deployment's file with every value from the environment is `deploy/audit_pipeline.yaml`
 ([Operations](operations.md)).
@@ -195,7 +196,7 @@ def _table(model: type[BaseModel], *, skip: frozenset[str] = frozenset()) -> lis
         if name in skip:
             continue
         meaning = _rst(info.description or comments.get(name, "")).replace("|", "\\|")
-        rows.append(f"| `{name}` | {type_text(info.annotation)} | {default_text(info)} | {meaning} |")
+        rows.append(f"| `{info.alias or name}` | {type_text(info.annotation)} | {default_text(info)} | {meaning} |")
     return rows
 
 
@@ -240,6 +241,12 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
     from audit_pipeline.sections.summary import SummarySettings
 
     yield "summary", SummarySettings, frozenset(), ""
+    from audit_pipeline.sections.alerts import AlertSettings, EmailChannel, SlackChannel, WebhookChannel
+
+    yield "alerts", AlertSettings, frozenset({"slack", "webhook", "email"}), "Each channel below is optional; with none, nothing is sent."
+    yield "alerts.slack", SlackChannel, frozenset(), ""
+    yield "alerts.webhook", WebhookChannel, frozenset(), ""
+    yield "alerts.email", EmailChannel, frozenset(), ""
 
 
 def reference_markdown() -> str:

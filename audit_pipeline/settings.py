@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, Va
 from audit_pipeline.config_file import read_yaml
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.redaction import register_secret
+from audit_pipeline.sections.alerts import AlertSettings
 from audit_pipeline.sections.forwarding import ForwardingSettings
 from audit_pipeline.sections.integrity import IntegritySettings
 from audit_pipeline.sections.retention import RetentionSettings
@@ -134,6 +135,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     integrity: IntegritySettings = IntegritySettings()
     summary: SummarySettings = SummarySettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("state_url")
     @classmethod

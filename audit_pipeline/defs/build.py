@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_pipeline.defs import adhoc, integrity, retention
+from audit_pipeline.defs import adhoc, alerts, integrity, retention
 from audit_pipeline.defs.executor import run_executor
 from audit_pipeline.defs.exports import build_export_definitions
 from audit_pipeline.defs.forwarding import build_forwarding_definitions
@@ -24,6 +24,7 @@ def build_definitions(settings: Settings, resource: AuditPipelineResource | None
         build_forwarding_definitions(settings),
         retention.defs,
         adhoc.defs,  # the Launchpad's filtered export (adhoc_export)
+        alerts.defs,  # audit_alerts: failed runs and checks, sink lag, dead letters, spikes
         build_summary_definitions(partitions),
         # One process per run by default: a backfill's parallelism comes from the run queue and the
         # audit_source pool, not from a process per step (see docs/operations.md);
