@@ -201,3 +201,26 @@ def test_the_index_of_a_day_that_fails_verification_is_kept(pg: PgDatabase, tmp_
         assert left == {names[D(2024, 1, day)] for day in (11, 12, 13)}
         assert [(h.day, h.index) for h in result.plan.held] == [(D(2024, 1, day), names[D(2024, 1, day)]) for day in (11, 12, 13)]
         assert result.plan.indices_kept[names[D(2024, 1, 12)]][1].startswith("its exports do not verify: object modified: ndjson/date=2024-01-12")
+
+
+def test_the_held_days_go_once_an_operator_resolves_them_with_rechain(pg: PgDatabase, s3_server: S3Server, tmp_path: Path) -> None:
+    fill_days(pg, DAYS[0], DAYS[-1], per_day=20)
+    settings = _settings(tmp_path, pg, s3_server, "ed25519")
+    config = tmp_path / "audit_pipeline.yaml"
+    export_days(settings, DAYS)
+    store = ObjectStore.from_settings(settings.export)
+    failing, _ = _swap(store)
+    first = run_retention(settings, today=TODAY)
+    assert first.plan is not None and [h.day for h in first.plan.held] == day_range(D(2024, 1, 11), D(2024, 1, 14))
+
+    rechain = _cli(config, "rechain", "--from", str(failing[0]), "--to", str(failing[-1]), "--reason", "CSV objects of 12 and 13 swapped; re-exported")
+    assert rechain.exit_code == 0, rechain.output
+    # The rows were kept, so the re-export restores the original events: the days verify again.
+    verify = _cli(config, "verify")
+    assert verify.exit_code == 0, verify.output
+
+    second = run_retention(settings, today=TODAY)
+    assert second.plan is not None and second.plan.held == []
+    assert rows_per_day(pg) == {} and all(read_retirement(store, day) is not None for day in DAYS)
+    after = _cli(config, "verify")
+    assert after.exit_code == 0 and all(f"{day}  RETIRED" in after.output for day in DAYS)
