@@ -44,7 +44,7 @@ class Check:
     detail: str
     setting: str = ""
 
-    def line(self, width: int = 14) -> str:
+    def line(self, width: int = 18) -> str:
         fix = f" -> fix {self.setting}" if self.setting and self.status != "ok" else ""
         return redact(f"{self.status:<4}  {self.what:<{width}}  {self.detail}{fix}")
 
