@@ -28,6 +28,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -227,16 +228,34 @@ def _s3_target() -> tuple[Any, dict[str, str]]:
     return server, env
 
 
-def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None:
-    """The documented command against COPY of the same day, interleaved, median of ``repeat`` rounds."""
+def _log_config(folder: Path, on: bool) -> dict[str, str]:
+    """``AUDIT_CONFIG`` for a run with the transparency log on or off (nothing else set: the defaults)."""
+    path = folder / f"log-{'on' if on else 'off'}.yaml"
+    path.write_text(f"integrity:\n  transparency_log: {'true' if on else 'false'}\n", encoding="utf-8")
+    return {"AUDIT_CONFIG": str(path)}
+
+
+def command_mode(url: str, rows: int, repeat: int, store: str, cli: str, compare_log: bool = False) -> None:
+    """The documented command against COPY of the same day, interleaved, median of ``repeat`` rounds.
+
+    ``compare_log``: every round also runs the command with the transparency log turned off
+    (``integrity.transparency_log: false``), alternating which goes first, and prints the time the log adds."""
     server, env = _s3_target() if store == "s3" else (None, {})
     copies: list[float] = []
     runs: list[dict[str, Any]] = []
+    without_log: list[float] = []
+    configs = Path(tempfile.mkdtemp(prefix="audit-bench-config-"))
     for round_number in range(1, repeat + 1):
         copy = run_child("copy", url)
+        if compare_log and round_number % 2:
+            off = run_child("command", url, ["--cli", cli], {**env, **_log_config(configs, False)})
+            without_log.append(off["seconds"])
         if server is not None:
             server.reset()
-        ours = run_child("command", url, ["--cli", cli], env)
+        ours = run_child("command", url, ["--cli", cli], {**env, **(_log_config(configs, True) if compare_log else {})})
+        if compare_log and not round_number % 2:
+            off = run_child("command", url, ["--cli", cli], {**env, **_log_config(configs, False)})
+            without_log.append(off["seconds"])
         if server is not None:
             ours["bytes_up"], ours["bytes_down"] = server.totals()
         copies.append(copy["seconds"])
@@ -244,9 +263,11 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in ours["steps"].items())
         print(
             f"round {round_number}: COPY {copy['seconds']:.2f} s; command {ours['seconds']:.2f} s ({steps}),"
-            f" peak {ours['child_peak_mb']:.0f} MB (largest process {ours['largest_process_mb']:.0f} MB)",
+            f" peak {ours['child_peak_mb']:.0f} MB (largest process {ours['largest_process_mb']:.0f} MB)"
+            + (f"; without the transparency log {without_log[-1]:.2f} s" if compare_log else ""),
             flush=True,
         )
+    shutil.rmtree(configs, ignore_errors=True)
     copy_s = statistics.median(copies)
     total = statistics.median(r["seconds"] for r in runs)
     step_names = sorted({k for r in runs for k in r["steps"]})
@@ -268,6 +289,11 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str) -> None
     overhead = total - sum(median_steps.values())
     print(f"{'  start-up, run bookkeeping, exit':<40}{overhead:>9.2f}{overhead / copy_s:>9.2f}")
     print(f"peak RSS of the command's process tree (sum of its processes alive at once): {peak:.0f} MB (target <= 300 MB); largest process {largest:.0f} MB")
+    if compare_log:
+        off_s = statistics.median(without_log)
+        print(f"the command without the transparency log: {off_s:.2f} s; the log adds {total - off_s:+.2f} s ({(total / off_s - 1) * 100:+.1f}%, target <= 5%)")
+        pairs = [(r["seconds"] / o - 1) * 100 for r, o in zip(runs, without_log, strict=True)]
+        print(f"  per round (with / without - 1): {', '.join(f'{p:+.1f}%' for p in pairs)}")
     if server is not None:
         up = statistics.median(r["bytes_up"] for r in runs)
         down = statistics.median(r["bytes_down"] for r in runs)
@@ -284,6 +310,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the --command mode (median reported)")
     parser.add_argument("--store", choices=("local", "s3"), default="local", help="--command mode: a local folder or moto's S3 over HTTP")
     parser.add_argument("--cli", choices=sorted(COMMANDS), default="dg", help="--command mode: dg launch (documented) or dagster asset materialize")
+    parser.add_argument(
+        "--compare-log", action="store_true", help="--command mode: also run the command with the transparency log off each round; print the time it adds"
+    )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,7 +338,7 @@ def main() -> None:
         for rows in [int(r) for r in args.rows.split(",")]:
             print(f"\n== {rows:,} rows on {DAY} (loading...)", flush=True)
             load(url, rows)
-            command_mode(url, rows, args.repeat, args.store, args.cli)
+            command_mode(url, rows, args.repeat, args.store, args.cli, args.compare_log)
         return
 
     url = _database(args.database_url)

@@ -136,7 +136,7 @@ class DaySealer:
             witness=witness,
             events_from_file=not settings.export.gzip,
         )
-        if config.enabled:
+        if config.enabled and config.transparency_log:
             sealer.tlog = LogAppender(store, day, signer, log_lock(settings, store))
         return sealer
 

@@ -31,6 +31,10 @@ class IntegritySettings(BaseModel):
     require_signature: bool | None = None
     #: The manifest records the chain hash after every this many events, so verify can narrow down a bad row.
     checkpoint_rows: int = Field(default=10_000, ge=100, le=10_000_000)
+    #: Append every sealed day's events to the transparency log (``tlog/`` beside the manifests: a Merkle
+    #: tree, a signed checkpoint per day, ``audit-pipeline prove``).  Turning it off stops the log growing;
+    #: days exported meanwhile join it when they are exported again with it on.
+    transparency_log: bool = True
 
     @property
     def has_key(self) -> bool:
