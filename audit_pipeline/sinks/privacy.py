@@ -186,7 +186,25 @@ def scrub_repeats(text: str, repeats: list[tuple[str, bool, object]]) -> str:
         return text
     if _has_float(value):  # orjson rounds decimals and big integers: every other digit is kept this way
         changed, scrubbed = _scrub(parse_exact(text), wanted)
-    return "{}" if scrubbed is _REMOVE else jsonb_text(scrubbed)
+    if scrubbed is _REMOVE:
+        return "{}"
+    try:
+        return _jsonb_fast(scrubbed)
+    except TypeError:  # Decimal (kept digits) or an integer beyond 64 bits: the exact, slower writer
+        return jsonb_text(scrubbed)
+
+
+def _jsonb_fast(value: Any) -> str:
+    """:func:`jsonb_text` for strings, 64-bit integers, booleans, nulls, lists and objects, with orjson (several
+    times faster); raises TypeError for anything else."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return "{" + ", ".join(orjson.dumps(k).decode() + ": " + _jsonb_fast(value[k]) for k in keys) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_jsonb_fast(v) for v in value) + "]"
+    if not isinstance(value, _SCALARS):
+        raise TypeError(type(value).__name__)
+    return orjson.dumps(value).decode()
 
 
 _NOT_REPEATED = object()
