@@ -33,21 +33,44 @@ def _progress(message: str) -> None:
 @click.option(
     "--wait-for-lease", type=click.FloatRange(min=0), default=None, help="Seconds to wait while another forwarder holds the sink (default: one lease period)."
 )
+@click.option(
+    "--liveness-file",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Following: touch this file after every pass and probe; it goes stale when the follower stops making progress.",
+)
 @click.pass_context
 @friendly_errors
-def forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None) -> None:
-    """Forward audit events to SINK (e.g. elasticsearch), from its durable position on."""
+def forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None, liveness_file: str | None) -> None:
+    """Forward audit events to SINK (e.g. elasticsearch), from its durable position on.
+
+    Without --once it follows: events reach the sink about a second after their commit. SIGTERM or
+    Ctrl-C finishes the batches in flight, commits their position and exits."""
     from audit_pipeline.cli.memory import streaming_memory
 
     with streaming_memory():
-        _forward(ctx, sink, once, max_rate, wait_for_lease)
+        _forward(ctx, sink, once, max_rate, wait_for_lease, liveness_file)
 
 
-def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None) -> None:
+def _touch(path: str) -> None:
+    """Mark the follower alive: the file's modification time is now (created if missing)."""
+    import os
+
+    try:
+        with open(path, "a"):
+            pass
+        os.utime(path)
+    except OSError as exc:
+        _progress(f"cannot touch the liveness file {path}: {exc.strerror}")
+
+
+def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None, liveness_file: str | None = None) -> None:
     from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
 
     settings = load_settings(config_path(ctx))
     forwarder = open_forwarder(settings, sink, log=_progress, max_rate=max_rate)
+    if liveness_file:
+        forwarder.alive = lambda: _touch(liveness_file)
     stop = threading.Event()
     dead_lettered = 0
     last = None

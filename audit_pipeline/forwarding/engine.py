@@ -109,6 +109,10 @@ class Forwarder:
         self.db_clock_offset = 0.0
         #: Passes with at most this many events pending say nothing while running (a follower's passes are small and many).
         self.quiet_up_to = 0
+        #: Called whenever a follower makes progress (a pass ended, a probe answered): the liveness file.
+        self.alive: Callable[[], None] = lambda: None
+        #: What the source's role may see (pg_stat_activity, pg_prepared_xacts), asked once per forwarder.
+        self._privileges: dict[str, object] = {}
 
     @property
     def holder(self) -> str:
@@ -140,7 +144,7 @@ class Forwarder:
         return state
 
     def horizon(self) -> Horizon:
-        info = compute_horizon(self.source, self.settings, self.now)
+        info = compute_horizon(self.source, self.settings, self.now, self._privileges)
         self.db_clock_offset = info.now.timestamp() - time.time()
         if self.settings.watch_open_transactions:
             if info.sees_other_transactions is False:
@@ -315,6 +319,7 @@ class Forwarder:
             if sweep:
                 last_sweep = self._clock()
             result = self.run_pass(sweep=sweep)
+            self.alive()
             yield result
             done += 1
             if passes is not None and done >= passes:

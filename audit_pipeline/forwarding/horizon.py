@@ -52,12 +52,18 @@ def source_now(source: AuditSource) -> dt.datetime:
     return value.astimezone(UTC)
 
 
-def _ask(source: AuditSource, method: str) -> object:
+def _ask(source: AuditSource, method: str, known: dict[str, object] | None = None) -> object:
+    if known is not None and method in known:
+        return known[method]
     call = getattr(source, method, None)
-    return call() if callable(call) else None
+    answer = call() if callable(call) else None
+    if known is not None:
+        known[method] = answer
+    return answer
 
 
-def compute_horizon(source: AuditSource, settings: ForwardingSettings, now: Clock | None = None) -> Horizon:
+def compute_horizon(source: AuditSource, settings: ForwardingSettings, now: Clock | None = None, known: dict[str, object] | None = None) -> Horizon:
+    """``known``: answers about the role's privileges kept between passes (a follower asks once, not every pass)."""
     settle = dt.timedelta(seconds=settings.settle_seconds)
     current = (now or (lambda: source_now(source)))().astimezone(UTC)
     value = current - settle
@@ -66,11 +72,11 @@ def compute_horizon(source: AuditSource, settings: ForwardingSettings, now: Cloc
     sees_prepared: bool | None = None
     if settings.watch_open_transactions:
         oldest = source.oldest_open_write_start()
-        seen = _ask(source, "can_see_other_transactions")
+        seen = _ask(source, "can_see_other_transactions", known)
         sees = None if seen is None else bool(seen)
         found = _ask(source, "oldest_prepared_start")
         prepared = found if isinstance(found, dt.datetime) else None
-        seen = _ask(source, "can_see_prepared_transactions")
+        seen = _ask(source, "can_see_prepared_transactions", known)
         sees_prepared = None if seen is None else bool(seen)
         for start in (oldest, prepared):
             if start is not None:

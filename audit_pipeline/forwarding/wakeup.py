@@ -4,7 +4,8 @@ A pass costs several queries (the position, the horizon's clock and transaction 
 the read); running one every few seconds made real-time forwarding wait for the poll
 (``poll_seconds`` 5 plus ``settle_seconds`` 10 gave a p99 of about 15 s).  Between passes the
 follower instead *probes*: one query on the kept connection for the first event after the
-position (``ORDER BY created_at, id LIMIT 1``, served by the ``(created_at, id)`` index), at
+position (``min(created_at)`` after it, served by the ``created_at`` index; sources without such a
+query read one row), at
 :data:`SHORTEST` seconds after a pass that moved, doubling while nothing comes, up to
 ``poll_seconds``.  When the probe finds an event it sleeps until the event is older than the
 settle lag (by the database clock, estimated from the last horizon) and wakes the pass; an
@@ -53,6 +54,7 @@ class Wakeup:
             if stop.is_set() or f._clock() >= sweep_due:
                 return
             pending = self._probe(result)
+            f.alive()
             if pending is not None:
                 ready_in = (pending.timestamp() + f.settings.settle_seconds) - (self._wall() + f.db_clock_offset)
                 self.pause(stop, min(max(0.0, ready_in), f.settings.poll_seconds))
@@ -63,6 +65,10 @@ class Wakeup:
         """``created_at`` of the first event after the position, however young (one indexed row)."""
         f = self.forwarder
         self.probes += 1
+        cheap = getattr(f.source, "next_after", None)
+        if callable(cheap):
+            found = cheap(result.position)
+            return found if isinstance(found, dt.datetime) else None
         end = dt.datetime.fromtimestamp(self._wall() + f.db_clock_offset, dt.UTC) + _AHEAD
         return first_pending(f.source, result.position, end)
 

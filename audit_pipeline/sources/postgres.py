@@ -189,6 +189,17 @@ class PostgresSource(AuditSource):
         row = self._control().execute(f"SELECT count(*) FROM {self.table} WHERE {condition}").fetchone()
         return int(row[0]) if row else 0
 
+    def next_after(self, position: Position | None) -> dt.datetime | None:
+        """``created_at`` of the first event after ``position``, however young: a follower's cheap probe between
+        passes (one indexed row on the kept control connection; an idle database sees one such query a second)."""
+        if position is None:
+            row = self._control().execute(f"SELECT min(created_at) FROM {self.table}").fetchone()
+        else:
+            ts = _timestamp_literal(position.created_at)
+            condition = f'created_at >= {ts} AND (created_at > {ts} OR id COLLATE "C" > {sql_literal(position.id)})'
+            row = self._control().execute(f"SELECT min(created_at) FROM {self.table} WHERE {condition}").fetchone()
+        return row[0] if row and row[0] is not None else None
+
     def can_see_other_transactions(self) -> bool:
         row = (
             self._control()
