@@ -225,6 +225,9 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
 
     yield "sinks.<any sink>.privacy", PrivacySettings, frozenset(), "What this sink may see; see [Forwarding](forwarding.md#privacy-per-sink)."
     yield "sinks.<any sink>.privacy.mask", MaskSettings, frozenset(), ""
+    from audit_pipeline.sections.ocsf import OcsfSettings
+
+    yield "sinks.<any sink>.ocsf", OcsfSettings, frozenset(), "Used with `schema:` other than `raw`; see [OCSF](schemas/ocsf.md)."
     yield "sinks.elasticsearch", ElasticsearchSection, common, ""
     yield "sinks.datadog", DatadogSection, common, ""
     yield "sinks.splunk", SplunkSection, common, ""

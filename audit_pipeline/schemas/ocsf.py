@@ -188,6 +188,11 @@ def _metadata_fields(text: str | None) -> dict[str, str]:
     return {k: v for k, v in value.items() if k in ("reason", "target_user_id", "user_id", "role") and isinstance(v, str) and v}
 
 
+def metadata_reason(text: str | None) -> str | None:
+    """``metadata.reason`` when it is a non-empty string (why an action failed), for every target schema."""
+    return _metadata_fields(text).get("reason")
+
+
 def _actor(actor_id: str | None, email: str | None, actor_type: str | None) -> dict[str, Any] | None:
     if actor_id is None and email is None and actor_type is None:
         return None

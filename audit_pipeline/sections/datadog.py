@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from audit_pipeline.sections.ocsf import OcsfSettings
+
 #: Datadog sites and their logs intake hosts (Datadog API reference, "Send logs", v2).
 SITES: dict[str, str] = {
     "datadoghq.com": "http-intake.logs.datadoghq.com",
@@ -39,6 +41,10 @@ class DatadogSettings(BaseModel):
     tags: list[str] | dict[str, str] | str = Field(default_factory=list)
     late_events: Literal["ingest_time", "dead_letter"] = "ingest_time"
     timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    #: ``ocsf``: each log's attributes are an OCSF event; ``raw``: the 14 exported columns.
+    target_schema: Literal["raw", "ocsf"] = Field(default="raw", alias="schema")
+    #: OCSF version and event-type table; see docs/schemas/ocsf.md.
+    ocsf: OcsfSettings = Field(default_factory=OcsfSettings)
 
     @field_validator("api_key")
     @classmethod

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from audit_pipeline.sections.ocsf import OcsfSettings
 
 DEFAULT_INDEX = "hellojohn-audit-%Y.%m.%d"
 _INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')
@@ -38,6 +40,12 @@ class ElasticsearchSettings(BaseModel):
     #: The cluster's ``http.max_content_length``: an event larger than this is sent with its largest fields cut.
     max_content_length: int = Field(default=100 * 1024 * 1024, ge=10_000)
     http_compress: bool = False
+    #: ``ecs``: Elastic Common Schema documents (SIEM rules and dashboards work on them); ``raw``: the 14 exported columns.
+    target_schema: Literal["raw", "ecs"] = Field(default="raw", alias="schema")
+    #: With ``schema: ecs``, keep the exported line in ``event.original`` (stored, not indexed).
+    ecs_original: bool = True
+    #: The event-type table (OCSF class/activity) that also decides ECS categories; see docs/schemas/ocsf.md.
+    ocsf: OcsfSettings = Field(default_factory=OcsfSettings)
 
     @field_validator("url")
     @classmethod

@@ -34,6 +34,7 @@ class OcsfSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: The OCSF version written: 1.1.0 (what Amazon Security Lake validates custom sources against) or 1.8.0 (the latest release).
     version: OcsfVersion = "1.1.0"
     #: ``{event type or glob pattern: {class_uid, activity_id}}``, e.g. ``{"passkey.registered": {class_uid: 3001, activity_id: 10}}``.
     event_types: dict[str, OcsfEventType] = Field(default_factory=dict)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from audit_pipeline.sections.ocsf import OcsfSettings
 
 EVENT_PATH = "/services/collector/event"
 
@@ -28,6 +31,11 @@ class SplunkSettings(BaseModel):
     tls_verify: bool = True
     #: PEM bundle for a HEC with a private CA (Splunk's default certificate is self-signed).
     tls_ca_file: str | None = None
+    #: ``cim``: fields of CIM's Authentication/Change models; ``ocsf``: OCSF events (sourcetype ``ocsf:hellojohn``
+    #: unless set, for Splunk's OCSF-CIM add-on); ``raw``: the 14 exported columns.
+    target_schema: Literal["raw", "cim", "ocsf"] = Field(default="raw", alias="schema")
+    #: OCSF version and event-type table; see docs/schemas/ocsf.md.
+    ocsf: OcsfSettings = Field(default_factory=OcsfSettings)
 
     @field_validator("hec_url")
     @classmethod

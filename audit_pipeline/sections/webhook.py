@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from audit_pipeline.sections.ocsf import OcsfSettings
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
 _OURS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host", "user-agent"}
@@ -28,6 +31,10 @@ class WebhookSettings(BaseModel):
     batch: bool = False
     batch_size: int = Field(default=100, ge=1, le=1_000)
     timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    #: ``ocsf``: the body is an OCSF event (or a list of them); ``raw``: the event as exported.
+    target_schema: Literal["raw", "ocsf"] = Field(default="raw", alias="schema")
+    #: OCSF version and event-type table; see docs/schemas/ocsf.md.
+    ocsf: OcsfSettings = Field(default_factory=OcsfSettings)
 
     @field_validator("name")
     @classmethod

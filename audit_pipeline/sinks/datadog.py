@@ -42,6 +42,7 @@ from audit_pipeline.sections.datadog import SITES, DatadogSettings
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+from audit_pipeline.sinks.schema_mapping import as_schema, encoder
 
 __all__ = ["SITES", "DatadogSettings", "DatadogSink"]
 
@@ -64,8 +65,9 @@ class DatadogSink(Sink):
     #: requests are split at 5 MB regardless.
     max_batch_bytes = 4_000_000
 
-    def __init__(self, config: DatadogSettings, clock: Any = None) -> None:
+    def __init__(self, config: DatadogSettings, clock: Any = None, where: str = "sinks.datadog") -> None:
         self.config = config
+        self._encode = encoder(config.target_schema, config.ocsf, where)  # schema: ocsf
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._client = http_client.client(config.timeout_seconds)
         self._url = config.intake_url()
@@ -78,7 +80,7 @@ class DatadogSink(Sink):
     @classmethod
     def from_config(cls, raw: dict[str, Any], where: str = "sinks.datadog") -> DatadogSink:
         """Build from the ``sinks.datadog`` section (see :mod:`audit_pipeline.sinks.registry`)."""
-        return cls(parse_section(DatadogSettings, raw, where))
+        return cls(parse_section(DatadogSettings, raw, where), where=where)
 
     def close(self) -> None:
         self._client.close()
@@ -110,7 +112,7 @@ class DatadogSink(Sink):
                 continue
             stamp = b',"timestamp":%d' % (us // 1000) if window == "in" else b""
             head = b"".join((heads[window, cols["result"][i] == "failure"], http_client.json_string(_summary(cols, i)), stamp, b","))
-            entry = head + line[1:]
+            entry = head + self._attributes(line)
             if len(entry) > MAX_ENTRY_BYTES:
                 fitted = oversize.fit(line, MAX_ENTRY_BYTES - _FIT_MARGIN - len(head) + 1)
                 if fitted is None:
@@ -119,12 +121,18 @@ class DatadogSink(Sink):
                     entries.append(None)
                     continue
                 report.truncated[i] = oversize.reason("Datadog", "1 MB per-log limit", len(entry), fitted[1])
-                entry = head + fitted[0][1:]
+                entry = head + self._attributes(fitted[0])
             entries.append(entry)
         return entries
 
+    def _attributes(self, line: bytes) -> bytes:
+        """The rest of an entry after the head: the exported columns at the top level, or the OCSF event under
+        ``ocsf`` (its ``status`` and ``message`` would otherwise overwrite Datadog's reserved attributes)."""
+        return b'"ocsf":' + line + b"}" if self.config.target_schema == "ocsf" else line[1:]
+
     # -- sending ------------------------------------------------------------------------------
     def send(self, events: EventBatch) -> DeliveryReport:
+        events = as_schema(events, self.config.target_schema, self._encode)
         report = DeliveryReport([Outcome.RETRY] * len(events))
         entries = self._entries(events, report)
         pending = [i for i, e in enumerate(entries) if e is not None]

@@ -33,6 +33,7 @@ from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sinks.elasticsearch_bulk import ACTION_ROOM, TEMPLATE_VERSION, bulk_body, index_mappings, template_patterns
 from audit_pipeline.sinks.elasticsearch_http import ApiError, ElasticsearchHttp, NotElasticsearch, client_version
+from audit_pipeline.sinks.schema_mapping import as_schema, encoder
 
 __all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index", "template_patterns"]
 
@@ -68,6 +69,8 @@ class ElasticsearchSink(Sink):
         self.description = ", ".join(_redact(u) for u in urls)
         self._client = client
         self._http: ElasticsearchHttp | None = None
+        #: ``schema: ecs`` maps each batch to ECS documents (after the sink's privacy settings); None sends the exported lines.
+        self._encode = encoder(settings.target_schema, settings.ocsf, where, ecs_original=settings.ecs_original)
 
     @classmethod
     def from_config(cls, raw: Any, where: str = "sinks.elasticsearch") -> ElasticsearchSink:
@@ -133,7 +136,7 @@ class ElasticsearchSink(Sink):
         try:
             current = self.api.json("GET", path)
             templates = current.get("index_templates", [])
-            if templates and templates[0].get("index_template", {}).get("version") == TEMPLATE_VERSION:
+            if templates and templates[0].get("index_template", {}).get("version") == self._template_version:
                 return
         except ApiError as exc:
             if exc.status != 404:
@@ -142,12 +145,20 @@ class ElasticsearchSink(Sink):
         except Exception as exc:
             self._raise_for(exc, f"reading index template {name}", privilege="manage_index_templates")
             raise
+        meta: dict[str, str] = {"managed_by": "audit_pipeline", "description": "HelloJohn audit events, one index per UTC day"}
+        mappings = index_mappings()
+        if self.settings.target_schema == "ecs":
+            from audit_pipeline.schemas.ecs import ECS_VERSION
+            from audit_pipeline.schemas.ecs import index_mappings as ecs_mappings
+
+            meta["ecs_version"] = ECS_VERSION
+            mappings = ecs_mappings()
         template = {
             "index_patterns": template_patterns(self.settings.index),
             "priority": self.settings.template_priority,
-            "version": TEMPLATE_VERSION,
-            "_meta": {"managed_by": "audit_pipeline", "description": "HelloJohn audit events, one index per UTC day"},
-            "template": {"mappings": index_mappings()},
+            "version": self._template_version,
+            "_meta": meta,
+            "template": {"mappings": mappings},
         }
         try:
             self.api.json("PUT", path, template)
@@ -187,7 +198,13 @@ class ElasticsearchSink(Sink):
                 raise SinkFailure(f"Elasticsearch at {self.description} refused {what}: {status} {_reason(_error(exc.body))} ({self.where})") from None
 
     # -- delivery --------------------------------------------------------------------------------
+    @property
+    def _template_version(self) -> int:
+        # another number per schema: switching raw <-> ecs replaces the installed template
+        return TEMPLATE_VERSION + (1000 if self.settings.target_schema == "ecs" else 0)
+
     def send(self, events: EventBatch) -> DeliveryReport:
+        events = as_schema(events, self.settings.target_schema, self._encode)
         n = len(events)
         _, offsets = events.ndjson()
         big = np.flatnonzero(np.diff(offsets) > self.settings.max_content_length - ACTION_ROOM)
@@ -266,7 +283,7 @@ class ElasticsearchSink(Sink):
                 report.outcomes[i] = Outcome.REJECTED
                 report.reasons[i] = f"the event is {len(line):,} bytes, over {self.where}.max_content_length, and cannot be cut to fit"
                 continue
-            single = self.send(EventBatch(events.batch.slice(i, 1)).with_line(fitted[0]))
+            single = self.send(events.slice(i, i + 1).with_line(fitted[0]))
             report.outcomes[i] = single.outcomes[0]
             if single.outcomes[0] is Outcome.DELIVERED:
                 report.truncated[i] = oversize.reason("Elasticsearch", f"http.max_content_length ({self.where}.max_content_length)", len(line), fitted[1])

@@ -37,6 +37,7 @@ from audit_pipeline.sections.splunk import EVENT_PATH, SplunkSettings
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+from audit_pipeline.sinks.schema_mapping import as_schema, encoder
 
 ACK_PATH = "/services/collector/ack"
 _TOKEN_CODES = {1: "Token disabled", 2: "Token is required", 3: "Invalid authorization", 4: "Invalid token"}
@@ -49,8 +50,9 @@ class SplunkSink(Sink):
     max_batch_events = 5_000
     max_batch_bytes = 4_000_000
 
-    def __init__(self, config: SplunkSettings, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: SplunkSettings, sleep: Callable[[float], None] = time.sleep, where: str = "sinks.splunk") -> None:
         self.config = config
+        self._encode = encoder(config.target_schema, config.ocsf, where)  # schema: cim | ocsf
         self._sleep = sleep
         verify: bool | str = config.tls_ca_file or config.tls_verify
         self._client = http_client.client(config.timeout_seconds, verify=verify)
@@ -60,12 +62,14 @@ class SplunkSink(Sink):
             self._headers["X-Splunk-Request-Channel"] = str(uuid.uuid4())
         enc = http_client.json_string
         index = b',"index":' + enc(config.index) if config.index else b""
-        self._meta = b',"host":%s,"source":%s,"sourcetype":%s%s,"event":' % (enc(config.host), enc(config.source), enc(config.sourcetype), index)
+        # Splunk's OCSF-CIM add-on reads sourcetypes prefixed ocsf: (Splunk's Edge Processor "Convert data to OCSF format" docs)
+        sourcetype = "ocsf:hellojohn" if config.target_schema == "ocsf" and config.sourcetype == "_json" else config.sourcetype
+        self._meta = b',"host":%s,"source":%s,"sourcetype":%s%s,"event":' % (enc(config.host), enc(config.source), enc(sourcetype), index)
 
     @classmethod
     def from_config(cls, raw: dict[str, Any], where: str = "sinks.splunk") -> SplunkSink:
         """Build from the ``sinks.splunk`` section (see :mod:`audit_pipeline.sinks.registry`)."""
-        return cls(parse_section(SplunkSettings, raw, where))
+        return cls(parse_section(SplunkSettings, raw, where), where=where)
 
     def close(self) -> None:
         self._client.close()
@@ -91,6 +95,7 @@ class SplunkSink(Sink):
         return envelopes
 
     def send(self, events: EventBatch) -> DeliveryReport:
+        events = as_schema(events, self.config.target_schema, self._encode)
         report = DeliveryReport([Outcome.RETRY] * len(events))
         envelopes = self._envelopes(events, report)
         awaiting: dict[int, Sequence[int]] = {}  # ackId -> the events of that request

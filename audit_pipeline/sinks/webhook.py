@@ -37,6 +37,7 @@ from audit_pipeline.sections.webhook import WebhookSettings, _key
 from audit_pipeline.settings import parse_section
 from audit_pipeline.sinks import http_client
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
+from audit_pipeline.sinks.schema_mapping import as_schema, encoder
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_\-:+/=~]+$")
 
@@ -69,6 +70,7 @@ class WebhookSink(Sink):
         self._extra = {k: v.get_secret_value() for k, v in config.headers.items()}
         self._client = http_client.client(config.timeout_seconds)
         self._gone: str | None = None
+        self._encode = encoder(config.target_schema, config.ocsf, where)  # schema: ocsf
 
     @classmethod
     def from_config(cls, raw: dict[str, Any], where: str = "sinks.webhooks[0]") -> WebhookSink:
@@ -85,6 +87,7 @@ class WebhookSink(Sink):
     def send(self, events: EventBatch) -> DeliveryReport:
         if self._gone:
             raise SinkFailure(self._gone)
+        events = as_schema(events, self.config.target_schema, self._encode)
         report = DeliveryReport([Outcome.RETRY] * len(events))
         accepted = [self.accepts(t) for t in events.types]
         wanted = [i for i, ok in enumerate(accepted) if ok]

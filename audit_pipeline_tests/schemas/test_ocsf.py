@@ -173,3 +173,12 @@ def test_the_committed_schema_data_is_the_documented_compile(tmp_path: Path) -> 
 
     for version in VERSIONS:
         assert compile_schema(version, tmp_path) == json.loads((DATA / f"ocsf-{version}.json").read_text()), version
+
+
+def test_the_docs_print_the_table_as_it_is() -> None:
+    from audit_pipeline.schemas.ocsf_table import ACTIVITIES, CLASS_NAMES
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "schemas" / "ocsf.md").read_text(encoding="utf-8")
+    for event_type, row in DEFAULT_TABLE.items():
+        cells = f"| `{event_type}` | {row.class_uid} {CLASS_NAMES[row.class_uid]} | {row.activity_id} {ACTIVITIES['1.1.0'][row.class_uid][row.activity_id]} |"
+        assert cells in page, event_type

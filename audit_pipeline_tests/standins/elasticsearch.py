@@ -12,7 +12,10 @@ It follows Elastic's documentation of the APIs closely enough for the official P
   ``create`` (``409 version_conflict_engine_exception`` when the id exists) and ``index``;
   indices are created on first write and take the highest-priority matching template's
   mappings, which are enforced for ``date``/``date_nanos``, ``ip`` (with ``ignore_malformed``),
-  ``keyword`` and ``dynamic: strict`` (``400 document_parsing_exception``);  per-item errors come
+  ``keyword`` and ``dynamic: strict`` (``400 document_parsing_exception``), nested ``properties`` included;
+  an index whose template's ``_meta`` names an ``ecs_version`` takes only ECS's allowed values in
+  ``event.kind``, ``event.category``, ``event.type`` and ``event.outcome`` (the closed lists of Elastic's
+  "ECS categorization fields" pages), as a cluster with an ECS-validating ingest pipeline does; per-item errors come
   inside an HTTP 200 with ``"errors": true``, as the real server does; ``filter_path`` is applied;
 * ``GET /<index>/_doc/<id>``, ``GET|POST /<index>/_count`` (wildcards, comma lists; match_all or an ``ids`` query),
   ``POST /<index>/_refresh``, ``DELETE /<index>`` (concrete names only: wildcards are refused
@@ -497,7 +500,8 @@ class ElasticsearchStandIn:
                 return {**base, "status": 404, "error": {"type": "index_not_found_exception", "reason": f"no such index [{index}]", "index": index}}
             template = self._template_for(index)
             mappings = (template or {}).get("template", {}).get("mappings", {})
-            target = {"mappings": mappings, "docs": {}, "plan": _plan(mappings)}
+            ecs = "ecs_version" in ((template or {}).get("_meta") or {})
+            target = {"mappings": mappings, "docs": {}, "plan": _plan(mappings, ecs)}
             self.indices[index] = target
         if op == "create" and doc_id in target["docs"]:
             self.conflicts += 1
@@ -529,10 +533,85 @@ class ElasticsearchStandIn:
         }
 
 
-def _plan(mappings: dict[str, Any]) -> tuple[bool, dict[str, tuple[str, bool]]]:
-    """What to check per field: (strict dynamic mapping, {field: (type, ignore_malformed)})."""
-    checks = {name: (spec.get("type", "object"), bool(spec.get("ignore_malformed"))) for name, spec in mappings.get("properties", {}).items()}
-    return mappings.get("dynamic") == "strict", checks
+#: ECS's closed lists for the categorization fields, from Elastic's documentation
+#: (https://www.elastic.co/docs/reference/ecs/ecs-allowed-values-event-kind, -event-category, -event-type, -event-outcome).
+ECS_ALLOWED: dict[str, frozenset[str]] = {
+    "event.kind": frozenset({"alert", "asset", "enrichment", "event", "metric", "state", "pipeline_error", "signal"}),
+    "event.category": frozenset(
+        [
+            "api",
+            "authentication",
+            "configuration",
+            "database",
+            "driver",
+            "email",
+            "file",
+            "host",
+            "iam",
+            "intrusion_detection",
+            "library",
+            "malware",
+            "network",
+            "package",
+            "process",
+            "registry",
+            "session",
+            "threat",
+            "vulnerability",
+            "web",
+        ]
+    ),
+    "event.type": frozenset(
+        [
+            "access",
+            "admin",
+            "allowed",
+            "change",
+            "connection",
+            "creation",
+            "deletion",
+            "denied",
+            "device",
+            "end",
+            "error",
+            "group",
+            "indicator",
+            "info",
+            "installation",
+            "protocol",
+            "start",
+            "user",
+        ]
+    ),
+    "event.outcome": frozenset({"failure", "success", "unknown"}),
+}
+
+Plan = tuple[bool, dict[str, tuple[str, bool]], bool, bool]
+
+
+def _plan(mappings: dict[str, Any], ecs: bool = False) -> Plan:
+    """What to check per field: (strict dynamic mapping, {dotted field: (type, ignore_malformed)}, any nested field, ECS index)."""
+    checks: dict[str, tuple[str, bool]] = {}
+
+    def walk(properties: dict[str, Any], prefix: str) -> None:
+        for name, spec in properties.items():
+            if "properties" in spec and "type" not in spec:
+                walk(spec["properties"], f"{prefix}{name}.")
+            else:
+                checks[prefix + name] = (spec.get("type", "object"), bool(spec.get("ignore_malformed")))
+
+    walk(mappings.get("properties", {}), "")
+    return mappings.get("dynamic") == "strict", checks, any("." in k for k in checks), ecs
+
+
+def _flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in document.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            flat[prefix + name] = value
+    return flat
 
 
 def _is_ip(value: Any) -> bool:
@@ -555,7 +634,7 @@ def _is_ip(value: Any) -> bool:
     return True
 
 
-def _validate(plan: tuple[bool, dict[str, tuple[str, bool]]], source: bytes) -> tuple[str, str] | None:
+def _validate(plan: Plan, source: bytes) -> tuple[str, str] | None:
     """The mapping errors Elasticsearch would raise for this document, if any."""
     try:
         document = orjson.loads(source)
@@ -563,9 +642,17 @@ def _validate(plan: tuple[bool, dict[str, tuple[str, bool]]], source: bytes) -> 
         return "document_parsing_exception", "[1:1] failed to parse: the source is not a JSON object"
     if not isinstance(document, dict):
         return "document_parsing_exception", "[1:1] failed to parse: the source is not a JSON object"
-    strict, checks = plan
+    strict, checks, nested, ecs = plan
     if not checks and not strict:
         return None
+    if nested:
+        document = _flatten(document)
+    if ecs:
+        for name, allowed in ECS_ALLOWED.items():
+            value = document.get(name)
+            for item in value if isinstance(value, list) else [] if value is None else [value]:
+                if item not in allowed:
+                    return "illegal_argument_exception", f"[{name}] has the value [{item}], which is not one of ECS's allowed values {sorted(allowed)}"
     for name, value in document.items():
         check = checks.get(name)
         if check is None:
@@ -575,14 +662,23 @@ def _validate(plan: tuple[bool, dict[str, tuple[str, bool]]], source: bytes) -> 
         if value is None:
             continue
         kind, ignore_malformed = check
-        if kind == "keyword":
-            if isinstance(value, dict | list):
-                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [keyword] in document"
-        elif kind in ("date", "date_nanos"):
-            if not (isinstance(value, str) and _DATE.match(value)):
-                return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [{kind}] in document"
-        elif kind == "ip" and not ignore_malformed and not _is_ip(value):
-            return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [ip] in document. Preview of field's value: '{value}'"
+        # Any field may hold an array of its values (Elasticsearch has no array type); each value is checked.
+        for item in value if isinstance(value, list) else (value,):
+            problem = _field_problem(name, item, kind, ignore_malformed)
+            if problem:
+                return problem
+    return None
+
+
+def _field_problem(name: str, value: Any, kind: str, ignore_malformed: bool) -> tuple[str, str] | None:
+    if kind == "keyword":
+        if isinstance(value, dict | list):
+            return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [keyword] in document"
+    elif kind in ("date", "date_nanos"):
+        if not (isinstance(value, str) and _DATE.match(value)):
+            return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [{kind}] in document"
+    elif kind == "ip" and not ignore_malformed and not _is_ip(value):
+        return "document_parsing_exception", f"[1:1] failed to parse field [{name}] of type [ip] in document. Preview of field's value: '{value}'"
     return None
 
 
