@@ -233,15 +233,44 @@ def webhook_bench(events: int, concurrency: int | None) -> None:
     print(f"receiver: {received:,} signed deliveries accepted, {errors} refused")
 
 
+def schema_bench(total: int, size: int) -> None:
+    """``schema:`` cost: each mapping alone over the batches' exported lines, then a whole ``send`` per schema."""
+    from audit_pipeline.schemas.cim import CimMapper
+    from audit_pipeline.schemas.ecs import EcsMapper
+    from audit_pipeline.schemas.ocsf import OcsfMapper
+
+    batches = _batches(total, size)
+    for events in batches:
+        events.ndjson()  # the exported lines exist before any sink sees the batch: not part of the mapping's cost
+    print(f"{total:,} events in batches of {size:,}; mapping alone (from the Arrow batch and its NDJSON lines to JSON documents)")
+    for name, mapper in (("ocsf", OcsfMapper()), ("ecs", EcsMapper()), ("cim", CimMapper())):
+        seconds = _time(lambda events, m=mapper: m.encode_batch(events.batch, list(events.lines())), batches)
+        print(f"  {name:5} {total / seconds:>10,.0f} events/s")
+    for sink_name, schemas in (("splunk", ("raw", "cim", "ocsf")), ("datadog", ("raw", "ocsf"))):
+        for schema in schemas:
+            if sink_name == "splunk":
+                sink: Any = SplunkSink.from_config({"hec_url": "http://hec.invalid", "hec_token": "t", "host": "bench", "schema": schema})
+                sink._client = httpx.Client(transport=_transport(200, b'{"text":"Success","code":0}'))
+            else:
+                sink = DatadogSink.from_config({"api_key": "k", "url": "http://intake.invalid/api/v2/logs", "hostname": "bench", "schema": schema})
+                sink._client = httpx.Client(transport=_transport(202, b"{}"))
+            seconds = _time(sink.send, batches)
+            print(f"  {sink_name:8} schema {schema:5} {total / seconds:>10,.0f} events/s (whole send)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--webhook", action="store_true", help="Webhooks one event per request over HTTP, beside a plain httpx loop.")
     parser.add_argument("--concurrency", type=int, default=None, help="With --webhook: sinks.webhooks[0].concurrency.")
+    parser.add_argument("--schemas", action="store_true", help="Events/s per schema: the mapping alone, and the Splunk and Datadog sinks with it.")
     args = parser.parse_args()
     if args.webhook:
         webhook_bench(args.events or 3_000, args.concurrency)
+        return
+    if args.schemas:
+        schema_bench(args.events or 100_000, args.batch)
         return
     args.events = args.events or 200_000
     batches = _batches(args.events, args.batch)
