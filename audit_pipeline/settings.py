@@ -121,6 +121,22 @@ class ExportSettings(_Section):
     s3_kms_key_id: str | None = None
     #: Optional event filter for the daily exports (recorded in the asset metadata).
     filter: ExportFilterSettings = ExportFilterSettings()
+    #: UTC time of day (HH:MM) by which the day that just ended should be sealed; later, the UI shows the exports stale.
+    sealed_by: str = "03:00"
+
+    @field_validator("sealed_by")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", value)
+        if not match or value == "00:00":
+            raise ValueError("must be a UTC time of day after midnight, HH:MM, e.g. 03:00")
+        return value
+
+    @property
+    def sealed_by_minutes(self) -> int:
+        """Minutes after midnight UTC by which yesterday should be sealed."""
+        hours, minutes = self.sealed_by.split(":")
+        return int(hours) * 60 + int(minutes)
 
 
 class Settings(_Section):

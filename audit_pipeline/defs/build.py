@@ -17,7 +17,7 @@ from audit_pipeline.settings import Settings
 def build_definitions(settings: Settings, resource: AuditPipelineResource | None = None) -> dg.Definitions:
     """Every definition for these settings, with the shared resource (which re-reads them in each run) and executor."""
     partitions = daily_partitions_from(settings.export.partition_start)
-    exports = build_export_definitions(partitions, source_type=settings.source_kind)
+    exports = build_export_definitions(partitions, source_type=settings.source_kind, sealed_by_minutes=settings.export.sealed_by_minutes)
     return dg.Definitions.merge(
         exports.definitions(),
         integrity.defs,  # verify_job and its schedules; the integrity checks are in the exports' one check pass

@@ -114,7 +114,8 @@ def day_check_specs(daily_partitions: dg.DailyPartitionsDefinition) -> list[dg.A
                 name,
                 asset=key,
                 description=_CHECK_TEXT[name].format(FMT=fmt.upper()),
-                blocking=name == "complete",
+                # A day that is incomplete or fails its integrity check feeds nothing downstream (the summary, derived exports).
+                blocking=name in ("complete", "integrity"),
                 partitions_def=daily_partitions,
             )
             for fmt, key in EXPORT_ASSETS.items()
@@ -187,8 +188,15 @@ class ExportDefinitions:
         return dg.Definitions(assets=[self.table, self.daily_export], asset_checks=self.checks, jobs=[self.job], schedules=[self.schedule])
 
 
-def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, source_type: str = "postgres") -> ExportDefinitions:
-    """Built per configuration: the partitions start at ``export.partition_start``, the kinds name the source."""
+def sealed_by_policy(minutes_after_midnight: int) -> dg.FreshnessPolicy:
+    """Stale in the UI unless materialized between midnight UTC and ``export.sealed_by`` each day (the nightly export)."""
+    hours, minutes = divmod(minutes_after_midnight, 60)
+    return dg.FreshnessPolicy.cron(deadline_cron=f"{minutes} {hours} * * *", lower_bound_delta=dt.timedelta(minutes=minutes_after_midnight), timezone="UTC")
+
+
+def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, source_type: str = "postgres", sealed_by_minutes: int = 180) -> ExportDefinitions:
+    """Built per configuration: the partitions start at ``export.partition_start``, the kinds name the source, the
+    freshness deadline is ``export.sealed_by``."""
 
     @dg.multi_asset(
         specs=[
@@ -200,6 +208,7 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
                 kinds={fmt, SOURCE_KINDS[source_type]},
                 owners=["team:security-engineering"],
                 metadata={"dagster/column_schema": COLUMN_SCHEMA, "layout": f"{{export}}/{fmt}/date=YYYY-MM-DD/"},
+                freshness_policy=sealed_by_policy(sealed_by_minutes),
             )
             for fmt, key in EXPORT_ASSETS.items()
         ],

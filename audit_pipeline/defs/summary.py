@@ -74,8 +74,9 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         kinds={"duckdb", "parquet"},
         owners=["team:security-engineering"],
         metadata={"layout": "{export}/summary/date=YYYY-MM-DD/summary.json"},
-        # Runs when the day's Parquet export is (re)materialized, through daily_summary_automation.
-        automation_condition=dg.AutomationCondition.eager(),
+        # Runs when the day's Parquet export is (re)materialized, through daily_summary_automation, and only once the
+        # day's blocking checks (complete, integrity) passed: a short or tampered day is never summarised.
+        automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     )
     def audit_logs_daily_summary(context: dg.AssetExecutionContext, audit: AuditPipelineResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
         """Summarise the partition day and publish summary.json atomically."""
