@@ -14,6 +14,7 @@ Both schedules start stopped (the demo runs none); turn them on in the UI or set
 
 import datetime as dt
 import os
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -66,7 +67,7 @@ def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource,
     for report in reports:
         line = f"{report.day}: {report.status}" + (f" - {'; '.join(p.message for p in report.problems)}" if report.problems else "")
         (context.log.error if report in failed else context.log.info)(line)
-    summary = {
+    summary: dict[str, Any] = {
         "days": len(reports),
         "failed": len(failed),
         "range": f"{reports[0].day} .. {reports[-1].day}" if reports else "(no exported days)",
