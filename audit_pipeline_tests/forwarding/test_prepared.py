@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,10 +138,11 @@ def test_a_prepared_transaction_committed_after_a_pass_reaches_every_sink_exactl
                 "webhook:SIEM": Counter(e["id"] for e in hook.events),
             }
 
+        gid = f"audit_pipeline_test_{uuid.uuid4().hex}"  # a server-wide name: unique, so parallel runs never meet
         writer = psycopg.connect(prepared_url)
         try:
             _insert(prepared_url, "alog_prepared", writer)
-            writer.execute("PREPARE TRANSACTION 'audit_pipeline_test'")
+            writer.execute(f"PREPARE TRANSACTION '{gid}'")
             time.sleep(1.2)  # its row is now older than the settle lag; the transaction is only prepared
             _insert(prepared_url, "alog_after_prepare")
             time.sleep(1.2)
@@ -149,13 +151,13 @@ def test_a_prepared_transaction_committed_after_a_pass_reaches_every_sink_exactl
             for sink, counts in first.items():
                 assert set(counts) == {e["id"] for e in base}, sink  # held back behind the prepared transaction
             with psycopg.connect(prepared_url, autocommit=True) as conn:
-                conn.execute("COMMIT PREPARED 'audit_pipeline_test'")
+                conn.execute(f"COMMIT PREPARED '{gid}'")
             forward_all()
             forward_all()  # and once more: nothing is sent twice
         finally:
             with psycopg.connect(prepared_url, autocommit=True) as conn:
-                if conn.execute("SELECT 1 FROM pg_prepared_xacts WHERE gid = 'audit_pipeline_test'").fetchone():
-                    conn.execute("ROLLBACK PREPARED 'audit_pipeline_test'")
+                if conn.execute("SELECT 1 FROM pg_prepared_xacts WHERE gid = %s", (gid,)).fetchone():
+                    conn.execute(f"ROLLBACK PREPARED '{gid}'")
             writer.close()
         expected = {e["id"] for e in base} | {"alog_prepared", "alog_after_prepare"}
         for sink, counts in received().items():
