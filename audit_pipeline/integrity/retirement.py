@@ -6,6 +6,10 @@ manifest SHA-256 and last chain hash.  Verify then reports the day as RETIRED in
 "object missing", still checks the manifest and its links, and can link the next day to
 the record even if the manifest itself was later removed.  A crash between the record and
 the deletions leaves objects that are still verified as usual.
+
+A record is written only for a day that verified (retention checks it first, see
+``audit_pipeline.retention.export_objects.retire_objects``): written for a tampered day, it
+would turn a FAILED day into a RETIRED one and erase the evidence with the objects.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def read_retirement(store: ObjectStore, day: dt.date) -> Retirement | None:
 def record_retirement(
     store: ObjectStore, day: dt.date, deleted_keys: list[str], reason: str, signer: Signer | None, now: dt.datetime | None = None
 ) -> Retirement:
-    """Write the retirement record of ``day``; call it *before* deleting the objects it names."""
+    """Write the retirement record of ``day``; call it *before* deleting the objects it names, and only once the day verified."""
     key = manifest_key(day)
     raw = read_optional(store, key)
     if raw is None:
