@@ -31,7 +31,11 @@ DAY = dt.date(2024, 1, 15)
 
 
 def can_compile(version: str) -> bool:
-    return importlib.util.find_spec("ocsf") is not None and (REFERENCE / f"ocsf-schema-{version}").is_dir()
+    try:
+        compiler = importlib.util.find_spec("ocsf.compile")  # ocsf-lib; a leftover empty ocsf/ folder is not it
+    except ImportError:
+        compiler = None
+    return compiler is not None and (REFERENCE / f"ocsf-schema-{version}").is_dir()
 
 
 def compile_schema(version: str, into: Path) -> dict[str, Any]:
