@@ -30,6 +30,7 @@ from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import DayReport, Verifier
 from audit_pipeline.readback import RangeReader, schema_problem
+from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
 from audit_pipeline.storage import ObjectDigest, ObjectStore
 from audit_pipeline.writers import FORMATS
 
@@ -69,6 +70,17 @@ class Verdict:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: Only the link to another day is wrong (a backfill out of order): a warning, not an error.
     warning: bool = False
+
+
+def count_for_complete(source: AuditSource) -> Callable[[TimeRange, EventFilter | None], int]:
+    """The count ``complete`` compares the sealed rows with: one made independently of the read that exported the day.
+
+    A database's count query is separate from the export's read already.  The HelloJohn API offers
+    ``independent_count`` (the range read through its other endpoint): counting the events the
+    export's own read yielded would compare a response shortened cleanly with itself, and pass.
+    """
+    independent: Callable[[TimeRange, EventFilter | None], int] | None = getattr(source, "independent_count", None)
+    return independent if independent is not None else source.count
 
 
 def sealed_by_manifest(store: ObjectStore, day: dt.date) -> tuple[Sealed, Manifest | None]:

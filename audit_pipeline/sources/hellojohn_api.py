@@ -3,8 +3,9 @@
 Two ways to read a range (``source.api_read``):
 
 * ``export`` (the default): ``GET /v1/audit-logs/export?format=json&from=…&to=…``, NDJSON
-  streamed in one request per range, resumed when a response may be truncated
-  (:mod:`audit_pipeline.sources.hellojohn_export`);
+  streamed, followed up until the server shows it has nothing more: the last instant of each
+  response settled through the list, then the rest of the range asked for until an answer brings
+  nothing new (:mod:`audit_pipeline.sources.hellojohn_export`);
 * ``list``: ``GET /v1/audit-logs?from=…&to=…&limit=200&cursor=…``, one request per 200 events,
   as HelloJohn's nightly script reads it (:mod:`audit_pipeline.sources.hellojohn_list`).
 
@@ -18,9 +19,11 @@ checked for order and repeats (:mod:`audit_pipeline.sources.hellojohn_order`), f
 ``from``/``to`` are the half-open range's ends; events outside ``[from, to)`` are dropped here,
 whichever way the server reads ``to``.
 
-``count()`` of a range this process has just read whole (an export followed by its check)
-is the number of events that read yielded: no second pass.  Otherwise it reads the range
-the configured way and counts; ``count_method`` says which it was, for the check's metadata.
+``count()`` reads the range the configured way and counts it.  The ``complete`` check asks
+:meth:`HelloJohnApiSource.independent_count` instead: the range read through the *other*
+endpoint (the list when days are exported from the stream, the stream when they are exported
+from the list), so a server or proxy that shortens one endpoint's answers cannot make the check
+compare a short read with itself.  ``count_method`` says which it was, for the check's metadata.
 
 A crash or a failed read publishes nothing (the export writes only after the last batch),
 and a re-run starts again from the range's beginning; the API is read only.
@@ -28,7 +31,6 @@ and a re-run starts again from the range's beginning; the API is read only.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +46,7 @@ from audit_pipeline.sources.base import AuditSource, EventFilter, Position, Time
 from audit_pipeline.sources.hellojohn_events import RowBuffer, from_micros, micros
 from audit_pipeline.sources.hellojohn_export import EXPORT_PATH, ExportReader
 from audit_pipeline.sources.hellojohn_export import HEADERS as EXPORT_HEADERS
-from audit_pipeline.sources.hellojohn_http import KEY_SETTING, URL_SETTING, HelloJohnHttp, Transient, normalize_base_url
+from audit_pipeline.sources.hellojohn_http import KEY_SETTING, URL_SETTING, HelloJohnHttp, NotFound, Transient, normalize_base_url
 from audit_pipeline.sources.hellojohn_list import PAGE_SIZE, get_page, list_rows
 from audit_pipeline.sources.hellojohn_order import OrderGuard
 
@@ -57,18 +59,7 @@ __all__ = ["DEFAULT_ROW_CAP", "HelloJohnApiSource", "normalize_base_url"]
 MAX_BATCH_ROWS = 10_000
 #: HelloJohn caps the dashboard's CSV download at 100,000 rows; the export endpoint is treated alike.
 DEFAULT_ROW_CAP = 100_000
-#: How long the count of a range read whole stands in for counting it again.
-STREAMED_COUNT_SECONDS = 15 * 60
-
 ApiRead = Literal["export", "list"]
-
-#: (server, start, end, filter) -> (events, requests, when): ranges this process read whole, newest last.
-_streamed: collections.OrderedDict[tuple[Any, ...], tuple[int, int, float]] = collections.OrderedDict()
-
-
-def forget_streamed_counts() -> None:
-    """Forget every remembered read (a server replaced by another at the same URL, as in tests)."""
-    _streamed.clear()
 
 
 def _exact_value(patterns: tuple[str, ...]) -> str | None:
@@ -142,8 +133,10 @@ class HelloJohnApiSource(AuditSource):
         return self.http.requests
 
     # -- reading ----------------------------------------------------------------------------------
-    def _rows(self, time_range: TimeRange, after: Position | None, event_filter: EventFilter | None, limit: int | None = None) -> Iterator[list[Any]]:
-        """Rows in order, each once, within the range, after ``after`` and matching the filter."""
+    def _rows(
+        self, time_range: TimeRange, after: Position | None, event_filter: EventFilter | None, limit: int | None = None, *, way: ApiRead | None = None
+    ) -> Iterator[list[Any]]:
+        """Rows in order, each once, within the range, after ``after`` and matching the filter; ``way`` overrides ``api_read``."""
         start, end = micros(time_range.start), micros(time_range.end)
         floor = (micros(after.created_at), after.id.encode("utf-8")) if after is not None else None
         if floor is not None:
@@ -152,7 +145,7 @@ class HelloJohnApiSource(AuditSource):
             return
         params: dict[str, Any] = {"from": format_instant(from_micros(start)), "to": format_instant(from_micros(end))}
         small = limit is not None and limit <= PAGE_SIZE
-        if self.api_read == "list" or small:
+        if (way or self.api_read) == "list" or small:
             origin = f"the HelloJohn API at {self.base_url}"
             if event_filter is not None:
                 exact_type, exact_tenant = _exact_value(event_filter.include_types), _exact_value(event_filter.include_tenants)
@@ -190,54 +183,48 @@ class HelloJohnApiSource(AuditSource):
     ) -> Iterator[pa.RecordBatch]:
         if limit is not None and limit <= 0:
             return
-        requests_before = self.http.requests
         buffer = RowBuffer()
-        yielded = 0
-        for row in self._rows(time_range, after, event_filter, limit):
+        for yielded, row in enumerate(self._rows(time_range, after, event_filter, limit), start=1):
             buffer.append(row)
-            yielded += 1
             if len(buffer) >= self.batch_rows:
                 yield buffer.take_batch()
             if limit is not None and yielded >= limit:
                 break
         if len(buffer):
             yield buffer.take_batch()
-        if after is None and limit is None:
-            self._remember(time_range, event_filter, yielded, self.http.requests - requests_before)
 
     # -- counting ---------------------------------------------------------------------------------
-    def _key(self, time_range: TimeRange, event_filter: EventFilter | None) -> tuple[Any, ...]:
-        return (self.base_url, micros(time_range.start), micros(time_range.end), event_filter if event_filter and not event_filter.is_empty else None)
-
-    def _remember(self, time_range: TimeRange, event_filter: EventFilter | None, events: int, requests: int) -> None:
-        key = self._key(time_range, event_filter)
-        _streamed.pop(key, None)
-        _streamed[key] = (events, requests, time.monotonic())
-        while len(_streamed) > 64:
-            _streamed.popitem(last=False)
-
-    def streamed_count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int | None:
-        """Events a whole read of exactly this range yielded in this process within the last 15 minutes, else None."""
-        found = _streamed.get(self._key(time_range, event_filter))
-        if found is None or time.monotonic() - found[2] > STREAMED_COUNT_SECONDS:
-            return None
-        return found[0]
+    def _read_and_count(self, time_range: TimeRange, event_filter: EventFilter | None, way: ApiRead) -> tuple[int, str]:
+        """Events of a whole read of the range through ``way``, and how that was done (requests included)."""
+        requests_before = self.http.requests
+        events = sum(1 for _ in self._rows(time_range, None, event_filter, way=way))
+        requests = _plural(self.http.requests - requests_before, "request")
+        if way == "export":
+            return events, f"export stream of the range read and counted ({requests}, settling and confirming included)"
+        return events, f"paged list of the range read and counted ({requests} of up to {self.page_size} events)"
 
     def count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int:
-        """The events of a whole read of the range: the one just made, else a new read counted as it goes."""
-        known = self.streamed_count(time_range, event_filter)
-        if known is not None:
-            _, requests, _ = _streamed[self._key(time_range, event_filter)]
-            way = "export stream" if self.api_read == "export" else "paged list"
-            self.count_method = f"events yielded by this process's {way} read of the range ({_plural(requests, 'request')}); no further request"
-            return known
-        requests_before = self.http.requests
-        events = sum(1 for _ in self._rows(time_range, None, event_filter))
-        requests = self.http.requests - requests_before
-        if self.api_read == "export":
-            self.count_method = f"export stream of the range read and counted ({_plural(requests, 'request')})"
+        """The events of a new whole read of the range, the configured way."""
+        events, self.count_method = self._read_and_count(time_range, event_filter, self.api_read)
+        return events
+
+    def independent_count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int:
+        """The events of the range read through the endpoint the export did not use, for the ``complete`` check.
+
+        A count made by the read that produced the day would compare that read with itself: a response
+        shortened cleanly would pass.  The list pages by cursor and the stream is followed up until the
+        server shows its end, so each one's way of ending is checked by the other.  A server without the
+        export endpoint (``api_read: list`` for that reason) is counted by a second, separate list read.
+        """
+        other: ApiRead = "list" if self.api_read == "export" else "export"
+        try:
+            events, how = self._read_and_count(time_range, event_filter, other)
+        except NotFound:
+            events, how = self._read_and_count(time_range, event_filter, "list")
+            how = f"{how}: a second read, this server has no export endpoint"
         else:
-            self.count_method = f"paged list of the range read and counted ({_plural(requests, 'request')} of up to {self.page_size} events)"
+            how = f"{how}: independent of the {self.api_read} read that published the day"
+        self.count_method = how
         return events
 
     def close(self) -> None:

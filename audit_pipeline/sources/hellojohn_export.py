@@ -6,20 +6,24 @@ and read as it arrives: the body is decompressed and split into lines chunk by c
 parsed exactly (numbers as ``Decimal``) and handed on, so memory holds one chunk and one line
 (a line may be megabytes) whatever the range.
 
-A response that may not hold the rest of the range is never taken as complete:
+A range is complete only when the server has shown it has nothing more, whatever a response's
+size: no count of events proves a response whole (a server or a proxy may stop a response cleanly,
+final chunk and gzip trailer sent, after any number of events, or answer an empty 200).  So:
 
-* the connection drops, or the body ends inside a line, or a gzip body ends before its trailer;
-* it holds exactly ``row_cap`` events (HelloJohn caps its dashboard's CSV download at 100,000
-  rows, and the endpoint is treated as possibly capped too);
-* it holds a round number of events (a positive multiple of 1,000): a cap other than the
-  configured one is detected by asking once more.
+* after a response that brought new events, the last accepted instant is *settled* through the
+  paged list (``GET /v1/audit-logs?from=T&to=T+1µs``, one request for up to 200 events at that
+  instant): the list pages by ``(created_at, id)`` with a cursor, so no cap on a response can hide
+  an event that shares the instant where a response stopped;
+* the next request asks for the rest of the range from the microsecond after that instant;
+* the read ends when a request brings nothing new (an empty answer), or when the server lists an
+  event past the range's end.  An empty first answer is asked again once: only a second empty
+  answer shows the range is empty.
 
-Such a response is resumed with a new request from the ``created_at`` of the last accepted
-event; the events at that same instant that were already accepted come again and are skipped
-by id (:class:`OrderGuard`).  A resumed request that brings nothing new is retried under the
-list reads' policy when the connection failed, and stops the read when the server keeps
-returning the same capped answer: resuming cannot move past an instant shared by more events
-than the cap, and saying so beats exporting a day with a hole in it.
+A response that breaks off (the connection drops, the body ends inside a line, a gzip body ends
+before its trailer) is handled the same way when it brought something new, and retried under the
+list reads' policy when it did not; the read fails, and nothing is published, only when the server
+keeps breaking off without a new event.  A healthy day costs three requests: the range, the list
+request settling its last instant, and the request that brings nothing new.
 """
 
 from __future__ import annotations
@@ -38,12 +42,11 @@ from audit_pipeline.errors import SourceError
 from audit_pipeline.isotime import format_instant
 from audit_pipeline.sources.hellojohn_events import InexactNumber, event_row, from_micros, row_key
 from audit_pipeline.sources.hellojohn_http import HelloJohnHttp, Transient, reject_constant
+from audit_pipeline.sources.hellojohn_list import PAGE_SIZE, list_rows
 from audit_pipeline.sources.hellojohn_order import OrderGuard, Verdict
 
 EXPORT_PATH = "/v1/audit-logs/export"
 HEADERS = {"Accept": "application/ndjson", "Accept-Encoding": "gzip"}
-#: A response of a positive multiple of this many events is resumed once to rule out an unknown cap.
-ROUND = 1_000
 #: Decompressed bytes handed on at a time: memory stays bounded whatever a chunk inflates to.
 _INFLATED = 1 << 20
 
@@ -125,30 +128,27 @@ class Response:
 
     events: int = 0
     accepted: int = 0
-    #: Why the response may not be the whole rest of the range; None when it is.
+    #: Why the response broke off before its end; None when it ended cleanly.
     short: str | None = None
-    #: Short only because of its size (a cap), not because it broke off.
-    capped: bool = False
     #: An event past the range's end was seen: nothing more to read.
     ended: bool = False
 
 
 class ExportReader:
-    """Reads ``[from, to)`` through the export endpoint, resuming until the range is complete."""
+    """Reads ``[from, to)`` through the export endpoint until the server shows there is nothing more."""
 
-    def __init__(self, http: HelloJohnHttp, *, row_cap: int) -> None:
+    def __init__(self, http: HelloJohnHttp, *, row_cap: int = 0) -> None:
         self.http = http
+        #: ``source.export_row_cap``: kept for configurations that set it; no response size is trusted any more.
         self.row_cap = row_cap
         self.origin = f"the HelloJohn export stream at {http.base_url}"
 
     def rows(self, params: dict[str, Any], guard: OrderGuard) -> Iterator[list[Any]]:
-        """Rows the guard accepts, across as many requests as truncation makes necessary."""
+        """Rows the guard accepts, across as many requests as it takes the server to show the range's end."""
         query = {**params, "format": "json"}
         failures = 0
-        previous: Response | None = None
+        empty_answers = 0
         while True:
-            if guard.last is not None:
-                query["from"] = format_instant(from_micros(guard.last[0]))
             response = Response()
             try:
                 yield from self._one(query, guard, response)
@@ -158,28 +158,42 @@ class ExportReader:
                     raise self._no_progress(query, f"it kept failing ({exc.reason}, {failures} attempts)") from None
                 self.http.pause(exc, failures, "the export stream")
                 continue
-            if response.ended or response.short is None:
-                return
+            if response.ended:
+                return  # the server listed an event past the range's end: it holds nothing more
             if response.accepted:
                 failures = 0
-                previous = response
-                continue
-            # Nothing new came: the same request would bring the same again.
-            if not response.capped:
+                assert guard.last is not None
+                yield from self._settle(guard)
+                following = guard.last[0] + 1
+                if following >= guard.end:
+                    return  # the range's last microsecond is settled
+                query["from"] = format_instant(from_micros(following))
+                continue  # whatever this response held, only an answer with nothing new shows the end
+            if response.short is not None:  # broke off before anything new came: the same request again
                 failures += 1
                 if failures >= self.http.max_attempts:
                     raise self._no_progress(query, f"{response.short} ({failures} attempts)")
                 self.http.pause(Transient(response.short), failures, "the export stream")
                 continue
-            if response.events == self.row_cap or (previous is not None and response.events == previous.events):
-                raise self._no_progress(query, f"it returned the same {response.events:,} events again ({response.short})")
-            return  # a round number of events, none new: the range had simply ended there
+            if guard.last is not None or empty_answers:
+                return  # asked for the rest and nothing new came: the server has nothing more
+            empty_answers += 1  # an empty first answer is not taken on its word: asked once more
+
+    def _settle(self, guard: OrderGuard) -> Iterator[list[Any]]:
+        """Every event at the last accepted instant, through the paged list: a response may have stopped among them."""
+        assert guard.last is not None
+        instant = guard.last[0]
+        params = {"from": format_instant(from_micros(instant)), "to": format_instant(from_micros(instant + 1))}
+        at_instant = OrderGuard(instant, instant + 1, None, origin=f"the HelloJohn API at {self.http.base_url}")
+        guard.new_response()
+        for row in list_rows(self.http, params, at_instant, PAGE_SIZE):
+            if guard.judge(row_key(row)) is Verdict.ACCEPT:
+                yield row
 
     def _no_progress(self, query: dict[str, Any], why: str) -> SourceError:
         return SourceError(
             f"{self.origin}: resuming from {query['from']} made no progress, {why}; nothing was published. "
-            "More events may share that instant than the server returns in one response: raise source.export_row_cap to the server's cap, "
-            "or read this range with source.api_read: list"
+            "Run the export again later, or read this range with source.api_read: list"
         )
 
     def _one(self, query: dict[str, Any], guard: OrderGuard, response: Response) -> Iterator[list[Any]]:
@@ -205,12 +219,6 @@ class ExportReader:
             except _Truncated as exc:
                 response.short = f"{exc} after {response.events:,} events"
                 return
-        if response.ended:
-            return
-        if self.row_cap and response.events == self.row_cap:
-            response.short, response.capped = f"{response.events:,} events, the cap (source.export_row_cap)", True
-        elif response.events and response.events % ROUND == 0:
-            response.short, response.capped = f"a round {response.events:,} events, possibly a cap", True
 
     def _row(self, line: bytes, response: Response, *, complete: bool) -> list[Any] | None:
         """The line as a row; a final line without its newline that does not parse is None (cut off)."""

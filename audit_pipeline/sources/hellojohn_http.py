@@ -35,6 +35,10 @@ KEY_SETTING = "source.secret_key (e.g. secret_key: ${HJ_SECRET_KEY})"
 URL_SETTING = "source.base_url"
 
 
+class NotFound(SourceError):
+    """HTTP 404: the path does not exist on this server (a wrong ``source.base_url``, or no export endpoint)."""
+
+
 class Transient(Exception):
     """A failure worth asking again for the same thing (429, 5xx, a timeout, a dropped connection)."""
 
@@ -189,7 +193,8 @@ class HelloJohnHttp:
         hint = f"; check {URL_SETTING} (the server's root URL, without /v1/audit-logs)" if status == 404 else ""
         if status == 404 and path.endswith("/export"):
             hint += ", or read through the paged list if this server has no export endpoint (source.api_read: list)"
-        raise SourceError(f"the HelloJohn API at {self.base_url} answered HTTP {status} to GET {path}{f' ({detail})' if detail else ''}{hint}")
+        message = f"the HelloJohn API at {self.base_url} answered HTTP {status} to GET {path}{f' ({detail})' if detail else ''}{hint}"
+        raise NotFound(message) if status == 404 else SourceError(message)
 
     def get_json(self, path: str, params: dict[str, Any]) -> Any:
         """One JSON body, numbers exact (``Decimal``); a body cut short is :class:`Transient`."""

@@ -158,20 +158,30 @@ def test_count_pages_through_the_range(table):
         assert source.count_method == "paged list of the range read and counted (4 requests of up to 200 events)"
 
 
-def test_count_streams_the_range_once_or_reuses_the_read_just_made(table):
+def test_count_reads_again_and_the_checks_count_goes_through_the_other_endpoint(table):
     with serve_hellojohn_api(table.url) as api:
         source = HelloJohnApiSource(api.base_url, DEFAULT_KEY)
-        assert source.count(DAY_RANGE) == 609
-        assert [r.path for r in api.requests] == ["/v1/audit-logs/export"]
-        assert source.count_method == "export stream of the range read and counted (1 request)"
         assert read_all(source).num_rows == 609
-        with HelloJohnApiSource(api.base_url, DEFAULT_KEY) as checker:  # a check opens its own source
-            assert checker.count(DAY_RANGE) == 609
-            assert checker.count_method == "events yielded by this process's export stream read of the range (1 request); no further request"
-        assert len(api.requests) == 2
-        shorter = TimeRange(DAY_RANGE.start, DAY_RANGE.end - dt.timedelta(hours=1))
-        assert source.count(shorter) == read_pg(table, shorter).num_rows < 609  # another range is read
-        assert len(api.requests) == 3
+        assert source.count(DAY_RANGE) == 609  # a new read, never the events the last read yielded
+        assert [r.path for r in api.requests] == ["/v1/audit-logs/export"] * 2  # each ends at the next day's first event
+        assert source.count_method == "export stream of the range read and counted (1 request, settling and confirming included)"
+        assert source.independent_count(DAY_RANGE) == 609
+        assert [r.params["limit"] for r in api.requests[2:]] == ["200"] * 4  # 609 events, 200 a page
+        assert (
+            source.count_method
+            == "paged list of the range read and counted (4 requests of up to 200 events): independent of the export read that published the day"
+        )
+        listed = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")
+        assert listed.independent_count(DAY_RANGE) == 609
+        assert api.requests[-1].path == "/v1/audit-logs/export"
+        assert listed.count_method.endswith("): independent of the list read that published the day")
+    with serve_hellojohn_api(table.url, export_endpoint=False) as api:
+        listed = HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")
+        assert listed.independent_count(DAY_RANGE) == 609
+        assert (
+            listed.count_method
+            == "paged list of the range read and counted (4 requests of up to 200 events): a second read, this server has no export endpoint"
+        )
 
 
 @pytest.mark.parametrize(("status", "options"), [(401, {"secret_key": "sk_other"}), (403, {"forbidden_keys": (DEFAULT_KEY,)})])

@@ -67,11 +67,14 @@ def test_a_capped_day_is_resumed_across_instants_shared_at_the_cut_points(pg):
     expected = read_pg(pg)
     assert expected.num_rows == 250_000
     assert result.equals(expected)  # same rows, order and values (Arrow's own comparison: quick at this size)
-    first, second, third = api.export_requests
-    assert first.rows == second.rows == 100_000 and third.rows < 100_000
-    # A resumed request starts at the instant of the last accepted event: 999 more events share it.
-    assert second.params["from"] == format_instant(expected["created_at"][99_999].as_py())
+    first, second, third, last = api.export_requests
+    assert first.rows == second.rows == 100_000 and 0 < third.rows < 100_000 and last.rows == 0  # the last answer brings nothing: the end
+    # The 1,000 events of the instant where the first response stopped come from the list, 200 a page (999 of them new).
+    cut = expected["created_at"][99_999].as_py()
     assert expected["created_at"][99_999] == expected["created_at"][100_998] != expected["created_at"][100_999]
+    settled = [r for r in api.list_requests if r.params["from"] == format_instant(cut)]
+    assert len(settled) == 5 and all(r.params["to"] == format_instant(cut + dt.timedelta(microseconds=1)) for r in settled)
+    assert second.params["from"] == format_instant(cut + dt.timedelta(microseconds=1))  # the rest, from the microsecond after
 
 
 def test_a_day_of_exactly_the_cap_asks_once_more_and_ends(pg):
@@ -79,25 +82,31 @@ def test_a_day_of_exactly_the_cap_asks_once_more_and_ends(pg):
     with serve_hellojohn_api(pg.url) as api:
         source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, export_row_cap=2_000)
         assert_same(read_all(source), read_pg(pg))
-    assert [r.rows for r in api.export_requests] == [2_000, 1]  # the second brings only the last event again
+    # The range, its last instant settled through the list, then the rest of the range: nothing.
+    assert [(r.path, r.rows) for r in api.requests] == [(EXPORT, 2_000), ("/v1/audit-logs", 0), (EXPORT, 0)]
 
 
-def test_a_cap_other_than_the_configured_one_is_detected_by_its_round_number(pg):
+def test_a_cap_other_than_the_configured_one_is_followed_up(pg):
     _tied(pg, 2_500, same_timestamp=10)
     with serve_hellojohn_api(pg.url, export_row_cap=1_000) as api:
         source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, export_row_cap=0)  # configured as uncapped
         assert_same(read_all(source), read_pg(pg))
-    assert [r.rows for r in api.export_requests][:2] == [1_000, 1_000] and len(api.export_requests) == 3
+    rows = [r.rows for r in api.export_requests]
+    assert rows[:2] == [1_000, 1_000] and 0 < rows[2] < 500 and rows[3:] == [0]  # the ties at each cut came through the list
 
 
 @pytest.mark.parametrize("compressed", [True, False])
 def test_a_connection_cut_mid_line_is_resumed_without_loss_or_repeats(table, compressed):
-    with serve_hellojohn_api(table.url, export_cut_after={1: 700, 2: 300}, export_gzip=compressed) as api:
+    with serve_hellojohn_api(table.url, export_cut_after={1: 700, 3: 300}, export_gzip=compressed) as api:  # request 2 settles an instant
         sleeps: list[float] = []
         source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, sleep=sleeps.append)
         result = read_all(source)
     assert_same(result, read_pg(table))
-    assert len(api.export_requests) == 3 and not sleeps  # progress was made each time: resumed at once
+    assert [r.rows for r in api.export_requests] == [
+        700,
+        300,
+        1_509 - 1_000 + 1,
+    ] and not sleeps  # + the next day's first event, which ends the read  # progress each time: resumed at once
 
 
 def test_429_and_500_before_the_body_wait_as_the_list_reads_do(table):
@@ -122,16 +131,15 @@ def test_a_connection_that_keeps_dropping_before_anything_new_fails_and_publishe
     assert store.list("") == []
 
 
-def test_more_events_at_one_instant_than_the_cap_fail_clearly(pg, tmp_path: Path):
-    _tied(pg, 300, same_timestamp=300)  # all at one instant
+def test_more_events_at_one_instant_than_a_response_holds_come_through_the_list(pg):
+    _tied(pg, 300, same_timestamp=300)  # all but one at one instant
     with serve_hellojohn_api(pg.url, export_row_cap=100) as api:
         source = HelloJohnApiSource(api.base_url, DEFAULT_KEY, export_row_cap=100)
-        store = ObjectStore(str(tmp_path / "exports"))
-        with pytest.raises(SourceError, match=r"made no progress, it returned the same 100 events again.*raise source.export_row_cap.*api_read: list"):
-            export_day(source, store, DAY, ExportSettings())
-    assert len(api.export_requests) == 1 + 2 and store.list("") == []  # the check's probe, then the day
-    with serve_hellojohn_api(pg.url, export_row_cap=100) as api:  # the paged list still reads such a day
-        assert read_all(HelloJohnApiSource(api.base_url, DEFAULT_KEY, api_read="list")).num_rows == 300
+        assert_same(read_all(source), read_pg(pg))
+    # 100 from the stream, the instant's others through two pages of the list (the first 100 skipped as known), then the rest.
+    first, *_ = api.requests
+    settled = [r for r in api.list_requests if r.params["from"] == "2024-01-15T00:00:00Z"]
+    assert first.rows == 100 and len(settled) == 2 and api.export_requests[1].params["from"] == "2024-01-15T00:00:00.000001Z"
 
 
 def test_a_line_of_megabytes_streams_and_resumes_when_cut_inside_it(table):
@@ -163,10 +171,11 @@ def test_api_read_and_export_row_cap_from_the_configuration(table, workdir: Path
         with open_source(load_settings()) as source:
             assert source.count(DAY_RANGE) == 1_509
         assert [r.rows for r in api.export_requests][:3] == [500, 500, 500] and len(api.export_requests) == 4
+        settling = len(api.list_requests)  # the last instant of each capped response, through the list
         config.write_text(base + "  api_read: list\n")
         with open_source(load_settings()) as source:
             assert source.count(DAY_RANGE) == 1_509
-        assert len(api.list_requests) == 8
+        assert settling == 3 and len(api.list_requests) == settling + 8
 
 
 def test_the_standin_serves_the_documented_csv_and_ndjson(table):

@@ -31,7 +31,11 @@ rows read from PostgreSQL through a server-side cursor so that a day of millions
 names no filters and no order; rows come oldest first by ``(created_at, id)``, ``to`` inclusive.
 ``export_row_cap`` ends every export response cleanly after that many rows (the dashboard's CSV
 download is documented as capped at 100,000 rows), ``export_cut_after`` (request number -> rows)
-sends that many rows and half of the next line, then drops the connection.
+sends that many rows and half of the next line, then drops the connection.  Responses that end
+*cleanly* short of the range (last chunk sent, gzip trailer written) are what a server-side cap, a
+proxy or a bug would send, and nothing in them says so: ``export_stop_after`` (request number ->
+rows) ends that response cleanly after that many rows, ``export_empty_at`` (request numbers)
+answers an empty 200.
 
 Faults on demand: ``rate_limit_every`` (every Nth request is a 429), ``fail_at`` (request
 numbers answered 500 once), ``drop_at`` (request numbers whose body is cut off mid-way),
@@ -60,7 +64,6 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 
 from audit_pipeline.schema import COLUMNS
-from audit_pipeline.sources.hellojohn_api import forget_streamed_counts
 
 DEFAULT_KEY = "sk_test_standin_0123456789"
 MAX_LIMIT = 200
@@ -111,6 +114,10 @@ class StandinOptions:
     export_row_cap: int = 0
     #: Export request number -> rows sent before the connection drops in the middle of the next line.
     export_cut_after: dict[int, int] = field(default_factory=dict)
+    #: Export request number -> rows sent before that response ends cleanly (last chunk, gzip trailer), mid-range.
+    export_stop_after: dict[int, int] = field(default_factory=dict)
+    #: Export request numbers answered with an empty 200 (a clean, valid, empty body).
+    export_empty_at: set[int] = field(default_factory=set)
     #: Compress export responses when the request accepts gzip (False: always identity).
     export_gzip: bool = True
     #: False: a server without the export endpoint (404, as for any unknown route).
@@ -344,6 +351,7 @@ class HelloJohnApiStandin:
                 handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
         cut_after = options.export_cut_after.get(record.number)
+        stop_after = 0 if record.number in options.export_empty_at else options.export_stop_after.get(record.number)
         block: list[bytes] = []
         size = 0
         if fmt == "csv":
@@ -355,8 +363,8 @@ class HelloJohnApiStandin:
                 handler.wfile.flush()
                 handler.close_connection = True
                 return  # no last chunk: the connection ends mid-line
-            if options.export_row_cap and record.rows == options.export_row_cap:
-                break
+            if (options.export_row_cap and record.rows == options.export_row_cap) or record.rows == stop_after:
+                break  # a clean end: the rest of the response (last chunk, gzip trailer) is sent as for a whole range
             block.append(line)
             size += len(line)
             record.rows += 1
@@ -465,7 +473,6 @@ def _csv_line(values: Any) -> bytes:
 @contextmanager
 def serve_hellojohn_api(database_url: str, **options: Any) -> Iterator[HelloJohnApiStandin]:
     """Run the stand-in over ``database_url`` for the duration of the block."""
-    forget_streamed_counts()  # a new server, perhaps on a port an earlier one used: no count of its days is known
     standin = HelloJohnApiStandin(database_url, StandinOptions(**options))
     standin.start()
     try:
