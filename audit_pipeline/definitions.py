@@ -9,6 +9,7 @@ import dagster as dg
 
 from audit_pipeline.defs.build import build_definitions
 from audit_pipeline.defs.component import AuditLogs, ConfigurationNotLoaded
+from audit_pipeline.defs.launch_errors import install as install_launch_errors
 from audit_pipeline.memory import freeze_loaded_objects
 
 __all__ = ["ConfigurationNotLoaded", "build_definitions", "defs", "load_definitions"]
@@ -19,5 +20,6 @@ def load_definitions() -> dg.Definitions:
     return AuditLogs().build_definitions()
 
 
+install_launch_errors()  # `dg launch --partition` of a day that is no partition: one line, as `export-day` says it
 defs = load_definitions()
 freeze_loaded_objects()  # Dagster, the libraries and these definitions live as long as the process
