@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
+import os
+import stat
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,6 +21,7 @@ from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline.storage import ObjectStore
+from audit_pipeline_tests.analysis.fifo import fifo_reader
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(4)]
 PER_DAY = [400, 650, 300, 520]
@@ -186,3 +190,136 @@ def test_ndjson_rows_and_statements_without_a_result(pg, local_archive: ObjectSt
     created = _query("CREATE TABLE scratch AS SELECT 1 AS one;", "--format", "ndjson")  # not a query: DuckDB's own answer, still NDJSON
     assert created.exit_code == 0, created.output
     assert all(isinstance(json.loads(line), dict) for line in created.output.splitlines())
+
+
+def _hashes(store: ObjectStore) -> dict[str, str]:
+    """Every object of the store (the exports, manifests, everything) by key, as SHA-256."""
+    return {key: hashlib.sha256(store.read_bytes(key)).hexdigest() for key in store.list("")}
+
+
+def _refused(result, statement_type: str, names: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith(f"error: {statement_type} refused: "), lines[0]
+    assert names in lines[0], lines[0]
+    assert "read-only" in lines[0]
+
+
+def test_query_is_read_only_every_forbidden_statement_is_refused_and_the_archive_unchanged(local_archive: ObjectStore, workdir: Path) -> None:
+    day_object = Path(local_archive.path(f"parquet/date={DAYS[0]}/audit_logs.parquet"))
+    outside = workdir / "outside.csv"
+    outside.write_text("secret\n1\n")
+    before = _hashes(local_archive)
+    forbidden = [
+        (f"COPY (SELECT 1 AS one) TO '{workdir / 'copied.csv'}'", "COPY", str(workdir / "copied.csv")),
+        # The attack that rewrote an archived object (2,000 -> 1,966 rows) on the old code.
+        (f"COPY (SELECT * EXCLUDE (date) FROM audit_logs LIMIT 3) TO '{day_object}' (FORMAT parquet)", "COPY", str(day_object)),
+        (f"COPY (SELECT 1 AS one) TO '{day_object}' (FORMAT csv, USE_TMP_FILE false)", "COPY", str(day_object)),
+        (f"ATTACH '{workdir / 'attached.duckdb'}' AS other", "ATTACH", str(workdir / "attached.duckdb")),
+        ("SELECT * FROM read_text('/etc/passwd')", "SELECT", "/etc/passwd"),
+        (f"SELECT * FROM read_csv('{outside}')", "SELECT", str(outside)),
+        (f"SELECT * FROM read_parquet('{day_object}')", "SELECT", str(day_object)),  # the archive too: only through the view
+        ("INSTALL httpfs", "LOAD", "extensions"),
+        ("LOAD httpfs", "LOAD", "Loading external extensions is disabled"),
+        ("SET enable_external_access = true", "SET", '"enable_external_access"'),
+        ("SET lock_configuration = false", "SET", '"lock_configuration"'),
+        ("RESET enable_external_access", "SET", '"enable_external_access"'),
+        ("SET allowed_directories = ['/']", "SET", '"allowed_directories"'),
+        ("SET python_enable_replacements = true", "SET", '"python_enable_replacements"'),
+    ]
+    for statement, kind, names in forbidden:
+        for output_format in ("table", "ndjson"):  # ndjson first tries the statement wrapped in to_json
+            _refused(_query(statement, "--format", output_format), kind, names)
+    assert _hashes(local_archive) == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["archive", "outside.csv"]  # nothing created beside it either
+    # The view still answers, with every row of the object a COPY tried to overwrite.
+    counted = _query("SELECT count(*) AS n FROM audit_logs WHERE date = DATE '2024-03-01'", "--format", "csv")
+    assert counted.exit_code == 0 and counted.output.splitlines() == ['"n"', str(PER_DAY[0])]
+
+
+def test_s3_query_cannot_write_or_read_the_bucket_around_the_view(s3_archive: ObjectStore, s3_server) -> None:
+    before = _hashes(s3_archive)
+    day_url = f"s3://{s3_archive.path(f'parquet/date={DAYS[1]}/audit_logs.parquet')}"
+    manifest_keys = [k for k in before if not k.startswith("parquet/")]
+    assert manifest_keys  # the CSV/NDJSON objects and manifests beside the Parquet ones
+    elsewhere = f"s3://{s3_archive.bucket}/elsewhere.csv"
+    manifest_url = f"s3://{s3_archive.path(manifest_keys[0])}"
+    attempts = [
+        (f"COPY (SELECT * EXCLUDE (date) FROM audit_logs LIMIT 3) TO '{day_url}' (FORMAT parquet)", "COPY", day_url),
+        (f"COPY (SELECT 1 AS one) TO '{elsewhere}'", "COPY", elsewhere),
+        (f"SELECT * FROM read_parquet('{day_url}')", "SELECT", day_url),
+        (f"SELECT * FROM read_text('{manifest_url}')", "SELECT", manifest_url),
+    ]
+    for statement, kind, names in attempts:
+        _refused(_query(statement), kind, names)
+    assert _hashes(s3_archive) == before
+    assert _query("SELECT count(*) AS n FROM audit_logs", "--format", "csv").output.splitlines() == ['"n"', str(sum(PER_DAY))]
+
+
+def test_an_empty_sql_or_several_statements_exit_2(local_archive: ObjectStore) -> None:
+    for empty in ("", "   ", " ; ", " -- only a comment\n"):
+        result = _query(empty)
+        assert result.exit_code == 2, (empty, result.output)
+        assert result.output.strip() == 'error: the SQL is empty: give one statement, e.g. audit-pipeline query "SELECT count(*) FROM audit_logs"'
+    several = _query("SELECT 1; SELECT 2")
+    assert several.exit_code == 2
+    assert several.output.strip() == "error: the SQL holds 2 statements (SELECT, SELECT); give one per command, or combine them into one query"
+    one = _query("SELECT 2 AS two;", "--format", "csv")  # one statement with its semicolon is fine
+    assert one.exit_code == 0 and one.output.splitlines() == ['"two"', "2"]
+
+
+def test_a_table_larger_than_table_rows_is_refused_before_anything_is_printed(local_archive: ObjectStore, workdir: Path) -> None:
+    per_day = "SELECT date, count(*) AS events FROM audit_logs GROUP BY date ORDER BY date"
+    fits = _query(per_day, "--table-rows", "4")
+    assert fits.exit_code == 0 and fits.output.splitlines()[-1] == "(4 rows)"
+    refused = CliRunner().invoke(main, ["query", per_day, "--table-rows", "3"])
+    assert refused.exit_code == 2
+    assert refused.stdout == ""
+    assert refused.stderr.strip() == (
+        "error: the result has more than 3 rows, more than --format table shows (--table-rows); "
+        "write it with --format csv (or ndjson, parquet), e.g. --format csv --output result.csv, or add a LIMIT"
+    )
+    to_file = _query("SELECT id FROM audit_logs", "--table-rows", "1000", "--output", "ids.txt")
+    assert to_file.exit_code == 2 and not (workdir / "ids.txt").exists()
+    as_csv = _query("SELECT id FROM audit_logs", "--table-rows", "3", "--format", "csv", "--output", "ids.csv")
+    assert as_csv.exit_code == 0  # the limit is the table's only
+    assert len((workdir / "ids.csv").read_text().splitlines()) == 1 + sum(PER_DAY)
+
+
+COUNTS_SQL = "SELECT date, count(*) AS events FROM audit_logs GROUP BY date ORDER BY date"
+COUNTS_CSV = "date,events\n" + "".join(f"{d},{n}\n" for d, n in zip(DAYS, PER_DAY, strict=True))
+
+
+def test_output_to_a_fifo_is_written_into_the_pipe(local_archive: ObjectStore, workdir: Path) -> None:
+    with fifo_reader(workdir / "pipe") as received:
+        result = _query(COUNTS_SQL, "--format", "csv", "--output", "pipe")
+        assert result.exit_code == 0, result.output
+    assert received == [COUNTS_CSV.replace("date,events", '"date","events"').encode()]
+    assert stat.S_ISFIFO((workdir / "pipe").lstat().st_mode)  # still the FIFO, not a file renamed over it
+    assert [p.name for p in workdir.iterdir() if p.name not in ("archive", "pipe")] == []
+
+
+def test_output_through_a_symlink_writes_its_target_and_keeps_the_link(local_archive: ObjectStore, workdir: Path) -> None:
+    (workdir / "results").mkdir()
+    target = workdir / "results" / "counts.csv"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    (workdir / "latest.csv").symlink_to(target)
+    result = _query(COUNTS_SQL, "--format", "csv", "--output", "latest.csv")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "latest.csv").is_symlink() and os.readlink(workdir / "latest.csv") == str(target)
+    assert target.read_text() == COUNTS_CSV.replace("date,events", '"date","events"')
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # the replaced file keeps its mode
+    assert sorted(p.name for p in (workdir / "results").iterdir()) == ["counts.csv"]  # no temporary left
+    dangling = workdir / "next.csv"
+    dangling.symlink_to(workdir / "results" / "next.csv")  # a link to a file not written yet
+    assert _query(COUNTS_SQL, "--format", "csv", "--output", str(dangling)).exit_code == 0
+    assert dangling.is_symlink() and (workdir / "results" / "next.csv").read_text() == target.read_text()
+
+
+def test_output_to_dev_null_leaves_the_device(local_archive: ObjectStore) -> None:
+    result = _query(COUNTS_SQL, "--format", "parquet", "--output", "/dev/null")
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)

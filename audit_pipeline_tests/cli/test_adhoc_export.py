@@ -8,6 +8,7 @@ import json
 import os
 import pty
 import re
+import stat
 import subprocess
 import sys
 from decimal import Decimal
@@ -26,6 +27,7 @@ from audit_pipeline.sources import TimeRange
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline.storage import ObjectStore
+from audit_pipeline_tests.analysis.fifo import fifo_reader
 from audit_pipeline_tests.helpers import read_csv_rows
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api
 
@@ -251,3 +253,38 @@ def test_a_reader_that_goes_away_ends_the_export_quietly(configured):
     stderr = proc.stderr.read()
     assert proc.wait(timeout=120) == 1
     assert b"Traceback" not in stderr
+
+
+DAY_ARGS = ["--from", "2024-01-15T00:00:00Z", "--to", "2024-01-16T00:00:00Z"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_output_to_a_fifo_is_written_into_the_pipe(configured, fmt: str):
+    _, workdir = configured
+    expected = run("--format", fmt, *DAY_ARGS, "--output", "-").stdout_bytes
+    with fifo_reader(workdir / "pipe") as received:
+        result = run("--format", fmt, *DAY_ARGS, "--output", "pipe")
+        assert result.exit_code == 0, result.stderr
+    assert received == [expected] and len(expected) > 1000
+    assert stat.S_ISFIFO((workdir / "pipe").lstat().st_mode)
+    assert sorted(p.name for p in workdir.iterdir()) == ["audit_pipeline.yaml", "pipe"]
+
+
+def test_output_through_a_symlink_writes_its_target_and_keeps_the_link(configured):
+    _, workdir = configured
+    (workdir / "exports").mkdir()
+    target = workdir / "exports" / "day.csv"
+    target.write_bytes(b"older export\n")
+    (workdir / "latest.csv").symlink_to(target)
+    result = run("--format", "csv", *DAY_ARGS, "--output", "latest.csv")
+    assert result.exit_code == 0, result.stderr
+    assert (workdir / "latest.csv").is_symlink() and os.readlink(workdir / "latest.csv") == str(target)
+    assert target.read_bytes() == run("--format", "csv", *DAY_ARGS).stdout_bytes
+    assert sorted(p.name for p in (workdir / "exports").iterdir()) == ["day.csv"]
+
+
+def test_output_to_dev_null_leaves_the_device(configured):
+    result = run("--format", "ndjson", *DAY_ARGS, "--output", "/dev/null")
+    assert result.exit_code == 0, result.stderr
+    assert "to /dev/null" in result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISCHR(os.lstat("/dev/null").st_mode)
