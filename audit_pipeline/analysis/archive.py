@@ -64,11 +64,6 @@ def parquet_key(day: dt.date) -> str:
     return object_key(PARQUET_PREFIX, day, PARQUET_NAME)
 
 
-def has_parquet(store: ObjectStore) -> bool:
-    """Whether at least one day has been exported as Parquet (a listing, no object is read)."""
-    return any(key.endswith(".parquet") for key in store.list(PARQUET_PREFIX))
-
-
 def day_objects(store: ObjectStore) -> list[tuple[dt.date, str]]:
     """Every day's Parquet object as (day, key), from one listing; no object is read."""
     found = []

@@ -126,7 +126,7 @@ def run_query(
             lines = _as_json_lines(connection, statement, batch_rows) if output_format == "ndjson" else None
             schema, batches = lines or stream_batches(connection, statement, batch_rows)
             if output_format == "table":  # refused above table_rows before anything is written
-                schema, batches = schema, iter(at_most(batches, table_rows))
+                batches = iter(at_most(batches, table_rows))
             with _destination(output) as sink:
                 return write_result(schema, batches, "json_lines" if lines else output_format, sink)
     except QueryError as exc:
