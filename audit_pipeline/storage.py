@@ -283,7 +283,21 @@ class ObjectStore:
         return ObjectDigest(status[2], noted.sha256, "unchanged-since-written")
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
-        """Atomically write a small object (manifests, dead letters)."""
+        """Atomically write a small object (manifests, dead letters, transparency-log tiles)."""
+        if self.is_local:  # written beside the target and renamed: no staging file, link or unlink (a day's log is thousands of tiles)
+            target = self.path(key)
+            _WRITTEN_HERE.pop(target, None)
+            temporary = f"{target}.tmp-{uuid.uuid4().hex}"
+            try:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(temporary, "wb") as out:
+                    out.write(data)
+                os.replace(temporary, target)
+            except Exception as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise self._explain(exc, "publishing", key) from None
+            return
         with tempfile.NamedTemporaryFile(delete=False) as handle:
             handle.write(data)
         try:

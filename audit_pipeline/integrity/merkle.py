@@ -13,11 +13,12 @@ only that module.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+
+from audit_pipeline.integrity.treehash import HASH_SIZE, hash_lines, level_up, subtree_roots
 
 __all__ = [
     "EMPTY_ROOT",
@@ -28,14 +29,14 @@ __all__ = [
     "inclusion_path",
     "leaf_hash",
     "leaf_hashes",
+    "level_up",
     "node_hash",
     "perfect_root",
     "root_of",
     "subtree_hash",
+    "subtree_roots",
     "tree_root",
 ]
-
-HASH_SIZE = 32
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -50,36 +51,23 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 #: The root of the empty tree: SHA-256 of nothing.
 EMPTY_ROOT = hashlib.sha256(b"").digest()
-_LEAF_SEED = hashlib.sha256(b"\x00")
 
 
 def leaf_hashes(chunk: memoryview | bytes, offsets: Sequence[int] | np.ndarray) -> bytes:
     """The leaf hashes of every line of a chunk, 32 bytes each, concatenated.
 
     ``offsets`` are the line starts plus the chunk's end (as the NDJSON encoder hands them over).
-    Each line is a slice of the chunk (no copy) fed to a copy of a SHA-256 state that already
-    holds the ``0x00`` prefix, so the prefix costs nothing per line.
+    Each line is a slice of the chunk (no copy); see :mod:`.treehash`.
     """
-    bounds = offsets.tolist() if isinstance(offsets, np.ndarray) else list(offsets)
-    view = memoryview(chunk)
-    seed = _LEAF_SEED.copy
-    digests: list[bytes] = []
-    append = digests.append
-    for start, end in itertools.pairwise(bounds):
-        h = seed()
-        h.update(view[start:end])
-        append(h.digest())
-    return b"".join(digests)
+    return hash_lines(chunk, offsets.tolist() if isinstance(offsets, np.ndarray) else offsets)
 
 
-def perfect_root(hashes: bytes) -> bytes:
+def perfect_root(hashes: bytes | bytearray | memoryview) -> bytes:
     """The root over a power-of-two number of concatenated 32-byte node hashes."""
-    level = [hashes[i : i + HASH_SIZE] for i in range(0, len(hashes), HASH_SIZE)]
-    if not level or len(level) & (len(level) - 1):
-        raise ValueError(f"{len(level)} hashes are not a perfect subtree")
-    while len(level) > 1:
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
+    count = len(hashes) // HASH_SIZE
+    if not count or count & (count - 1) or len(hashes) % HASH_SIZE:
+        raise ValueError(f"{count} hashes are not a perfect subtree")
+    return subtree_roots(hashes, count.bit_length() - 1)
 
 
 def root_of(hashes: Sequence[bytes]) -> bytes:

@@ -25,25 +25,36 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import io
 import json
+import logging
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from audit_pipeline.integrity.canonical import ndjson_chunks
+from audit_pipeline.integrity.chain import line_offsets
 from audit_pipeline.integrity.checkpoint import CONTENT_TYPE as NOTE_TYPE
 from audit_pipeline.integrity.checkpoint import checkpoint_text
 from audit_pipeline.integrity.errors import IntegrityError
+from audit_pipeline.integrity.leaf_worker import HEADER as _WORKER_HEADER
+from audit_pipeline.integrity.leaf_worker import LEAVES, ROOTS
 from audit_pipeline.integrity.manifest import Manifest, manifest_key, read_optional
 from audit_pipeline.integrity.merkle import HASH_SIZE, consistency_path, inclusion_path, leaf_hashes
 from audit_pipeline.integrity.signer import Signer
 from audit_pipeline.integrity.tiles import CONTENT_TYPE as TILE_TYPE
-from audit_pipeline.integrity.tiles import TileError, TileReader, TileWriter
+from audit_pipeline.integrity.tiles import TILE_WIDTH, TileError, TileReader, TileWriter
 from audit_pipeline.settings import Settings
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import open_text_reader
@@ -58,6 +69,12 @@ CHECKPOINTS_PREFIX = f"{LOG_PREFIX}/checkpoints"
 _SPOOL_BLOCK = 1 << 20
 #: Tiles in flight to the store at once (S3 PUTs overlap; a local folder barely cares).
 _PUBLISHERS = 4
+#: The pipe to the leaf worker (Linux allows up to /proc/sys/fs/pipe-max-size, 1 MiB by default).
+_PIPE_BYTES = 1 << 20
+#: How long seal waits for the worker to hash what it was sent (it keeps up with the export; this is a stuck process).
+_WORKER_WAIT = 600
+
+logger = logging.getLogger(__name__)
 
 
 def day_record_key(day: dt.date) -> str:
@@ -152,26 +169,186 @@ def log_lock(settings: Settings, store: ObjectStore) -> Callable[[], AbstractCon
     return lambda: local_log_lock(store)
 
 
-class LogAppender:
-    """Leaf hashes of one day as the NDJSON writer produces them; :meth:`seal` appends them once the day is published."""
+class _WorkerFailed(Exception):
+    """The leaf worker did not hash the day (it could not start, died, or counted other rows)."""
 
-    def __init__(self, store: ObjectStore, day: dt.date, signer: Signer | None, lock: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+
+def _discard_worker(process: subprocess.Popen[bytes], folder: Path) -> None:
+    """End the worker if it still runs and remove its folder (also when the appender is dropped unsealed)."""
+    if process.poll() is None:
+        with contextlib.suppress(OSError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Worker:
+    """One day's :mod:`.leaf_worker` process: chunks go in through a pipe, leaf hashes and tile roots come out in files."""
+
+    def __init__(self, skip: int) -> None:
+        self.skip = skip
+        self.folder = Path(tempfile.mkdtemp(prefix="audit-tlog-"))
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "audit_pipeline.integrity.leaf_worker", str(self.folder), str(skip)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise _WorkerFailed(f"the leaf worker did not start ({exc})") from None
+        self._discard = weakref.finalize(self, _discard_worker, self.process, self.folder)
+        assert self.process.stdin is not None
+        self._stdin = self.process.stdin
+        with contextlib.suppress(OSError):  # a 1 MiB pipe: a chunk crosses in a few writes, not dozens (Linux; else the default)
+            fcntl.fcntl(self._stdin.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_BYTES)
+
+    def send(self, chunk: memoryview | bytes, offsets: np.ndarray | list[int]) -> None:
+        bounds = np.asarray(offsets, dtype="<i8")
+        try:
+            self._stdin.write(_WORKER_HEADER.pack(len(bounds) - 1, len(chunk)))
+            self._stdin.write(bounds.tobytes())
+            self._stdin.write(chunk)
+            self._stdin.flush()
+        except (OSError, ValueError) as exc:
+            raise _WorkerFailed(f"the leaf worker stopped reading ({exc})") from None
+
+    def finish(self, rows: int) -> tuple[Path, bytes]:
+        """Wait for the worker; its leaves file and tile roots, once it has hashed exactly ``rows`` events."""
+        try:
+            out, err = self.process.communicate(timeout=_WORKER_WAIT)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            raise _WorkerFailed(f"the leaf worker did not finish ({type(exc).__name__})") from None
+        if self.process.returncode != 0:
+            raise _WorkerFailed(f"the leaf worker failed (exit {self.process.returncode}): {err.decode(errors='replace').strip()[-300:]}")
+        try:
+            counts = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise _WorkerFailed("the leaf worker printed no counts") from None
+        if counts.get("rows") != rows:
+            raise _WorkerFailed(f"the leaf worker hashed {counts.get('rows')} events, the export wrote {rows}")
+        roots = (self.folder / ROOTS).read_bytes()
+        if len(roots) != HASH_SIZE * counts.get("tiles", -1):
+            raise _WorkerFailed("the leaf worker's tile roots are incomplete")
+        return self.folder / LEAVES, roots
+
+    def discard(self) -> None:
+        self._discard()
+
+
+class LogAppender:
+    """Leaf hashes of one day as the NDJSON writer produces them; :meth:`seal` appends them once the day is published.
+
+    The hashing runs in a :mod:`.leaf_worker` process beside the export (``worker=False``: on the
+    NDJSON thread).  Should the worker fail, :meth:`seal` hashes the day's published NDJSON instead,
+    checked against the events' SHA-256 of the manifest: the log is the same either way.
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        day: dt.date,
+        signer: Signer | None,
+        lock: Callable[[], AbstractContextManager[Any]] | None = None,
+        *,
+        worker: bool = True,
+    ) -> None:
         self.store = store
         self.day = day
         self.signer = signer
         self._lock = lock or (lambda: local_log_lock(store))
-        #: 32 bytes per event, on disk: a 2,000,000-event day is 64 MB that need not stay in memory.
-        self._spool = tempfile.TemporaryFile(prefix="audit-tlog-")  # noqa: SIM115 - closed by seal/close
+        self._use_worker = worker
+        self._worker: _Worker | None = None
+        #: Why the worker was given up (None: it was not); the published NDJSON is hashed instead.
+        self.worker_failure: str | None = None
+        #: In-process hashing (``worker=False``): 32 bytes per event on disk, not in memory.
+        self._spool: BinaryIO | None = None
         self.rows = 0
 
+    def _guess_skip(self) -> int:
+        """Leaves that complete the log's right-edge tile as it is now (the worker's tile roots start after them).
+
+        Only a guess: another day may be appended before this one; :meth:`_append` uses the roots
+        only if the tiles line up with where the day lands."""
+        try:
+            return -read_head(self.store).size % TILE_WIDTH
+        except Exception:  # an unreadable head now is reported by seal; the roots are then merely unused
+            return 0
+
     def observe(self, chunk: memoryview | bytes, offsets: np.ndarray | list[int]) -> None:
-        """Hash every line of an NDJSON chunk (on the writer's NDJSON thread)."""
-        digests = leaf_hashes(chunk, offsets)
-        self._spool.write(digests)
-        self.rows += len(digests) // HASH_SIZE
+        """Hand an NDJSON chunk to the worker (on the writer's NDJSON thread), or hash it here."""
+        lines = len(offsets) - 1
+        if self._use_worker and self._worker is None and self.worker_failure is None and not self.rows:
+            try:
+                self._worker = _Worker(self._guess_skip())
+            except _WorkerFailed as exc:
+                self.worker_failure = str(exc)
+        if self._worker is not None:
+            try:
+                self._worker.send(chunk, offsets)
+            except _WorkerFailed as exc:
+                self._give_up(str(exc))
+        elif not self._use_worker:
+            if self._spool is None:
+                self._spool = tempfile.TemporaryFile(prefix="audit-tlog-")  # noqa: SIM115 - closed by seal/close
+            self._spool.write(leaf_hashes(chunk, offsets))
+        self.rows += lines
+
+    def _give_up(self, why: str) -> None:
+        self.worker_failure = why
+        if self._worker is not None:
+            self._worker.discard()
+            self._worker = None
 
     def close(self) -> None:
-        self._spool.close()
+        if self._worker is not None:
+            self._worker.discard()
+            self._worker = None
+        if self._spool is not None:
+            self._spool.close()
+
+    def _leaves(self, events_sha256: str) -> tuple[BinaryIO, tuple[int, bytes] | None]:
+        """The day's leaf hashes (a file at its start) and, from the worker, ``(skip, tile roots)``."""
+        if self._worker is not None:
+            try:
+                path, roots = self._worker.finish(self.rows)
+                return open(path, "rb"), (self._worker.skip, roots)
+            except _WorkerFailed as exc:
+                self._give_up(str(exc))
+        if self._spool is not None:
+            self._spool.seek(0)
+            return self._spool, None
+        if not self.rows:
+            return io.BytesIO(), None
+        logger.warning("%s; hashing the published NDJSON of %s for the transparency log instead", self.worker_failure, self.day)
+        return self._hash_published(events_sha256), None
+
+    def _hash_published(self, events_sha256: str) -> BinaryIO:
+        """The leaf hashes of the day's published NDJSON, streamed, if it holds exactly the sealed events."""
+        raw = read_optional(self.store, manifest_key(self.day))
+        entry = Manifest.from_bytes(raw).object_for("ndjson") if raw is not None else None
+        if entry is None:
+            raise IntegrityError(f"{self.day} has no NDJSON in its manifest to hash for the log ({self.worker_failure}); export the day again")
+        spool = tempfile.TemporaryFile(prefix="audit-tlog-")  # noqa: SIM115 - returned, closed by _append
+        events = hashlib.sha256()
+        rows = 0
+        with self.store.open(entry.key) as handle, open_text_reader(handle, entry.key) as text:
+            for chunk in ndjson_chunks(text):
+                events.update(chunk)
+                offsets = line_offsets(chunk)
+                spool.write(leaf_hashes(chunk, offsets))
+                rows += len(offsets) - 1
+        if events.hexdigest() != events_sha256 or rows != self.rows:
+            spool.close()
+            raise IntegrityError(f"{entry.key} no longer holds the {self.rows} events sealed for {self.day}; nothing was appended to the log")
+        spool.seek(0)
+        return spool
 
     def _sign(self, origin: str, size: int, root: bytes) -> str:
         """Signed with the manifests' Ed25519 key; without one the note is bare text (``verify-proof`` refuses it)."""
@@ -205,7 +382,10 @@ class LogAppender:
                 f"the log's tiles do not lead to the root of {CHECKPOINT_KEY} ({head.size} entries): the tiles were changed; nothing was appended"
             )
         first = head.size
-        with ThreadPoolExecutor(max_workers=_PUBLISHERS, thread_name_prefix="tlog") as pool:
+        leaves, worked = self._leaves(events_sha256)
+        # The worker's tile roots are of the tiles starting ``skip`` leaves into the day: usable if the day lands there.
+        known = ((first + worked[0]) // TILE_WIDTH, worked[1]) if worked is not None and (first + worked[0]) % TILE_WIDTH == 0 else None
+        with leaves, ThreadPoolExecutor(max_workers=_PUBLISHERS, thread_name_prefix="tlog") as pool:
             pending: list[Future[None]] = []
 
             def publish(key: str, data: bytes) -> None:
@@ -215,13 +395,17 @@ class LogAppender:
                         job.result()
                     pending.clear()
 
-            writer = TileWriter(reader, publish)  # the right-edge tiles come from the reader's cache
-            self._spool.seek(0)
-            while block := self._spool.read(_SPOOL_BLOCK):
-                writer.append(block)
+            writer = TileWriter(reader, publish, known)  # the right-edge tiles come from the reader's cache
+            try:
+                while block := leaves.read(_SPOOL_BLOCK):
+                    writer.append(block)
+            except ValueError as exc:  # the worker's tile roots disagree with its leaves: a fault, never a guess
+                raise IntegrityError(f"the leaf worker's hashes of {self.day} are inconsistent ({exc}); nothing was appended, export the day again") from None
             root = writer.finish()
             for job in pending:
                 job.result()
+        if writer.size - first != self.rows:
+            raise IntegrityError(f"the log received {writer.size - first} leaf hashes for the {self.rows} events of {self.day}; nothing was appended")
         note = self._sign(origin, writer.size, root)
         replaced = (
             [*record.replaced, {"first": record.first, "size": record.size, "rows": record.rows, "events_sha256": record.events_sha256}] if record else []

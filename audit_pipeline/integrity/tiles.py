@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from audit_pipeline.integrity.merkle import EMPTY_ROOT, HASH_SIZE, node_hash, perfect_root
+from audit_pipeline.integrity.merkle import EMPTY_ROOT, HASH_SIZE, node_hash, perfect_root, subtree_roots
 from audit_pipeline.storage import ObjectStore
 
 TILE_HEIGHT = 8
@@ -96,10 +96,15 @@ class TileReader:
 class TileWriter:
     """Append leaf hashes to the tree of ``size`` leaves; tiles go to ``publish(key, data)`` as they are completed."""
 
-    def __init__(self, reader: TileReader, publish: Callable[[str, bytes], None]) -> None:
+    def __init__(self, reader: TileReader, publish: Callable[[str, bytes], None], known: tuple[int, bytes] | None = None) -> None:
+        """``known``: ``(N, roots)``, the roots of level-0 tiles ``N, N + 1, ...`` already computed (by the leaf
+        worker, while the export ran); those tiles are then published without hashing them again.  The first
+        one used is checked against its hashes, so roots computed for another position are refused."""
         self.prefix = reader.prefix
         self.size = reader.size
         self._publish = publish
+        self._known = known
+        self._checked = False
         #: Per tile level: the hashes of its right-edge tile so far, and that tile's index.
         self._edge: list[bytearray] = []
         self._index: list[int] = []
@@ -111,31 +116,60 @@ class TileWriter:
             self._index.append(index)
             level += 1
 
-    def _push(self, level: int, digest: bytes | bytearray | memoryview) -> None:
+    def _extend(self, level: int, hashes: bytes | memoryview) -> None:
+        """Add hashes to the right edge of ``level``; publish the tiles they complete, and their roots one level up.
+
+        The roots of all the tiles completed here are computed together, a tree level at a time
+        over one buffer (:func:`.merkle.subtree_roots`), not tile by tile and pair by pair.
+        """
         while len(self._edge) <= level:
             self._edge.append(bytearray())
             self._index.append(0)
         edge = self._edge[level]
-        edge += digest
-        if len(edge) == TILE_BYTES:
-            self._publish(tile_key(self.prefix, level, self._index[level]), bytes(edge))
-            root = perfect_root(bytes(edge))
-            self._edge[level] = bytearray()
+        room = TILE_BYTES - len(edge)
+        if len(hashes) < room:
+            edge += hashes
+            return
+        completed = bytearray(edge)
+        completed += hashes[:room]
+        whole = room + (len(hashes) - room) // TILE_BYTES * TILE_BYTES
+        completed += hashes[room:whole]
+        self._edge[level] = bytearray(hashes[whole:])
+        view = memoryview(completed)
+        first = self._index[level]
+        for offset in range(0, len(view), TILE_BYTES):
+            self._publish(tile_key(self.prefix, level, self._index[level]), bytes(view[offset : offset + TILE_BYTES]))
             self._index[level] += 1
-            self._push(level + 1, root)
+        self._extend(level + 1, self._roots(level, first, view))
+
+    def _roots(self, level: int, first: int, tiles: memoryview) -> bytes:
+        """The roots of whole tiles ``first, first + 1, ...`` of ``level``: from ``known`` where it has them."""
+        if level or self._known is None:
+            return subtree_roots(tiles, TILE_HEIGHT)
+        start, known = self._known
+        roots = bytearray()
+        for k in range(len(tiles) // TILE_BYTES):
+            at = (first + k - start) * HASH_SIZE
+            tile = tiles[k * TILE_BYTES : (k + 1) * TILE_BYTES]
+            if 0 <= at < len(known):
+                root = known[at : at + HASH_SIZE]
+                if not self._checked:
+                    if perfect_root(tile) != root:
+                        raise ValueError(f"the precomputed root of tile 0/{first + k} does not match its hashes")
+                    self._checked = True
+                roots += root
+            else:
+                roots += perfect_root(tile)
+        return bytes(roots)
 
     def append(self, hashes: bytes | memoryview) -> None:
-        """Leaf hashes, 32 bytes each, concatenated."""
+        """Leaf hashes, 32 bytes each, concatenated (any number: a day's worth is best handed over in large blocks)."""
         if len(hashes) % HASH_SIZE:
             raise ValueError("leaf hashes come in 32-byte units")
-        view = memoryview(hashes)
-        position = 0
-        while position < len(view):
-            room = TILE_BYTES - len(self._edge[0]) if self._edge else TILE_BYTES
-            take = min(room, len(view) - position)
-            self._push(0, view[position : position + take])
-            position += take
-            self.size += take // HASH_SIZE
+        if not len(hashes):
+            return
+        self._extend(0, memoryview(hashes))
+        self.size += len(hashes) // HASH_SIZE
 
     def finish(self) -> bytes:
         """Publish the partial right-edge tiles; returns the root of the tree as it now is."""

@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
 import pymerkle
 import pytest
 
-from audit_pipeline.integrity.merkle import EMPTY_ROOT, MemoryTree, consistency_path, inclusion_path, leaf_hash, leaf_hashes, node_hash, root_of
+from audit_pipeline.integrity.merkle import (
+    EMPTY_ROOT,
+    MemoryTree,
+    consistency_path,
+    inclusion_path,
+    leaf_hash,
+    leaf_hashes,
+    level_up,
+    node_hash,
+    perfect_root,
+    root_of,
+    subtree_roots,
+)
 from audit_pipeline.integrity.proof_verify import ProofError, verify_consistency, verify_inclusion
+from audit_pipeline.integrity.tiles import TileReader, TileWriter
+from audit_pipeline.storage import ObjectStore
 
 VECTORS = json.loads((Path(__file__).parent / "rfc6962_vectors.json").read_text())
 
@@ -114,3 +129,50 @@ def test_leaf_hashes_of_a_chunk_are_the_hashes_of_its_lines() -> None:
         offsets.append(offsets[-1] + len(line))
     digests = leaf_hashes(memoryview(chunk), offsets)
     assert digests == b"".join(hashlib.sha256(b"\x00" + line).digest() for line in lines)
+
+
+def test_a_level_at_once_matches_the_pairwise_definition() -> None:
+    hashes = [hashlib.sha256(str(i).encode()).digest() for i in range(64)]
+    assert level_up(b"".join(hashes)) == b"".join(node_hash(hashes[i], hashes[i + 1]) for i in range(0, 64, 2))
+    assert subtree_roots(b"".join(hashes), 3) == b"".join(root_of(hashes[i : i + 8]) for i in range(0, 64, 8))
+    assert perfect_root(b"".join(hashes)) == root_of(hashes)
+    with pytest.raises(ValueError, match="do not pair up"):
+        level_up(b"".join(hashes[:3]))
+    with pytest.raises(ValueError, match="not a perfect subtree"):
+        perfect_root(b"".join(hashes[:6]))
+
+
+@pytest.mark.parametrize("blocks", [[70_000], [1, 255, 3000, 66_000, 744], [65_536, 1, 4463]])
+def test_tiles_written_a_block_at_a_time_hold_the_tree_pymerkle_builds(tmp_path: Path, blocks: list[int]) -> None:
+    # 70,000 leaves: full level-0 and level-1 tiles and a level-2 tile; appended in uneven blocks across calls and logs.
+    entries = [f'{{"id":"e{i}"}}\n'.encode() for i in range(sum(blocks))]
+    theirs = pymerkle.InmemoryTree(algorithm="sha256")
+    for entry in entries:
+        theirs.append_entry(entry)
+    store = ObjectStore(str(tmp_path / "exports"))
+    size = 0
+    for block in blocks:
+        writer = TileWriter(TileReader(store, "tlog", size), lambda key, data: store.put_bytes(key, data, "application/octet-stream"))
+        writer.append(
+            leaf_hashes(b"".join(entries[size : size + block]), list(itertools.accumulate((len(e) for e in entries[size : size + block]), initial=0)))
+        )
+        size += block
+        assert writer.finish() == theirs.get_root(size)
+    assert (tmp_path / "exports/tlog/tile/1/000").stat().st_size == 8192
+    assert (tmp_path / "exports/tlog/tile/2/000.p/1").stat().st_size == 32
+    reader = TileReader(store, "tlog", size)
+    for index in (0, 255, 256, 65_535, 65_536, size - 1):
+        assert inclusion_path(reader, index, size) == theirs.prove_inclusion(index + 1, size).path[1:]
+    assert reader.node(16, 0) == theirs.get_root(65_536)
+
+
+def test_tile_roots_computed_elsewhere_are_checked_before_use(tmp_path: Path) -> None:
+    leaves = b"".join(leaf_hash(b"%d\n" % i) for i in range(600))
+    store = ObjectStore(str(tmp_path / "exports"))
+    right = subtree_roots(leaves[: 2 * 8192], 8)
+    writer = TileWriter(TileReader(store, "tlog", 0), lambda key, data: None, (0, right))
+    writer.append(leaves)
+    assert writer.finish() == MemoryTree([b"%d\n" % i for i in range(600)]).root()
+    wrong = TileWriter(TileReader(store, "tlog", 0), lambda key, data: None, (1, right))  # roots of other tiles
+    with pytest.raises(ValueError, match="precomputed root of tile 0/1 does not match"):
+        wrong.append(leaves)
