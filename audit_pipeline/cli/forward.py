@@ -11,15 +11,23 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.forwarding.results import PassResult
-from audit_pipeline.settings import load_settings
+from audit_pipeline.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from audit_pipeline.forwarding.engine import Forwarder
+    from audit_pipeline.forwarding.metrics import FollowerMetrics
 
 EXIT_STOPPED = 1
 EXIT_DEAD_LETTERS = 3
+#: Where --metrics-port listens by default: Prometheus scrapes from outside the host or pod.
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104
 
 
 def _progress(message: str) -> None:
@@ -27,7 +35,8 @@ def _progress(message: str) -> None:
 
 
 @main.command()
-@click.argument("sink")
+@click.argument("sink", required=False)
+@click.option("--all", "all_sinks", is_flag=True, help="Every enabled sink, in one process: each at its own position, on its own thread.")
 @click.option("--once", is_flag=True, help="Forward everything older than the settle lag at start, then exit.")
 @click.option("--max-rate", type=click.FloatRange(min=0, min_open=True), default=None, help="Events per second at most (overrides the configuration).")
 @click.option(
@@ -37,19 +46,45 @@ def _progress(message: str) -> None:
     "--liveness-file",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
-    help="Following: touch this file after every pass and probe; it goes stale when the follower stops making progress.",
+    help="Following: touch this file after every pass, probe and retry (of every sink with --all); it goes stale when the follower stops making progress.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Following: serve Prometheus metrics (delivered, dead-lettered, retries, lag seconds per sink) on this port at /metrics.",
+)
+@click.option("--metrics-address", default=ANY_ADDRESS, show_default=True, help="The address --metrics-port listens on.")
 @click.pass_context
 @friendly_errors
-def forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None, liveness_file: str | None) -> None:
-    """Forward audit events to SINK (e.g. elasticsearch), from its durable position on.
+def forward(
+    ctx: click.Context,
+    sink: str | None,
+    all_sinks: bool,
+    once: bool,
+    max_rate: float | None,
+    wait_for_lease: float | None,
+    liveness_file: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+) -> None:
+    """Forward audit events to SINK (e.g. elasticsearch), or to every enabled sink with --all, from each sink's durable position on.
 
     Without --once it follows: events reach the sink about a second after their commit. SIGTERM or
     Ctrl-C finishes the batches in flight, commits their position and exits."""
     from audit_pipeline.cli.memory import streaming_memory
+    from audit_pipeline.errors import ConfigError
 
+    if all_sinks == (sink is not None):
+        raise ConfigError("forward takes a SINK name or --all (every enabled sink), not both and not neither; audit-pipeline sinks list shows the names")
+    if once and metrics_port is not None:
+        raise ConfigError("--metrics-port is for following (forward without --once): a --once run ends before a scrape")
     with streaming_memory():
-        _forward(ctx, sink, once, max_rate, wait_for_lease, liveness_file)
+        if all_sinks:
+            _forward_all(ctx, once, max_rate, wait_for_lease, liveness_file, metrics_port, metrics_address)
+        else:
+            assert sink is not None
+            _forward(ctx, sink, once, max_rate, wait_for_lease, liveness_file, metrics_port, metrics_address)
 
 
 def _touch(path: str) -> None:
@@ -64,7 +99,21 @@ def _touch(path: str) -> None:
         _progress(f"cannot touch the liveness file {path}: {exc.strerror}")
 
 
-def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, wait_for_lease: float | None, liveness_file: str | None = None) -> None:
+def _on_stop_signals(stop: threading.Event) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+
+def _forward(
+    ctx: click.Context,
+    sink: str,
+    once: bool,
+    max_rate: float | None,
+    wait_for_lease: float | None,
+    liveness_file: str | None = None,
+    metrics_port: int | None = None,
+    metrics_address: str = ANY_ADDRESS,
+) -> None:
     from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
 
     settings = load_settings(config_path(ctx))
@@ -74,6 +123,7 @@ def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, 
     stop = threading.Event()
     dead_lettered = 0
     last = None
+    metrics = None
     try:
         forwarder.acquire(wait_for_lease)
         if once:
@@ -81,26 +131,167 @@ def _forward(ctx: click.Context, sink: str, once: bool, max_rate: float | None, 
             click.echo(last.summary())
             dead_lettered = last.dead_lettered
         else:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+            _on_stop_signals(stop)
+            if metrics_port is not None:
+                metrics = _serve_metrics(metrics_port, metrics_address, [forwarder])
             report = _FollowReport()
             for result in forwarder.follow(stop):
                 last = result
                 dead_lettered += result.dead_lettered
+                if metrics is not None:
+                    metrics.record(result)
                 for line in report.add(result):
                     click.echo(line)
             for line in report.flush():
                 click.echo(line)
     finally:
+        if metrics is not None:
+            metrics.close()
         close_forwarder(forwarder)
-    if last is not None and last.stopped:
+    _exit(last is not None and last.stopped is not None, {sink: dead_lettered})
+
+
+def _serve_metrics(port: int, address: str, forwarders: list[Forwarder]) -> FollowerMetrics:
+    from audit_pipeline.forwarding.metrics import FollowerMetrics
+
+    metrics = FollowerMetrics()
+    for forwarder in forwarders:
+        metrics.watch(forwarder)
+    bound = metrics.serve(port, address)
+    _progress(f"Prometheus metrics on http://{address}:{bound}/metrics")
+    return metrics
+
+
+def _exit(stopped: bool, dead_lettered: dict[str, int]) -> None:
+    if stopped:
         sys.exit(EXIT_STOPPED)
-    if dead_lettered:
-        click.echo(
-            f"{dead_lettered:,} event(s) were rejected by {sink} and kept in the dead-letter store; fix the cause, then run: audit-pipeline deadletters replay {sink}",
-            err=True,
-        )
+    for name, count in dead_lettered.items():
+        if count:
+            click.echo(
+                f"{count:,} event(s) were rejected by {name} and kept in the dead-letter store; fix the cause, then run: audit-pipeline deadletters replay {name}",
+                err=True,
+            )
+    if any(dead_lettered.values()):
         sys.exit(EXIT_DEAD_LETTERS)
+
+
+def _forward_all(
+    ctx: click.Context,
+    once: bool,
+    max_rate: float | None,
+    wait_for_lease: float | None,
+    liveness_file: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+) -> None:
+    """Every enabled sink: one pass each in turn (--once), or one follower thread each sharing the probe."""
+    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
+    from audit_pipeline.forwarding.configured import configured_sinks
+
+    settings = load_settings(config_path(ctx))
+    configured = configured_sinks(settings)
+    names = [c.name for c in configured]
+    for c in configured:
+        c.sink.close()
+    if not names:
+        raise ConfigError("forward --all: no enabled sink in the configuration's sinks: section; add one (see docs/forwarding.md)")
+    forwarders: list[Forwarder] = []
+    try:
+        for name in names:
+            forwarders.append(open_forwarder(settings, name, log=_progress, max_rate=max_rate))
+        if once:
+            stopped = False
+            dead: dict[str, int] = {}
+            for forwarder in forwarders:
+                with forwarder.leased(wait_for_lease):
+                    result = forwarder.run_pass()
+                click.echo(result.summary())
+                stopped = stopped or result.stopped is not None
+                dead[forwarder.sink.name] = result.dead_lettered
+            _exit(stopped, dead)
+            return
+        _follow_all(settings, forwarders, wait_for_lease, liveness_file, metrics_port, metrics_address)
+    finally:
+        for forwarder in forwarders:
+            close_forwarder(forwarder)
+
+
+def _follow_all(
+    settings: Settings,
+    forwarders: list[Forwarder],
+    wait_for_lease: float | None,
+    liveness_file: str | None,
+    metrics_port: int | None,
+    metrics_address: str,
+) -> None:
+    import time
+
+    from audit_pipeline.forwarding.fleet import Fleet, SharedProbe
+    from audit_pipeline.redaction import redact
+    from audit_pipeline.sources import open_source
+
+    probe_source = open_source(settings)
+    echo_lock = threading.Lock()
+    reports = {f.sink.name: _FollowReport() for f in forwarders}
+    alive = _AllAlive([f.sink.name for f in forwarders], liveness_file)
+    for forwarder in forwarders:
+        forwarder.alive = alive.marker(forwarder.sink.name)
+    metrics = _serve_metrics(metrics_port, metrics_address, forwarders) if metrics_port is not None else None
+
+    def on_result(result: PassResult) -> None:
+        if metrics is not None:
+            metrics.record(result)
+        with echo_lock:
+            for line in reports[result.sink].add(result):
+                click.echo(line)
+
+    fleet = Fleet(forwarders, SharedProbe(probe_source), on_result=on_result, log=lambda m: _progress(redact(m)), wait_for_lease=wait_for_lease)
+    _on_stop_signals(fleet.stop)
+    _progress(f"following {len(forwarders)} sink(s): {', '.join(f.sink.name for f in forwarders)}")
+    try:
+        fleet.start()
+        while not fleet.stop.wait(0.5):
+            # A report line every 10 s per sink, even when its thread is idle.
+            with echo_lock:
+                for report in reports.values():
+                    if time.monotonic() - report.since >= report.every:
+                        for line in report.flush():
+                            click.echo(line)
+    finally:
+        fleet.stop.set()
+        fleet.join()
+        for report in reports.values():
+            for line in report.flush():
+                click.echo(line)
+        if metrics is not None:
+            metrics.close()
+        probe_source.close()
+    _exit(False, {f.name: f.dead_lettered for f in fleet})
+
+
+class _AllAlive:
+    """The liveness file of ``--all``: touched only when every sink's follower has shown progress since
+    the last touch, so one hung sink makes it stale even while the others go on."""
+
+    def __init__(self, sinks: list[str], path: str | None) -> None:
+        self.path = path
+        self._waiting = set(sinks)
+        self._sinks = set(sinks)
+        self._lock = threading.Lock()
+
+    def marker(self, sink: str) -> Callable[[], None]:
+        def alive() -> None:
+            if self.path is None:
+                return
+            with self._lock:
+                self._waiting.discard(sink)
+                if self._waiting:
+                    return
+                self._waiting = set(self._sinks)
+            _touch(self.path)
+
+        return alive
 
 
 class _FollowReport:
@@ -115,6 +306,11 @@ class _FollowReport:
         self._since = self._clock()
         self._delivered = self._passes = 0
         self._last: object = None
+
+    @property
+    def since(self) -> float:
+        """When the last line was written (``time.monotonic``)."""
+        return self._since
 
     def add(self, result: PassResult) -> list[str]:
         if result.stopped or result.dead_lettered or result.late_events or result.truncated:

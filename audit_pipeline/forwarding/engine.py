@@ -33,17 +33,17 @@ from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.delivered_counts import events_by_day
 from audit_pipeline.forwarding.delivery import Courier, Settled
 from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, SinkBusy
-from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
+from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, first_pending, initial_position, measure_lag
 from audit_pipeline.forwarding.leases import Lease
 from audit_pipeline.forwarding.positions import PositionStore, SinkState
 from audit_pipeline.forwarding.replay import replay_dead_letters
 from audit_pipeline.forwarding.results import PassResult, ReplayResult, show_position
 from audit_pipeline.forwarding.retry import RetryPolicy
 from audit_pipeline.forwarding.sweep import Sweep
-from audit_pipeline.forwarding.wakeup import Wakeup
+from audit_pipeline.forwarding.wakeup import Probe, Wakeup
 from audit_pipeline.forwarding.window import InFlight
 from audit_pipeline.sinks.base import EventBatch, Sink, SinkFailure
-from audit_pipeline.sources.base import AuditSource, TimeRange
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 
 __all__ = [
     "EARLIEST",
@@ -59,6 +59,10 @@ __all__ = [
     "initial_position",
     "measure_lag",
 ]
+
+
+def _ignore_lag(_seconds: float) -> None:
+    """No one watches the lag (not following, or no metrics): nothing to measure while retrying."""
 
 
 class Forwarder:
@@ -109,10 +113,27 @@ class Forwarder:
         self.db_clock_offset = 0.0
         #: Passes with at most this many events pending say nothing while running (a follower's passes are small and many).
         self.quiet_up_to = 0
+        #: Count the events pending before reading (for the progress lines).  A follower counts in its first pass
+        #: only: its later passes are small, the read itself says when nothing is pending, and the count (one to
+        #: three queries) was a fifth of a busy follower's pass.
+        self.count_backlog = True
         #: Called whenever a follower makes progress (a pass ended, a probe answered): the liveness file.
         self.alive: Callable[[], None] = lambda: None
         #: What the source's role may see (pg_stat_activity, pg_prepared_xacts), asked once per forwarder.
         self._privileges: dict[str, object] = {}
+        #: Following: told the age in seconds of the oldest event not yet delivered, at every probe and, at most
+        #: once a second, while a send is being retried (metrics).
+        self.on_lag: Callable[[float], None] = _ignore_lag
+        self._lag_measured = float("-inf")
+        #: The position as of the last commit (what the lag is measured from while a send is retried).
+        self._position: Position | None = None
+        #: Following: told of every retry of a send (metrics); a retrying follower is alive too.
+        self.on_retry: Callable[[], None] = lambda: None
+        self.retry.on_retry = self._retried
+        #: Following: the probe between passes, when not the source's own (``forward --all`` shares one).
+        self.probe: Probe | None = None
+        #: Following: idle probes on a grid shared with other followers in this process (see :class:`.wakeup.Wakeup`).
+        self.align_probes = False
 
     @property
     def holder(self) -> str:
@@ -173,6 +194,7 @@ class Forwarder:
         if horizon is None:
             horizon = self.horizon().value
         state = self.state()
+        self._position = state.position
         result = PassResult(self.sink.name, horizon, state.position)
         try:
             self.prepare_sink()
@@ -186,7 +208,8 @@ class Forwarder:
 
     def _forward(self, result: PassResult, horizon: dt.datetime) -> None:
         position = result.position
-        backlog = None
+        backlog: int | None = None
+        counted = not self.count_backlog
         pass_start = last_report = self._clock()
         submitted = 0
         window: InFlight[Settled] = InFlight(self.courier.settle, self.concurrency, self.sink.name)
@@ -195,7 +218,8 @@ class Forwarder:
                 start = position.created_at if position else EARLIEST
                 if start >= horizon:
                     break
-                if backlog is None:
+                if not counted:
+                    counted = True
                     backlog = events_after(self.source, position, horizon)
                     if not backlog:
                         break
@@ -223,7 +247,7 @@ class Forwarder:
                     break
             for done, settled in window.drain():
                 self._commit(done, settled, result)
-            if backlog and backlog > self.quiet_up_to:
+            if (backlog or result.delivered + result.dead_lettered + result.skipped) > self.quiet_up_to:
                 self._report(result, backlog, pass_start)
         finally:
             window.close()
@@ -250,7 +274,7 @@ class Forwarder:
             ledger_window=self.sweep.window,
         )
         if not late:
-            result.position = last
+            result.position = self._position = last
         result.delivered += settled.delivered
         result.skipped += settled.skipped
         result.dead_lettered += len(settled.rejected)
@@ -281,6 +305,32 @@ class Forwarder:
             text += f", {result.dead_lettered:,} dead-lettered"
         self.log(text)
 
+    def _retried(self) -> None:
+        self.on_retry()
+        self.alive()
+        if self.on_lag is not _ignore_lag and self._clock() - self._lag_measured >= 1.0:
+            with contextlib.suppress(Exception):  # only a measurement: the send's retry goes on regardless
+                self.measure_lag(self._position)
+
+    def pending_after(self, position: Position | None) -> dt.datetime | None:
+        """``created_at`` of the first event after ``position``, however young: the follower's probe
+        (:attr:`probe` when shared, else the source's one-row ``next_after``)."""
+        if self.probe is not None:
+            return self.probe(position)
+        cheap = getattr(self.source, "next_after", None)
+        if callable(cheap):
+            found = cheap(position)
+            return found if isinstance(found, dt.datetime) else None
+        end = dt.datetime.fromtimestamp(time.time() + self.db_clock_offset, dt.UTC) + dt.timedelta(days=1)
+        return first_pending(self.source, position, end)
+
+    def measure_lag(self, position: Position | None) -> dt.datetime | None:
+        """Probe, and tell :attr:`on_lag` how old the first event after ``position`` is (0 when none waits)."""
+        pending = self.pending_after(position)
+        self._lag_measured = self._clock()
+        self.on_lag(0.0 if pending is None else max(0.0, time.time() + self.db_clock_offset - pending.timestamp()))
+        return pending
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -304,14 +354,14 @@ class Forwarder:
         """Run passes as events become ready (the caller holds the lease), yielding each result.
 
         Between passes a one-row probe on the kept connection looks for an event after the position,
-        from 0.1 s after a pass that moved, backing off to ``poll_seconds`` while idle (:mod:`.wakeup`);
+        from :data:`.wakeup.SHORTEST` seconds after a pass that moved, backing off to ``poll_seconds`` while idle (:mod:`.wakeup`);
         the late-commit sweep runs with a pass at least every ``sweep_seconds``.  A pass that stopped
         (the sink kept failing) is tried again after ``poll_seconds``.
         """
         stop = stop or threading.Event()
         self.interrupt = stop
         self.quiet_up_to = max(self.quiet_up_to, self._max_events)
-        wakeup = Wakeup(self)
+        wakeup = Wakeup(self, align=self.align_probes)
         done = 0
         last_sweep: float | None = None
         while not stop.is_set():
@@ -319,6 +369,7 @@ class Forwarder:
             if sweep:
                 last_sweep = self._clock()
             result = self.run_pass(sweep=sweep)
+            self.count_backlog = False  # the first pass said how many were pending; later ones are small
             self.alive()
             yield result
             done += 1
@@ -326,6 +377,8 @@ class Forwarder:
                 return
             assert last_sweep is not None
             if result.stopped:
+                with contextlib.suppress(AuditPipelineError):
+                    wakeup.probe(result.position)  # the lag keeps growing while the sink fails
                 wakeup.pause(stop, self.settings.poll_seconds)
                 continue
             wakeup.wait(stop, result, last_sweep + self.settings.sweep_seconds)

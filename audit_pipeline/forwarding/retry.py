@@ -53,6 +53,8 @@ class RetryPolicy:
         self._sleep = sleep
         self._log = log or (lambda _message: None)
         self._jitter = wait_random_exponential(multiplier=settings.initial_seconds, max=settings.max_seconds)
+        #: Called before every wait for a retry (the follower's metrics and liveness).
+        self.on_retry: Callable[[], None] = lambda: None
 
     def wait(self, state: RetryCallState) -> float:
         """Full jitter, but never less than what the sink asked for (``Retry-After``)."""
@@ -80,6 +82,7 @@ class RetryPolicy:
             error = state.outcome.exception() if state.outcome is not None else None
             reason = error.reason if isinstance(error, RetryLater) else f"{type(error).__name__}: {first_line(error)}" if error else "?"
             self._log(f"{what} to retry in {state.upcoming_sleep:.1f}s ({reason})")
+            self.on_retry()
 
         retrying = Retrying(
             retry=retry_if_exception(retryable),
