@@ -8,7 +8,9 @@ forwarding run for the sink is queued or running, or while another forwarder (th
 ``audit-pipeline forward``; a failed run leaves the position, so the next tick asks again.
 
 Each tick records an observation on ``audit_logs_in_<sink>`` with how far the sink is behind
-(events and seconds) and how many dead letters wait for a replay.
+(events and seconds) and how many dead letters wait for a replay, and evaluates the asset's
+``lag_within_max`` check (failing past ``forwarding.max_lag_seconds``), so an alert on a failed
+check covers the real-time follower as well as the sensor's runs.
 """
 
 import datetime as dt
@@ -72,6 +74,32 @@ def _lag_metadata(lag: Lag, state: SinkState | None, horizon: dt.datetime | None
     }
 
 
+LAG_CHECK = "lag_within_max"
+
+
+def lag_check_evaluation(sink_name: str, lag: Lag, max_lag_seconds: float) -> dg.AssetCheckEvaluation:
+    """The lag check's verdict: fails when the oldest event the sink has not received is older than
+    ``forwarding.max_lag_seconds`` (whoever forwards: the sensor's runs or ``audit-pipeline forward``)."""
+    passed = lag.seconds <= max_lag_seconds
+    oldest = lag.oldest_pending.isoformat() if lag.oldest_pending else "none"
+    description = (
+        f"{sink_name} is {lag.seconds:,.0f}s behind ({lag.events:,} events; oldest undelivered {oldest}), "
+        f"{'within' if passed else 'over'} forwarding.max_lag_seconds={max_lag_seconds:g}"
+    )
+    return dg.AssetCheckEvaluation(
+        asset_key=lag_asset_key(sink_name),
+        check_name=LAG_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={
+            "seconds_behind": dg.MetadataValue.float(round(lag.seconds, 3)),
+            "events_behind": dg.MetadataValue.int(lag.events),
+            "max_lag_seconds": dg.MetadataValue.float(max_lag_seconds),
+        },
+    )
+
+
 def late_behind(source: Any, positions: PositionStore, sink_name: str, state: SinkState | None, late_window: float) -> bool:
     """Whether the sweep would find events committed behind the sink's position (a run delivers them)."""
     if not late_window or state is None or state.position is None:
@@ -91,6 +119,26 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
         kinds={kind},
         owners=["team:security-engineering"],
     )
+
+    @dg.asset_check(
+        asset=asset_key,
+        name=LAG_CHECK,
+        description=f"Fails when the oldest audit event not yet delivered to {sink_name} is older than forwarding.max_lag_seconds; "
+        "the sensor evaluates it every tick.",
+    )
+    def lag_check(audit: AuditPipelineResource) -> dg.AssetCheckResult:
+        settings = audit.settings()
+        configured = find_sink(settings, sink_name)
+        configured.sink.close()
+        positions = PositionStore.from_settings(settings)
+        source = open_source(settings)
+        try:
+            lag = measure_lag(source, positions.get(sink_name), configured.options.start)
+        finally:
+            source.close()
+            positions.close()
+        verdict = lag_check_evaluation(sink_name, lag, forwarding_settings(settings).max_lag_seconds)
+        return dg.AssetCheckResult(passed=verdict.passed, severity=verdict.severity, description=verdict.description, metadata=verdict.metadata)
 
     @dg.op(name=f"forward_{name}", pool=f"sink_{name}", tags={SINK_TAG: sink_name})
     def forward_op(context: dg.OpExecutionContext, config: ForwardRange, audit: AuditPipelineResource) -> None:
@@ -143,18 +191,25 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
             horizon = compute_horizon(source, fwd).value
             lag = measure_lag(source, state, configured.options.start)
             observation = dg.AssetObservation(asset_key=asset_key, metadata=_lag_metadata(lag, state, horizon, late_total(positions.engine, sink_name)))
+            verdict = lag_check_evaluation(sink_name, lag, fwd.max_lag_seconds)
             active = context.instance.get_runs(filters=dg.RunsFilter(job_name=forward_job.name, statuses=ACTIVE_STATUSES), limit=1)
             if active:
-                return dg.SensorResult(skip_reason=f"run {active[0].run_id} is forwarding to {sink_name}", asset_events=[observation], cursor=context.cursor)
+                return dg.SensorResult(
+                    skip_reason=f"run {active[0].run_id} is forwarding to {sink_name}", asset_events=[observation, verdict], cursor=context.cursor
+                )
             lease = positions.lease(sink_name)
             if lease is not None:
                 return dg.SensorResult(
-                    skip_reason=f"{lease.holder} holds {sink_name}'s lease (e.g. audit-pipeline forward)", asset_events=[observation], cursor=context.cursor
+                    skip_reason=f"{lease.holder} holds {sink_name}'s lease (e.g. audit-pipeline forward)",
+                    asset_events=[observation, verdict],
+                    cursor=context.cursor,
                 )
             late = late_behind(source, positions, sink_name, state, fwd.late_window)
             if not late and (lag.oldest_pending is None or lag.oldest_pending >= horizon):
                 return dg.SensorResult(
-                    skip_reason=f"nothing older than the horizon {horizon.isoformat()} waits for {sink_name}", asset_events=[observation], cursor=context.cursor
+                    skip_reason=f"nothing older than the horizon {horizon.isoformat()} waits for {sink_name}",
+                    asset_events=[observation, verdict],
+                    cursor=context.cursor,
                 )
             start = _position_text(state.position)
             run_key = f"{sink_name}|{start}|{horizon.isoformat()}"
@@ -164,12 +219,12 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
                 tags={SINK_TAG: sink_name},
             )
             cursor = json.dumps({"run_key": run_key, "events_behind": lag.events, "late_behind_position": late})
-            return dg.SensorResult(run_requests=[request], asset_events=[observation], cursor=cursor)
+            return dg.SensorResult(run_requests=[request], asset_events=[observation, verdict], cursor=cursor)
         finally:
             source.close()
             positions.close()
 
-    return dg.Definitions(assets=[asset], jobs=[forward_job], sensors=[forwarder_sensor])
+    return dg.Definitions(assets=[asset], asset_checks=[lag_check], jobs=[forward_job], sensors=[forwarder_sensor])
 
 
 def build_forwarding_definitions(settings: Settings) -> dg.Definitions:

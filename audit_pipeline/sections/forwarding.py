@@ -47,7 +47,7 @@ class ForwardingSettings(BaseModel):
     #: Catch-up speed limit per sink, events per second; unset = as fast as the sink takes them.
     max_events_per_second: float | None = Field(default=None, gt=0)
     #: Longest wait between looks for new events when following (``forward`` without ``--once``): a one-row
-    #: probe runs 0.1 s after a pass that delivered, doubling while nothing comes, up to this.
+    #: probe runs 0.05 s after a pass that delivered, doubling while nothing comes, up to this.
     poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     #: How often a follower also runs the late-commit sweep (every ``--once`` pass and Dagster run does).
     sweep_seconds: float = Field(default=5.0, gt=0, le=3600)
@@ -55,9 +55,11 @@ class ForwardingSettings(BaseModel):
     lease_seconds: float = Field(default=30.0, ge=1, le=3600)
     #: How often each Dagster sensor looks for pending events.
     sensor_interval_seconds: int = Field(default=30, ge=5, le=86_400)
+    #: The lag check on each sink's lag asset fails when the oldest undelivered event is older than this (``10m``, ``600``).
+    max_lag_seconds: float = Field(default=600.0, gt=0, le=7 * 86_400)
     retry: RetrySettings = RetrySettings()
 
-    @field_validator("late_window", mode="before")
+    @field_validator("late_window", "max_lag_seconds", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value)

@@ -40,9 +40,15 @@ def _tick(defs: dg.Definitions, resources, instance):
 
 
 def _observation(data) -> dict:
-    (event,) = data.asset_events
+    (event,) = [e for e in data.asset_events if isinstance(e, dg.AssetObservation)]
     assert event.asset_key == lag_asset_key("elasticsearch")
     return {k: v.value for k, v in event.metadata.items()}
+
+
+def _lag_check(data) -> dg.AssetCheckEvaluation:
+    (verdict,) = [e for e in data.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+    assert verdict.asset_key == lag_asset_key("elasticsearch") and verdict.check_name == "lag_within_max"
+    return verdict
 
 
 def test_one_sensor_job_and_lag_asset_per_sink(setup) -> None:
@@ -153,3 +159,27 @@ def test_a_late_commit_behind_the_position_gets_a_run_and_shows_on_the_lag_asset
     assert "late-60s" in es.documents() and not es.duplicates()
     after = _tick(defs, resources, instance)
     assert not after.run_requests and _observation(after)["late_events_total"] == 1
+
+
+def test_the_lag_check_fails_past_max_lag_seconds_and_passes_once_the_sink_caught_up(pg: PgDatabase, workdir: Path, es: ElasticsearchStandIn) -> None:
+    config = write_config(
+        workdir / "audit_pipeline.yaml", database_url=pg.url, es_url=es.url, export_url=str(workdir / "exports"), forwarding={"max_lag_seconds": "2m"}
+    )
+    resources = {"audit": AuditPipelineResource(config_path=str(config))}
+    defs = dg.Definitions.merge(build_forwarding_definitions(load_settings(config)), dg.Definitions(resources=resources))
+    instance = dg.DagsterInstance.ephemeral()
+    pg.fetch("INSERT INTO audit_logs (id, type, result, created_at) VALUES ('old', 'user.login', 'success', now() - interval '5 minutes') RETURNING id")
+    behind = _tick(defs, resources, instance)
+    verdict = _lag_check(behind)
+    assert not verdict.passed and verdict.severity == dg.AssetCheckSeverity.ERROR
+    assert "over forwarding.max_lag_seconds=120" in (verdict.description or "") and verdict.metadata["events_behind"].value == 1
+    # The check as an executable asset check (the UI's "Execute"): the same verdict.
+    checks = dg.define_asset_job("lag_checks", selection=dg.AssetSelection.checks_for_assets(lag_asset_key("elasticsearch")))
+    checked = (
+        dg.Definitions.merge(defs, dg.Definitions(jobs=[checks])).resolve_job_def("lag_checks").execute_in_process(instance=instance, raise_on_error=False)
+    )
+    (evaluation,) = checked.get_asset_check_evaluations()
+    assert not evaluation.passed
+    (request,) = behind.run_requests
+    assert defs.resolve_job_def("forward_elasticsearch_job").execute_in_process(run_config=request.run_config, instance=instance).success
+    assert _lag_check(_tick(defs, resources, instance)).passed
