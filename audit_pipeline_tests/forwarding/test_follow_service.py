@@ -135,3 +135,40 @@ def test_the_systemd_unit_runs_the_documented_follow_command() -> None:
         finally:
             shutil.rmtree(folder)
         assert checked.returncode == 0 and str(folder) not in checked.stderr, checked.stderr  # no unknown key, no bad value
+
+
+FOLLOW_ALL = "audit-pipeline forward --all --liveness-file /tmp/audit-pipeline-forward.alive --metrics-port 9108"
+
+
+def test_the_compose_service_and_the_helm_chart_run_the_documented_follower_with_a_liveness_check_on_the_file() -> None:
+    import yaml
+
+    docs = (REPO / "docs" / "forwarding.md").read_text()
+    assert FOLLOW_ALL in docs
+    alive = "/tmp/audit-pipeline-forward.alive"
+    stale_check = f"test $(( $(date +%s) - $(stat -c %Y {alive}) )) -lt 30"
+
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yaml").read_text())
+    service = compose["services"]["forwarder"]
+    assert " ".join(service["command"]) == FOLLOW_ALL
+    assert service["healthcheck"]["test"] == ["CMD-SHELL", stale_check.replace("$", "$$")]  # $$: a literal $ for compose
+    assert service["stop_signal"] == "SIGTERM" and service["image"] == compose["services"]["code"]["image"]
+    assert "9108:9108" in service["ports"] and service["environment"]["AUDIT_STATE_URL"].startswith("postgresql://")  # the state the sensors read
+
+    chart = REPO / "deploy" / "helm" / "forwarder"
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    assert " ".join(values["command"] + values["args"]) == FOLLOW_ALL
+    assert values["livenessProbe"]["exec"]["command"] == ["sh", "-c", stale_check]
+    assert str(values["metricsPort"]) == FOLLOW_ALL.rsplit(" ", 1)[1]
+    template = (chart / "templates" / "deployment.yaml").read_text()
+    for used in (".Values.command", ".Values.args", ".Values.livenessProbe", ".Values.metricsPort", ".Values.terminationGracePeriodSeconds"):
+        assert used in template
+    assert yaml.safe_load((chart / "Chart.yaml").read_text())["apiVersion"] == "v2"
+    for path in ("deploy/docker-compose.yaml", "deploy/helm/forwarder/values.yaml", "deploy/systemd/audit-pipeline-forward-all.service"):
+        assert path in docs
+
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((REPO / "deploy" / "systemd" / "audit-pipeline-forward-all.service").read_text())
+    assert unit["Service"]["ExecStart"].split()[1:] == ["forward", "--all", "--liveness-file", "/run/audit-pipeline/forward-all.alive", "--metrics-port", "9108"]
+    assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["RestartPreventExitStatus"] == "2"
