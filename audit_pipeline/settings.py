@@ -23,6 +23,7 @@ from audit_pipeline.sections.alerts import AlertSettings
 from audit_pipeline.sections.forwarding import ForwardingSettings
 from audit_pipeline.sections.integrity import IntegritySettings
 from audit_pipeline.sections.retention import RetentionSettings
+from audit_pipeline.sections.security_lake import SecurityLakeSettings
 from audit_pipeline.sections.sinks import SinksSettings
 from audit_pipeline.sections.summary import SummarySettings
 
@@ -152,6 +153,7 @@ class Settings(_Section):
     integrity: IntegritySettings = IntegritySettings()
     summary: SummarySettings = SummarySettings()
     alerts: AlertSettings = AlertSettings()
+    security_lake: SecurityLakeSettings = SecurityLakeSettings()
 
     @field_validator("state_url")
     @classmethod

@@ -10,6 +10,7 @@ from audit_pipeline.defs.exports import build_export_definitions
 from audit_pipeline.defs.forwarding import build_forwarding_definitions
 from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.defs.security_lake import build_security_lake_definitions
 from audit_pipeline.defs.summary import build_summary_definitions
 from audit_pipeline.settings import Settings
 
@@ -26,6 +27,7 @@ def build_definitions(settings: Settings, resource: AuditPipelineResource | None
         adhoc.defs,  # the Launchpad's filtered export (adhoc_export)
         alerts.defs,  # audit_alerts: failed runs and checks, sink lag, dead letters, spikes
         build_summary_definitions(partitions),
+        build_security_lake_definitions(settings, partitions),  # audit_logs_ocsf_security_lake, when security_lake.enabled
         # One process per run by default: a backfill's parallelism comes from the run queue and the
         # audit_source pool, not from a process per step (see docs/operations.md);
         # AUDIT_DAGSTER_EXECUTOR=celery sends the steps to Celery workers (docs/scale-out.md).
