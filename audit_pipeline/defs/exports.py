@@ -11,7 +11,6 @@ import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.checks.day import CHECK_NAMES, CheckName, DayCheckPass, count_for_complete
-from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.event_filters import daily_export_filter, describe
@@ -59,9 +58,6 @@ def source_table_spec(source_type: str = "postgres") -> dg.AssetSpec:
         owners=["team:security-engineering"],
         metadata={"dagster/column_schema": COLUMN_SCHEMA},
     )
-
-
-audit_logs_table = source_table_spec()
 
 
 class ExportDayConfig(dg.Config):
@@ -275,12 +271,3 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
 
     export_checks: list[dg.AssetChecksDefinition] = [audit_logs_daily_checks]
     return ExportDefinitions(source_table_spec(source_type), audit_logs_daily_export, export_checks, daily_export_job, daily_export_schedule)
-
-
-#: Over the partitions of the configuration found at import (AUDIT_CONFIG or ./audit_pipeline.yaml).
-_configured = build_export_definitions(daily_partitions)
-audit_logs_daily_export = _configured.daily_export
-export_checks = _configured.checks
-daily_export_job = _configured.job
-daily_export_schedule = _configured.schedule
-defs = _configured.definitions()

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from audit_pipeline.analysis.config import SummarySettings
-from audit_pipeline.defs.partitions import daily_partitions
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import AuditPipelineError, StorageError
 from audit_pipeline.layout import summary_key
@@ -143,6 +142,3 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         jobs=[daily_summary_job],
         sensors=[daily_summary_automation],
     )
-
-
-defs = build_summary_definitions(daily_partitions)

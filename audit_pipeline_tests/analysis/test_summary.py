@@ -13,13 +13,15 @@ import yaml
 
 from audit_pipeline.analysis.config import SummarySettings
 from audit_pipeline.analysis.summary import SummaryError, summarize_day, summary_key
-from audit_pipeline.defs import exports, summary
+from audit_pipeline.defs import summary
+from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.export import export_day
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore
+from audit_pipeline_tests.built_defs import PARTITION_START, definitions_for, export_definitions
 
 DAY = dt.date(2024, 5, 10)
 _serial = iter(range(1, 10**9))
@@ -139,7 +141,11 @@ def code_location(pg, workdir: Path):
     config = workdir / "audit_pipeline.yaml"
     config.write_text(yaml.safe_dump({"source": {"database_url": pg.readonly_url}, "export": {"url": store.root}, "summary": {"new_pairs_threshold": 20}}))
     resources = {"audit": AuditPipelineResource(config_path=str(config))}
-    defs = dg.Definitions.merge(exports.defs, summary.defs, dg.Definitions(resources=resources, executor=dg.in_process_executor))
+    defs = dg.Definitions.merge(
+        export_definitions().definitions(),
+        summary.build_summary_definitions(daily_partitions_from(PARTITION_START)),
+        dg.Definitions(resources=resources, executor=dg.in_process_executor),
+    )
     return defs, store
 
 
@@ -187,9 +193,7 @@ def test_no_spike_warns_on_the_spike_day_only_and_the_backfill_exports_nothing(c
 
 
 def test_the_summary_job_selects_only_the_summary() -> None:
-    from audit_pipeline.definitions import defs
-
-    job = defs.resolve_job_def("daily_summary_job")
+    job = definitions_for().resolve_job_def("daily_summary_job")
     assert job.asset_layer.executable_asset_keys == {summary.SUMMARY_ASSET}
     assert {k.name for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key == summary.SUMMARY_ASSET} == {"no_spike"}
 

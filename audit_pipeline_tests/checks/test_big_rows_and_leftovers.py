@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from audit_pipeline.csv_records import count_records, record_blocks
-from audit_pipeline.defs.exports import audit_logs_daily_export, export_checks
 from audit_pipeline.defs.integrity import verify_job
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.integrity.config import integrity_settings
@@ -28,6 +27,7 @@ from audit_pipeline.retention.export_objects import ExportObject, exported_ids
 from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline.storage import STAGING_DIR, ObjectStore
+from audit_pipeline_tests.built_defs import export_assets
 
 DAY = dt.date(2024, 1, 15)
 
@@ -43,7 +43,7 @@ def _configure(workdir: Path, pg, integrity: bool = True) -> Path:
 
 def _materialize(day: dt.date = DAY) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [audit_logs_daily_export, *export_checks],
+        export_assets(),
         partition_key=day.isoformat(),
         resources={"audit": AuditPipelineResource()},
         instance=dg.DagsterInstance.ephemeral(),

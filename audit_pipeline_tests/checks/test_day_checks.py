@@ -12,11 +12,12 @@ import dagster as dg
 import pytest
 import yaml
 
-from audit_pipeline.defs.exports import EXPORT_ASSETS, audit_logs_daily_export, day_check_results, export_checks
+from audit_pipeline.defs.exports import EXPORT_ASSETS, day_check_results
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import SourceError
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import export_assets
 from audit_pipeline_tests.integrity.support import new_signer, write_private_key
 from audit_pipeline_tests.standins.counting_s3 import CountingS3Server
 
@@ -43,7 +44,7 @@ def _configure(workdir: Path, pg, url: str, *, endpoint: str | None = None, inte
 
 def _materialize(day: dt.date = DAY, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [audit_logs_daily_export, *export_checks],
+        export_assets(),
         partition_key=day.isoformat(),
         resources={"audit": AuditPipelineResource()},
         instance=instance or dg.DagsterInstance.ephemeral(),

@@ -11,11 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from audit_pipeline.definitions import defs
-from audit_pipeline.defs.exports import EXPORT_ASSETS, audit_logs_daily_export, daily_export_schedule, export_checks
+from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.readback import check_completeness, check_schema
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import definitions_for, export_assets, export_definitions
 
 DAY = dt.date(2024, 1, 15)
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def configured(pg, workdir, monkeypatch):
 
 def _materialize(day: dt.date, selection=None) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [audit_logs_daily_export, *export_checks],
+        export_assets(),
         selection=selection,
         partition_key=day.isoformat(),
         resources={"audit": AuditPipelineResource()},
@@ -41,6 +41,7 @@ def _materialize(day: dt.date, selection=None) -> dg.ExecuteInProcessResult:
 
 
 def test_definitions_load_with_exact_asset_keys():
+    defs = definitions_for()
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"audit_logs_csv", "audit_logs_ndjson", "audit_logs_parquet", "audit_logs"} <= keys
@@ -109,7 +110,8 @@ def test_failed_run_names_the_setting(pg, workdir, monkeypatch):
 
 def test_schedule_targets_the_day_that_just_closed():
     context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 5, 20, 0, 30, tzinfo=dt.UTC))
-    schedule = defs.resolve_schedule_def(daily_export_schedule.name)
+    built = export_definitions()
+    schedule = definitions_for().resolve_schedule_def(built.schedule.name)
     requests = list(schedule.evaluate_tick(context).run_requests or [])
     assert [r.partition_key for r in requests] == ["2024-05-19"]
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

@@ -8,11 +8,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from audit_pipeline.definitions import defs
-from audit_pipeline.defs.exports import EXPORT_ASSETS, audit_logs_daily_export, day_check_results, export_checks
+from audit_pipeline.defs.exports import EXPORT_ASSETS, day_check_results
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.integrity.manifest import Manifest, manifest_key
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import definitions_for, export_assets
 from audit_pipeline_tests.integrity.support import new_signer, write_private_key
 
 D1, D2 = dt.date(2024, 2, 1), dt.date(2024, 2, 2)
@@ -37,7 +37,7 @@ def integrity_result(audit: AuditPipelineResource, fmt: str, day: dt.date) -> dg
 
 def _run(day: dt.date) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [audit_logs_daily_export, *export_checks],
+        export_assets(),
         selection=[*EXPORT_ASSETS.values()],
         partition_key=day.isoformat(),
         resources={"audit": AuditPipelineResource()},
@@ -51,7 +51,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
 
 
 def test_integrity_checks_are_registered_per_export_asset():
-    keys = {(k.asset_key, k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    keys = {(k.asset_key, k.name) for k in definitions_for().resolve_asset_graph().asset_check_keys}
     assert {(key, "integrity") for key in EXPORT_ASSETS.values()} <= keys
 
 

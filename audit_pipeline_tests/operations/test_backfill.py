@@ -37,6 +37,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 
 from audit_pipeline.defs.exports import EXPORT_ASSETS, EXPORT_POOL
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import definitions_for
 from audit_pipeline_tests.operations.handoff import HandOffRunLauncher, execute_in_worker, pooled_storage
 
 YEAR = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(365)]  # 2024-01-01 … 2024-12-30
@@ -134,9 +135,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def failed_checks(instance: dg.DagsterInstance, days: list[dt.date]) -> list[tuple[str, str, str, str]]:
     """Every (asset, check, day) whose latest evaluation did not pass on the latest materialization."""
-    from audit_pipeline.definitions import defs
-
-    keys = [k for k in defs.get_repository_def().asset_graph.asset_check_keys if k.asset_key in EXPORT_ASSETS.values()]
+    keys = [k for k in definitions_for().get_repository_def().asset_graph.asset_check_keys if k.asset_key in EXPORT_ASSETS.values()]
     assert {k.name for k in keys} == set(CHECKS)
     latest = {(i.check_key, i.partition_key): i for i in instance.event_log_storage.get_asset_check_partition_info(keys)}
     failed = []
@@ -156,10 +155,8 @@ def recheck_integrity(instance: dg.DagsterInstance, failed: list[tuple[str, str,
     ("not linked yet") until it runs again after the previous day's export re-linked it.  Only
     that check may need a second evaluation; any other failure fails the test.
     """
-    from audit_pipeline.definitions import defs
-
     assert {check for _, check, _, _ in failed} <= {"integrity"}, failed
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = definitions_for().resolve_implicit_global_asset_job_def()
     for asset, check, day, _ in failed:
         subset = job.get_subset(asset_selection=set(), asset_check_selection={dg.AssetCheckKey(dg.AssetKey(asset), check)})
         assert subset.execute_in_process(partition_key=day, instance=instance).success

@@ -12,12 +12,13 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from audit_pipeline.defs import exports, integrity, retention
+from audit_pipeline.defs import integrity, retention
 from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.defs.forwarding import build_forwarding_definitions, lag_asset_key
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import export_definitions
 from audit_pipeline_tests.forwarding.conftest import es, write_config  # noqa: F401  (the es fixture)
 
 DAY = dt.date(2024, 2, 29)
@@ -30,7 +31,7 @@ def with_a_sink(pg, workdir, es):  # noqa: F811
     resources = {"audit": AuditPipelineResource(config_path=str(config))}
     # the code location as audit_pipeline.definitions builds it, with this configuration's sink
     merged = dg.Definitions.merge(
-        exports.defs,
+        export_definitions().definitions(),
         build_forwarding_definitions(load_settings(config)),
         integrity.defs,
         retention.defs,

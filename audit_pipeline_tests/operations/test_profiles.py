@@ -17,9 +17,9 @@ import pytest
 import yaml
 from dagster._core.instance.config import PoolGranularity
 
-from audit_pipeline.definitions import defs
 from audit_pipeline.defs.exports import EXPORT_ASSETS, EXPORT_POOL
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import definitions_for
 from audit_pipeline_tests.operations.conftest import PRODUCTION_PROFILE, REPO, write_home
 
 DAGSTER = str(Path(sys.executable).parent / "dagster")
@@ -75,7 +75,7 @@ def test_production_profile_runs_a_partition_against_postgresql(dagster_db, tmp_
         assert concurrency.pool_config.pool_granularity == PoolGranularity.RUN
         assert concurrency.pool_config.default_pool_limit == 4
 
-        job = defs.resolve_implicit_global_asset_job_def()
+        job = definitions_for().resolve_implicit_global_asset_job_def()
         result = job.execute_in_process(partition_key=day.isoformat(), instance=instance)
         assert result.success
 

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
-from audit_pipeline.defs.exports import audit_logs_daily_export, audit_logs_table
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.export import export_day
 from audit_pipeline.integrity.manifest import Manifest, manifest_key
@@ -18,11 +17,17 @@ from audit_pipeline.retention.record import ReexportGuard, RetentionRecord, Reti
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline.sources import open_source
 from audit_pipeline.storage import ObjectStore
+from audit_pipeline_tests.built_defs import export_definitions
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.retention.support import export_days, fill_days, settings_for
 
 DAY = dt.date(2024, 1, 2)
 TODAY = dt.date(2024, 5, 20)
+
+
+def _export_asset_and_table() -> list[dg.AssetsDefinition | dg.AssetSpec]:
+    built = export_definitions()
+    return [built.daily_export, built.table]
 
 
 def _snapshot(store: ObjectStore) -> dict[str, bytes]:
@@ -57,7 +62,7 @@ def test_export_after_retention_is_refused_then_forced_and_recorded(pg: PgDataba
     # Rows restored from a backup, exported again on purpose: the manifest records it.
     fill_days(pg, DAY, DAY, per_day=2, prefix="restored")
     result = dg.materialize(
-        [audit_logs_daily_export, audit_logs_table],
+        _export_asset_and_table(),
         partition_key=DAY.isoformat(),
         resources={"audit": AuditPipelineResource(config_path=str(tmp_path / "audit_pipeline.yaml"))},
         run_config={"ops": {"audit_logs_daily_export": {"config": {"force": True}}}},
@@ -82,7 +87,7 @@ def test_export_after_retention_is_refused_then_forced_and_recorded(pg: PgDataba
 def test_the_dagster_asset_refuses_without_force(pg: PgDatabase, tmp_path: Path) -> None:
     store, published = _retired_day(pg, tmp_path)
     result = dg.materialize(
-        [audit_logs_daily_export, audit_logs_table],
+        _export_asset_and_table(),
         partition_key=DAY.isoformat(),
         resources={"audit": AuditPipelineResource(config_path=str(tmp_path / "audit_pipeline.yaml"))},
         instance=dg.DagsterInstance.ephemeral(),

@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
-from audit_pipeline.definitions import defs
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.defs.retention import retention_job, retention_schedule
+from audit_pipeline_tests.built_defs import definitions_for
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, rows_per_day, settings_for
 
@@ -122,5 +122,6 @@ def test_the_schedule_passes_the_tick_date() -> None:
     assert request.run_key == "retention:2024-05-20"
     assert request.run_config == {"ops": {"apply_retention": {"config": {"today": "2024-05-20"}}}}
     assert dg.validate_run_config(retention_job, request.run_config)
+    defs = definitions_for()
     assert defs.resolve_schedule_def("retention_schedule").cron_schedule == "0 3 * * *"
     assert defs.resolve_job_def("retention_job") is not None

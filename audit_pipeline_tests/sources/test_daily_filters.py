@@ -11,11 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from audit_pipeline.defs.exports import audit_logs_daily_export, export_checks
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
+from audit_pipeline_tests.built_defs import export_assets
 from audit_pipeline_tests.helpers import read_csv_rows
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api
 
@@ -24,7 +24,7 @@ DAY = dt.date(2024, 1, 15)
 
 def _materialize() -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [audit_logs_daily_export, *export_checks],
+        export_assets(),
         partition_key=DAY.isoformat(),
         resources={"audit": AuditPipelineResource()},
         instance=dg.DagsterInstance.ephemeral(),

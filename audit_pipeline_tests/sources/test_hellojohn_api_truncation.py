@@ -13,13 +13,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from audit_pipeline.defs.exports import audit_logs_daily_export, export_checks
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.export import export_day
 from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore
+from audit_pipeline_tests.built_defs import export_assets
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api
 from benchmarks.synthetic_sql import generate_sql
 
@@ -99,7 +99,7 @@ def test_the_complete_check_counts_through_the_list_and_refuses_a_day_the_export
             f"source:\n  type: hellojohn_api\n  base_url: {api.base_url}\n  secret_key: ${{HJ_SECRET_KEY}}\nexport:\n  url: {workdir / 'exports'}\n"
         )
         result = dg.materialize(
-            [audit_logs_daily_export, *export_checks],
+            export_assets(source_type="hellojohn_api"),
             partition_key=DAY.isoformat(),
             resources={"audit": AuditPipelineResource()},
             instance=dg.DagsterInstance.ephemeral(),
