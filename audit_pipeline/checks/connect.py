@@ -68,7 +68,7 @@ def _source(settings: Settings) -> Iterator[Check]:
     except Exception as exc:
         yield Check("FAIL", "source", f"{type(exc).__name__}: {first_line(exc)}", setting)
         return
-    yield Check("ok", "source", f"{getattr(source, 'description', settings.source_kind)}: readable")
+    yield Check("ok", "source", f"{source.description}: readable")
 
 
 def _postgres(config: PostgresSourceSettings, watch_open_transactions: bool) -> Iterator[Check]:

@@ -79,8 +79,7 @@ def count_for_complete(source: AuditSource) -> Callable[[TimeRange, EventFilter 
     ``independent_count`` (the range read through its other endpoint): counting the events the
     export's own read yielded would compare a response shortened cleanly with itself, and pass.
     """
-    independent: Callable[[TimeRange, EventFilter | None], int] | None = getattr(source, "independent_count", None)
-    return independent if independent is not None else source.count
+    return source.independent_count
 
 
 def sealed_by_manifest(store: ObjectStore, day: dt.date) -> tuple[Sealed, Manifest | None]:

@@ -33,7 +33,7 @@ from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.delivered_counts import events_by_day
 from audit_pipeline.forwarding.delivery import Courier, Settled
 from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, SinkBusy
-from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, first_pending, initial_position, measure_lag
+from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
 from audit_pipeline.forwarding.leases import Lease
 from audit_pipeline.forwarding.positions import PositionStore, SinkState
 from audit_pipeline.forwarding.replay import replay_dead_letters
@@ -317,12 +317,7 @@ class Forwarder:
         (:attr:`probe` when shared, else the source's one-row ``next_after``)."""
         if self.probe is not None:
             return self.probe(position)
-        cheap = getattr(self.source, "next_after", None)
-        if callable(cheap):
-            found = cheap(position)
-            return found if isinstance(found, dt.datetime) else None
-        end = dt.datetime.fromtimestamp(time.time() + self.db_clock_offset, dt.UTC) + dt.timedelta(days=1)
-        return first_pending(self.source, position, end)
+        return self.source.next_after(position)
 
     def measure_lag(self, position: Position | None) -> dt.datetime | None:
         """Probe, and tell :attr:`on_lag` how old the first event after ``position`` is (0 when none waits)."""

@@ -47,16 +47,14 @@ class Horizon:
 
 def source_now(source: AuditSource) -> dt.datetime:
     """The database clock when the source has one (rows get ``created_at`` from it), else ours."""
-    now = getattr(source, "now", None)
-    value: dt.datetime = now() if callable(now) else dt.datetime.now(UTC)
-    return value.astimezone(UTC)
+    return (source.now() or dt.datetime.now(UTC)).astimezone(UTC)
 
 
-def _ask(source: AuditSource, method: str, known: dict[str, object] | None = None) -> object:
+def _ask(question: Callable[[], object], known: dict[str, object] | None = None) -> object:
+    method = question.__name__
     if known is not None and method in known:
         return known[method]
-    call = getattr(source, method, None)
-    answer = call() if callable(call) else None
+    answer = question()
     if known is not None:
         known[method] = answer
     return answer
@@ -72,11 +70,11 @@ def compute_horizon(source: AuditSource, settings: ForwardingSettings, now: Cloc
     sees_prepared: bool | None = None
     if settings.watch_open_transactions:
         oldest = source.oldest_open_write_start()
-        seen = _ask(source, "can_see_other_transactions", known)
+        seen = _ask(source.can_see_other_transactions, known)
         sees = None if seen is None else bool(seen)
-        found = _ask(source, "oldest_prepared_start")
+        found = _ask(source.oldest_prepared_start)
         prepared = found if isinstance(found, dt.datetime) else None
-        seen = _ask(source, "can_see_prepared_transactions", known)
+        seen = _ask(source.can_see_prepared_transactions, known)
         sees_prepared = None if seen is None else bool(seen)
         for start in (oldest, prepared):
             if start is not None:

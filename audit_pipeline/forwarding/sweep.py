@@ -127,9 +127,9 @@ def _at_or_before(batch: pa.RecordBatch, position: Position) -> pa.Array:
 
 def _count_through(source: AuditSource, lower: dt.datetime, position: Position) -> int:
     """Events with ``lower <= created_at`` at or before ``position`` in the source now."""
-    count = getattr(source, "count_through", None)
-    if callable(count):
-        return int(count(lower, position))
+    counted = source.count_through(lower, position)
+    if counted is not None:
+        return counted
     total = source.count(TimeRange(lower, position.created_at))
     tied = TimeRange(position.created_at, position.created_at + ONE_MICROSECOND)
     return total + sum(int(pc.sum(_at_or_before(b, position).cast(pa.int64())).as_py() or 0) for b in source.iter_batches(tied))

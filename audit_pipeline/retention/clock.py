@@ -41,8 +41,8 @@ def database_now(settings: Settings, policy: RetentionPolicy) -> dt.datetime | N
     from audit_pipeline.sources import open_source
 
     with open_source(settings) as source:
-        now = getattr(source, "now", None)
-        return now().astimezone(dt.UTC) if callable(now) else None
+        now = source.now()
+        return now.astimezone(dt.UTC) if now is not None else None
 
 
 def retention_day(

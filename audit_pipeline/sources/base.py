@@ -19,6 +19,8 @@ import pyarrow as pa
 from audit_pipeline.event_filters import EventFilter
 
 UTC = dt.UTC
+#: Before every audit event: where a read "from the start" begins.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Position(NamedTuple):
@@ -76,8 +78,55 @@ class AuditSource(abc.ABC):
     def count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int:
         """How many events ``iter_batches`` would yield for the range (no ``after``/``limit``)."""
 
+    # Optional capabilities: every source has them, with these defaults; a source that can do better overrides them
+    # (PostgreSQL: a database clock, transaction visibility, one-query counts and probes; the HelloJohn API: a
+    # count through its other endpoint).  Callers never probe with getattr.
+
+    def now(self) -> dt.datetime | None:
+        """The source's own clock (rows get ``created_at`` from it), or None when it has none: callers then use theirs."""
+        return None
+
     def oldest_open_write_start(self) -> dt.datetime | None:
         """Start of the oldest still-open transaction that has written, when the source can tell."""
+        return None
+
+    def can_see_other_transactions(self) -> bool | None:
+        """Whether :meth:`oldest_open_write_start` sees other sessions' transactions; None when the source cannot tell."""
+        return None
+
+    def oldest_prepared_start(self) -> dt.datetime | None:
+        """When the oldest prepared (two-phase) transaction was prepared, when the source has and shows them."""
+        return None
+
+    def can_see_prepared_transactions(self) -> bool | None:
+        """Whether :meth:`oldest_prepared_start` sees every prepared transaction; None when the source cannot tell."""
+        return None
+
+    def independent_count(self, time_range: TimeRange, event_filter: EventFilter | None = None) -> int:
+        """A count made apart from the read that exports the range (the ``complete`` check compares the two).
+
+        Default :meth:`count`: a database's count query is separate from its read already.
+        """
+        return self.count(time_range, event_filter)
+
+    def count_through(self, start: dt.datetime, position: Position) -> int | None:
+        """Events with ``start <= created_at`` at or before ``position`` in one cheap query, or None when the source
+        has no such query (the caller then counts the range and reads the events tied at ``position``)."""
+        return None
+
+    def next_after(self, position: Position | None) -> dt.datetime | None:
+        """``created_at`` of the first event after ``position``, however young, or None when none is there.
+
+        Default: a one-row read of :meth:`iter_batches` up to a day past the source's clock (or ours).
+        """
+        start = position.created_at if position else EARLIEST
+        end = (self.now() or dt.datetime.now(UTC)).astimezone(UTC) + dt.timedelta(days=1)
+        if start >= end:
+            return None
+        for batch in self.iter_batches(TimeRange(start, end), after=position, limit=1):
+            if batch.num_rows:
+                value: dt.datetime = batch.column("created_at")[0].as_py()
+                return value
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
