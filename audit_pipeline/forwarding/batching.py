@@ -9,6 +9,7 @@ so memory stays bounded whatever the backlog.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -23,6 +24,14 @@ from audit_pipeline.streaming import read_ahead
 BatchTransform = Callable[[pa.RecordBatch], pa.RecordBatch]
 #: Events NDJSON-encoded in one go (measured: 5,000 at a time costs about twice as much CPU per event).
 ENCODE_EVENTS = 10_000
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """The most events and NDJSON bytes one request to a sink may carry."""
+
+    max_events: int
+    max_bytes: int
 
 
 def last_position(events: EventBatch) -> Position:

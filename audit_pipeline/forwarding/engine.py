@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.forwarding.batching import BatchTransform, last_position, prefetch, split
+from audit_pipeline.forwarding.batching import BatchLimits, BatchTransform, last_position, prefetch, split
 from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.delivered_counts import events_by_day
@@ -100,13 +100,23 @@ class Forwarder:
         self.lease = Lease(positions, sink.name, settings.lease_seconds, clock=clock, sleep=sleep, log=self.log)
         self.retry = RetryPolicy(settings.retry, clock=clock, sleep=self.lease.pause, log=self.log)
         self.courier = Courier(sink, self.retry, self.lease.check)
-        self.sweep = Sweep(self)
+        #: The most events and bytes per request to this sink.
+        self.limits = BatchLimits(max(1, min(settings.batch_events, sink.max_batch_events)), max(1, sink.max_batch_bytes))
+        self.sweep = Sweep(
+            sink=sink.name,
+            source=source,
+            state=positions.engine,
+            late_window=settings.late_window,
+            courier=self.courier,
+            commit_late=lambda events, settled, result: self._commit(events, settled, result, late=True),
+            limits=self.limits,
+            transform=lambda: self.transform,
+            log=self.log,
+        )
         self._prepared = False
         self._warned: set[str] = set()
         #: Set to end the current pass at the next batch boundary (SIGTERM while following).
         self.interrupt = threading.Event()
-        self._max_events = max(1, min(settings.batch_events, sink.max_batch_events))
-        self._max_bytes = max(1, sink.max_batch_bytes)
         self.max_rate: float | None = self.options.max_events_per_second or settings.max_events_per_second
         self.concurrency = self.options.concurrency or sink.default_concurrency
         #: The database clock minus ours, in seconds, as of the last horizon (the follower's probe estimates with it).
@@ -227,10 +237,10 @@ class Forwarder:
                         self.log(f"{self.sink.name}: {backlog:,} events to forward, up to {horizon.isoformat()}")
                 read = 0
                 batches = self.source.iter_batches(TimeRange(start, horizon), after=position, limit=self.settings.read_events)
-                with contextlib.closing(prefetch(batches, self._max_events, self.transform)) as chunks:
+                with contextlib.closing(prefetch(batches, self.limits.max_events, self.transform)) as chunks:
                     for events in chunks:
                         read += len(events)
-                        for part in split(events, self._max_events, self._max_bytes):
+                        for part in split(events, self.limits.max_events, self.limits.max_bytes):
                             if self.interrupt.is_set():
                                 break  # asked to stop: what is in flight is finished and committed below
                             for done, settled in window.submit(part):
@@ -336,7 +346,13 @@ class Forwarder:
         """Send the sink's dead letters again (see :func:`.replay.replay_dead_letters`)."""
         if not self.lease.held:
             raise RuntimeError("replay needs the sink's lease: use `with forwarder.leased():`")
-        return replay_dead_letters(self)
+        try:
+            self.prepare_sink()
+        except (SinkFailure, AuditPipelineError) as exc:
+            return ReplayResult(self.sink.name, stopped=str(exc))
+        return replay_dead_letters(
+            self.sink.name, self.courier, self.dead_letters, self.positions, log=self.log, clock=self._clock, progress_interval=self.progress_interval
+        )
 
     def prepare_sink(self) -> None:
         """The sink's one-time setup, once per forwarder."""
@@ -355,8 +371,16 @@ class Forwarder:
         """
         stop = stop or threading.Event()
         self.interrupt = stop
-        self.quiet_up_to = max(self.quiet_up_to, self._max_events)
-        wakeup = Wakeup(self, align=self.align_probes)
+        self.quiet_up_to = max(self.quiet_up_to, self.limits.max_events)
+        wakeup = Wakeup(
+            settings=self.settings,
+            measure=self.measure_lag,
+            alive=lambda: self.alive(),
+            check_lease=self.lease.check,
+            db_clock_offset=lambda: self.db_clock_offset,
+            clock=self._clock,
+            align=self.align_probes,
+        )
         done = 0
         last_sweep: float | None = None
         while not stop.is_set():

@@ -8,38 +8,47 @@ were delivered cut down to fit the sink are kept for the record and not sent aga
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
 
 from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.delivered_counts import events_by_day
+from audit_pipeline.forwarding.delivery import Courier
+from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.forwarding.results import ReplayResult
 from audit_pipeline.sinks.base import SinkFailure
 
-if TYPE_CHECKING:
-    from audit_pipeline.forwarding.engine import Forwarder
 
-
-def replay_dead_letters(forwarder: Forwarder) -> ReplayResult:
-    """Send ``forwarder``'s sink its dead letters again, one object at a time (the caller holds the lease)."""
-    f = forwarder
-    name = f.sink.name
+def replay_dead_letters(
+    sink: str,
+    courier: Courier,
+    dead_letters: DeadLetterStore,
+    positions: PositionStore,
+    *,
+    log: Callable[[str], None] = lambda _message: None,
+    clock: Callable[[], float] = time.monotonic,
+    progress_interval: float = 1.0,
+) -> ReplayResult:
+    """Send ``sink`` its dead letters again through ``courier``, one object at a time (the caller holds the
+    lease and has prepared the sink: :meth:`.engine.Forwarder.replay_dead_letters`)."""
+    name = sink
     result = ReplayResult(name)
-    started = f._clock()
+    started = clock()
     try:
-        f.prepare_sink()
-        for obj in f.dead_letters.iter_objects(name, delivered=False):
-            settled = f.courier.settle(obj.events, list(range(len(obj.events))))
+        for obj in dead_letters.iter_objects(name, delivered=False):
+            settled = courier.settle(obj.events, list(range(len(obj.events))))
             rejected = settled.rejected
-            f.dead_letters.rewrite(name, obj, sorted(rejected), rejected)
-            f.positions.replayed(name, settled.delivered, events_by_day(obj.events.batch, rejected))
+            dead_letters.rewrite(name, obj, sorted(rejected), rejected)
+            positions.replayed(name, settled.delivered, events_by_day(obj.events.batch, rejected))
             result.delivered += settled.delivered
             result.still_rejected += len(rejected)
             result.objects += 1
             if rejected:
                 first = sorted(rejected)[0]
-                f.log(f"{name}: {len(rejected)} event(s) of {obj.key} rejected again: {rejected[first]}")
-            if f._clock() - started >= f.progress_interval:
-                f.log(f"{name}: replayed {result.objects} object(s), {result.delivered:,} delivered")
+                log(f"{name}: {len(rejected)} event(s) of {obj.key} rejected again: {rejected[first]}")
+            if clock() - started >= progress_interval:
+                log(f"{name}: replayed {result.objects} object(s), {result.delivered:,} delivered")
     except (SinkFailure, AuditPipelineError) as exc:
         result.stopped = str(exc)
     return result

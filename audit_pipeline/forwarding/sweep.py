@@ -19,14 +19,15 @@ window is not found: size the window to the latest a writer may stamp.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from audit_pipeline.forwarding import ledger
-from audit_pipeline.forwarding.batching import split
+from audit_pipeline.forwarding.batching import BatchLimits, BatchTransform, split
+from audit_pipeline.forwarding.delivery import Courier, Settled
 from audit_pipeline.forwarding.horizon import ONE_MICROSECOND
 from audit_pipeline.forwarding.ledger import LedgerEntry
 from audit_pipeline.forwarding.results import PassResult
@@ -35,18 +36,40 @@ from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 
-if TYPE_CHECKING:
-    from audit_pipeline.forwarding.engine import Forwarder
-
 _ID = COLUMNS.index("id")
 _CREATED = COLUMNS.index("created_at")
 
+#: Commits a batch of late events: dead letters, then the ledger and the counts with the position unchanged.
+CommitLate = Callable[[EventBatch, Settled, PassResult], None]
+
 
 class Sweep:
-    def __init__(self, forwarder: Forwarder) -> None:
-        self.forwarder = forwarder
-        seconds = forwarder.settings.late_window
-        self.window: dt.timedelta | None = dt.timedelta(seconds=seconds) if seconds > 0 else None
+    """One sink's sweep.  It is handed what it needs, no forwarder: the source and the state database it
+    compares, the courier that delivers, ``commit_late`` (the forwarder's fenced commit), the batch limits,
+    and ``transform``, asked each time (the hook a source batch passes before this sink sees it)."""
+
+    def __init__(
+        self,
+        *,
+        sink: str,
+        source: AuditSource,
+        state: sa.Engine,
+        late_window: float,
+        courier: Courier,
+        commit_late: CommitLate,
+        limits: BatchLimits,
+        transform: Callable[[], BatchTransform | None] = lambda: None,
+        log: Callable[[str], None] = lambda _message: None,
+    ) -> None:
+        self.sink = sink
+        self.source = source
+        self.state = state
+        self.courier = courier
+        self.commit_late = commit_late
+        self.limits = limits
+        self.transform = transform
+        self.log = log
+        self.window: dt.timedelta | None = dt.timedelta(seconds=late_window) if late_window > 0 else None
 
     def ledger_entry(self, events: EventBatch) -> LedgerEntry | None:
         return LedgerEntry.of(events) if self.window is not None and len(events) else None
@@ -56,35 +79,34 @@ class Sweep:
         position = result.position
         if self.window is None or position is None:
             return
-        f = self.forwarder
-        found = check(f.source, f.positions.engine, f.sink.name, position, self.window)
+        found = check(self.source, self.state, self.sink, position, self.window)
         if found is None:
             return
         lower, _ = found
-        known = ledger.entries(f.positions.engine, f.sink.name, epoch_micros(lower))
+        known = ledger.entries(self.state, self.sink, epoch_micros(lower))
         ids = pa.array([i for e in known for i in e.id_list()], pa.string())
         for late in self._missing(lower, position, ids):
-            for part in split(EventBatch(late), f._max_events, f._max_bytes):
-                settled = f.courier.settle(part)
-                f._commit(part, settled, result, late=True)
+            for part in split(EventBatch(late), self.limits.max_events, self.limits.max_bytes):
+                settled = self.courier.settle(part)
+                self.commit_late(part, settled, result)
                 result.late_events += len(part)
         if result.late_events:
-            f.log(f"{f.sink.name}: {result.late_events:,} event(s) were committed after the position had passed them (late); delivered now")
+            self.log(f"{self.sink}: {result.late_events:,} event(s) were committed after the position had passed them (late); delivered now")
 
     def _missing(self, lower: dt.datetime, position: Position, known: pa.Array) -> list[pa.RecordBatch]:
         """The window's events not in the ledger, in order (only these are kept in memory)."""
-        f = self.forwarder
         found: list[pa.RecordBatch] = []
         time_range = TimeRange(lower, position.created_at + ONE_MICROSECOND)
-        for batch in f.source.iter_batches(time_range):
+        for batch in self.source.iter_batches(time_range):
             if known.type != batch.column(_ID).type:
                 known = known.cast(batch.column(_ID).type)
             behind = _at_or_before(batch, position)
             new = pc.and_(behind, pc.invert(pc.is_in(batch.column(_ID), value_set=known)))
             if pc.any(new).as_py():
                 found.append(batch.filter(new))
-        if found and f.transform is not None:
-            found = [f.transform(b) for b in found]
+        transform = self.transform()
+        if found and transform is not None:
+            found = [transform(b) for b in found]
         return found
 
 

@@ -19,20 +19,14 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from audit_pipeline.forwarding.config import ForwardingSettings
 from audit_pipeline.forwarding.results import PassResult
 from audit_pipeline.sources.base import Position
-
-if TYPE_CHECKING:
-    from audit_pipeline.forwarding.engine import Forwarder
 
 #: Seconds between a pass that moved and the next probe: bounds the passes per second when busy
 #: (0.1 before: at 5,000 events/s the gap was a tenth of an event's latency).
 SHORTEST = 0.05
-#: How far ahead of the database clock the probe looks (an event stamped in the future still counts).
-_AHEAD = dt.timedelta(days=1)
-
 
 #: ``next_after``: the ``created_at`` of the first event after a position (None: nothing yet).
 Probe = Callable[[Position | None], dt.datetime | None]
@@ -46,9 +40,27 @@ class Wakeup:
     followers of several sinks probe at the same instants and one answer serves them all.
     """
 
-    def __init__(self, forwarder: Forwarder, *, wall: Callable[[], float] = time.time, align: bool = False) -> None:
-        self.forwarder = forwarder
+    def __init__(
+        self,
+        *,
+        settings: ForwardingSettings,
+        measure: Probe,
+        alive: Callable[[], None],
+        check_lease: Callable[[], None],
+        db_clock_offset: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        align: bool = False,
+    ) -> None:
+        """``measure``: the forwarder's probe that also records the lag; ``db_clock_offset``: the database clock
+        minus ours, as of the last horizon; ``clock``: the forwarder's (sweep deadlines are on it)."""
+        self.settings = settings
+        self.measure = measure
+        self.alive = alive
+        self.check_lease = check_lease
+        self.db_clock_offset = db_clock_offset
         self.interval = SHORTEST
+        self._clock = clock
         self._wall = wall
         self._align = align
         self.probes = 0
@@ -57,37 +69,36 @@ class Wakeup:
         """Return when the next pass should run: an event is ready, the sweep is due (``sweep_due``, on
         the forwarder's clock) or ``stop`` is set.  A pass reads up to its horizon however many windows that
         takes, so after a long catch-up the probe finds events already ready and the next pass follows at once."""
-        f = self.forwarder
+        poll = self.settings.poll_seconds
         moved = result.delivered + result.skipped + result.dead_lettered + result.late_events > 0
-        self.interval = SHORTEST if moved else min(self.interval * 2, f.settings.poll_seconds)
+        self.interval = SHORTEST if moved else min(self.interval * 2, poll)
         while not stop.is_set():
             gap = self.interval
             if self._align and gap > SHORTEST:
-                gap -= f._clock() % gap  # on the shared grid: the other sinks' followers probe now too
-            self.pause(stop, min(gap, max(0.0, sweep_due - f._clock())))
-            if stop.is_set() or f._clock() >= sweep_due:
+                gap -= self._clock() % gap  # on the shared grid: the other sinks' followers probe now too
+            self.pause(stop, min(gap, max(0.0, sweep_due - self._clock())))
+            if stop.is_set() or self._clock() >= sweep_due:
                 return
             pending = self.probe(result.position)
-            f.alive()
+            self.alive()
             if pending is not None:
-                ready_in = (pending.timestamp() + f.settings.settle_seconds) - (self._wall() + f.db_clock_offset)
-                self.pause(stop, min(max(0.0, ready_in), f.settings.poll_seconds))
+                ready_in = (pending.timestamp() + self.settings.settle_seconds) - (self._wall() + self.db_clock_offset())
+                self.pause(stop, min(max(0.0, ready_in), poll))
                 return
-            self.interval = min(self.interval * 2, f.settings.poll_seconds)
+            self.interval = min(self.interval * 2, poll)
 
     def probe(self, position: Position | None) -> dt.datetime | None:
         """``created_at`` of the first event after the position, however young (one indexed row); the
-        forwarder's ``on_lag`` is told how old it is."""
+        forwarder records how old it is (its lag)."""
         self.probes += 1
-        return self.forwarder.measure_lag(position)
+        return self.measure(position)
 
     def pause(self, stop: threading.Event, seconds: float) -> None:
-        """Wait, keeping the lease renewed (the heartbeat does; ``check`` raises if it was lost)."""
-        f = self.forwarder
-        end = f._clock() + seconds
+        """Wait, keeping the lease renewed (the heartbeat does; ``check_lease`` raises if it was lost)."""
+        end = self._clock() + seconds
         while not stop.is_set():
-            left = end - f._clock()
+            left = end - self._clock()
             if left <= 0:
                 break
             stop.wait(min(1.0, left))
-            f.lease.check()
+            self.check_lease()
