@@ -155,7 +155,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run(rate: float, seconds: float, idle_seconds: float) -> dict[str, Any]:
+def run(rate: float, seconds: float, idle_seconds: float, forwarding: dict[str, Any] | None = None) -> dict[str, Any]:
     name = f"latency_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -179,6 +179,8 @@ def run(rate: float, seconds: float, idle_seconds: float) -> dict[str, Any]:
                 "state_url": state_url,
                 "sinks": {"elasticsearch": {"url": f"http://127.0.0.1:{port}", "start": "earliest"}},
             }
+            if forwarding:
+                config["forwarding"] = forwarding
             (work / "audit_pipeline.yaml").write_text(yaml.safe_dump(config))
             env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
             env["AUDIT_CONFIG"] = str(work / "audit_pipeline.yaml")
@@ -243,9 +245,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, nargs="+", default=[500, 5000], help="events per second the writer commits")
     parser.add_argument("--seconds", type=float, default=60, help="how long the writer writes")
     parser.add_argument("--idle-seconds", type=float, default=30, help="how long the idle follower's queries are counted")
+    parser.add_argument(
+        "--forwarding",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a forwarding: setting other than its default, e.g. sweep_seconds=60 (YAML value; repeatable)",
+    )
     args = parser.parse_args()
+    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.forwarding)}
     for rate in args.rate:
-        r = run(rate, args.seconds, args.idle_seconds)
+        r = run(rate, args.seconds, args.idle_seconds, overrides)
         print(
             f"rate {r['rate']:,.0f}/s for {r['seconds']:.0f}s: {r['delivered']:,} of {r['written']:,} delivered, {r['lost']:,} lost, "
             f"{r['duplicated']:,} duplicated; latency p50 {r['p50']:.2f}s p95 {r['p95']:.2f}s p99 {r['p99']:.2f}s max {r['max']:.2f}s; "

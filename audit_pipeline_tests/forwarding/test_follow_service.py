@@ -121,20 +121,29 @@ def test_the_systemd_unit_runs_the_documented_follow_command() -> None:
     assert "AUDIT_CONFIG=/etc/audit-pipeline/audit_pipeline.yaml" in service["Environment"]
     docs = (REPO / "docs" / "forwarding.md").read_text()
     assert "audit-pipeline-forward@.service" in docs and "--liveness-file" in docs
+    _verify_unit(unit, "audit-pipeline-forward@elasticsearch.service")
+
+
+def _verify_unit(unit: Path, instance_name: str) -> None:
+    """The unit as systemd reads it (``systemd-analyze verify``, where available), with ExecStart pointing at
+    this environment's command: no unknown key, no bad value."""
     analyze = shutil.which("systemd-analyze")
-    if analyze:  # the unit as systemd reads it, with ExecStart pointing at this environment's command
-        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"units-{os.getpid()}"
-        folder.mkdir(exist_ok=True)
-        template = folder / "audit-pipeline-forward@.service"
-        template.write_text(unit.read_text().replace("/opt/audit-pipeline/bin/audit-pipeline", COMMAND))
-        instance = folder / "audit-pipeline-forward@elasticsearch.service"
-        instance.unlink(missing_ok=True)
-        instance.symlink_to(template)
-        try:
-            checked = subprocess.run([analyze, "verify", str(instance)], capture_output=True, text=True)
-        finally:
-            shutil.rmtree(folder)
-        assert checked.returncode == 0 and str(folder) not in checked.stderr, checked.stderr  # no unknown key, no bad value
+    if not analyze:
+        return
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"units-{os.getpid()}"
+    folder.mkdir(exist_ok=True)
+    copy = folder / unit.name
+    copy.write_text(unit.read_text().replace("/opt/audit-pipeline/bin/audit-pipeline", COMMAND))
+    target = copy
+    if instance_name != unit.name:  # a template: verify an instance of it
+        target = folder / instance_name
+        target.unlink(missing_ok=True)
+        target.symlink_to(copy)
+    try:
+        checked = subprocess.run([analyze, "verify", str(target)], capture_output=True, text=True)
+    finally:
+        shutil.rmtree(folder)
+    assert checked.returncode == 0 and str(folder) not in checked.stderr, checked.stderr
 
 
 FOLLOW_ALL = "audit-pipeline forward --all --liveness-file /tmp/audit-pipeline-forward.alive --metrics-port 9108"
@@ -170,5 +179,13 @@ def test_the_compose_service_and_the_helm_chart_run_the_documented_follower_with
     unit = configparser.ConfigParser(interpolation=None, strict=False)
     unit.optionxform = str  # type: ignore[assignment,method-assign]
     unit.read_string((REPO / "deploy" / "systemd" / "audit-pipeline-forward-all.service").read_text())
-    assert unit["Service"]["ExecStart"].split()[1:] == ["forward", "--all", "--liveness-file", "/run/audit-pipeline/forward-all.alive", "--metrics-port", "9108"]
+    assert unit["Service"]["ExecStart"].split()[1:] == [
+        "forward",
+        "--all",
+        "--liveness-file",
+        "/run/audit-pipeline/forward-all.alive",
+        "--metrics-port",
+        "9108",
+    ]
     assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["RestartPreventExitStatus"] == "2"
+    _verify_unit(REPO / "deploy" / "systemd" / "audit-pipeline-forward-all.service", "audit-pipeline-forward-all.service")
