@@ -40,11 +40,74 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:  # the last fail
     return "see the run log"
 
 
+def _preflight(settings: Settings) -> None:
+    """Refuse before any Dagster run exists when the source or the store cannot be reached.
+
+    A run that planned a day and failed shows that day Failed in the UI even though it published nothing and
+    the day in the store verifies OK (Dagster 1.13 reads a partition's status from the latest attempt), so a
+    wrong role, database, port or bucket is said here, in one line, and no run is recorded.
+    """
+    from audit_pipeline.checks.preflight import export_preflight
+
+    failed = export_preflight(settings)
+    if failed:
+        reasons = "; ".join(f"{c.what}: {c.detail}" + (f" (fix {c.setting})" if c.setting else "") for c in failed)
+        raise AuditPipelineError(f"{reasons}; nothing exported and no run started, so the UI still shows each day as the store holds it")
+
+
+def _store_root(uri: str) -> str | None:
+    """The export root of a recorded object URI: ``{root}/csv/date=YYYY-MM-DD/…`` → ``{root}``."""
+    root, found, _rest = uri.partition("/csv/date=")
+    return root.rstrip("/") if found else None
+
+
+def recorded_store_note(instance: dg.DagsterInstance, settings: Settings) -> str | None:
+    """A note when the instance's latest daily export went to another store (or came from the demo) than configured.
+
+    The UI's history (which days are Materialized, their metadata, the checks) belongs to the Dagster instance,
+    not to the store it describes: after pointing ``export.url`` (or the source) elsewhere under the same
+    instance, the earlier days still show as exported although the configured store may not hold them.
+    """
+    import dagster as dg
+
+    from audit_pipeline.defs.exports import EXPORT_ASSETS
+    from audit_pipeline.storage import ObjectStore
+
+    found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=EXPORT_ASSETS["csv"]), limit=1, ascending=False).records
+    materialization = found[0].asset_materialization if found else None
+    if materialization is None:
+        return None
+    uri = materialization.metadata.get("dagster/uri")
+    recorded = _store_root(str(uri.value)) if uri is not None else None
+    configured = ObjectStore.from_settings(settings.export).uri("").rstrip("/")
+    source = materialization.metadata.get("source")
+    day = materialization.partition or "a day"
+    where = f"the Dagster instance ({_instance_where()})"
+    if recorded and recorded != configured:
+        return (
+            f"{where} last recorded an export ({day}) in {recorded}, but export.url is {configured}: the UI's history "
+            "belongs to the instance, so days exported there still show as Materialized; use a DAGSTER_HOME per store"
+        )
+    if source is not None and str(source.value).startswith("demo database") and not settings.uses_demo_source:
+        return (
+            f"{where} last recorded an export ({day}) from the embedded demo database, and the source is now {settings.source_kind}: "
+            "the UI's history belongs to the instance, so the demo's days still show as Materialized; use a DAGSTER_HOME per source"
+        )
+    return None
+
+
+def _instance_where() -> str:
+    if os.environ.get("DAGSTER_HOME"):
+        return f"$DAGSTER_HOME {os.environ['DAGSTER_HOME']}"
+    return str(Path("dagster.yaml").resolve()) if Path("dagster.yaml").is_file() else "a throwaway instance"
+
+
 def _run_export_job(days: list[dt.date], config: str | None, force: bool = False, settings: Settings | None = None) -> None:
     """Materialize the daily export assets (and their checks) for each day, in process."""
     settings = settings or load_settings(config)
     for day in days:
         check_partition_day(day, settings)
+    _preflight(settings)
     quiet_dagster()
     import dagster as dg
 
@@ -56,6 +119,9 @@ def _run_export_job(days: list[dt.date], config: str | None, force: bool = False
         click.echo("note: no source is configured, so the embedded demo database is exported (set source: or AUDIT_DATABASE_URL)", err=True)
     exports = build_export_definitions(daily_partitions_from(settings.export.partition_start), source_type=settings.source_kind)
     instance = dagster_instance()
+    note = recorded_store_note(instance, settings)
+    if note:
+        click.echo(f"note: {note}", err=True)
     log_level = "INFO" if verbose() else "CRITICAL"
     for day in days:
         result = dg.materialize(
