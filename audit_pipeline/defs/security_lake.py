@@ -6,8 +6,6 @@ materialized and its blocking checks passed, like the summary, and a backfill of
 re-exports.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import warnings
 from collections.abc import Iterator
