@@ -182,6 +182,39 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+#: Caches and source files: Python and tools write the caches, and other engineers may add .py/.md files while tests run.
+_NOT_LEFT_BY_TESTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+_SOURCE_SUFFIXES = (".py", ".md")
+
+
+def _checkout_entries() -> set[str]:
+    """The checkout's top level, the default state folder (``.audit_pipeline/``, where a source-less configuration
+    keeps the demo database and the state) and everything under ``audit_pipeline_tests/``, without caches and sources."""
+    entries = {p.name for p in CHECKOUT.iterdir() if p.name not in _NOT_LEFT_BY_TESTS and not (p.is_file() and p.name.endswith(_SOURCE_SUFFIXES))}
+    state = CHECKOUT / ".audit_pipeline"
+    if state.is_dir():
+        entries |= {f".audit_pipeline/{p.name}" for p in state.iterdir()}
+    for folder, dirs, files in os.walk(TESTS):
+        dirs[:] = [d for d in dirs if d not in _NOT_LEFT_BY_TESTS]
+        relative = Path(folder).relative_to(CHECKOUT)
+        if not any(f.endswith(_SOURCE_SUFFIXES) for f in files):
+            entries.add(f"{relative}/")  # a folder that is no test package
+        entries |= {f"{relative}/{f}" for f in files if not f.endswith(_SOURCE_SUFFIXES)}
+    return entries
+
+
+@pytest.fixture(autouse=True)
+def _leaves_nothing_in_the_checkout() -> Iterator[None]:
+    """Fails a test that leaves a new file or folder in the checkout: tests write under ``tmp_path`` (``workdir``)."""
+    before = _checkout_entries()
+    yield
+    left = sorted(_checkout_entries() - before)
+    if left:
+        pytest.fail(f"the test left {', '.join(left)} in the checkout; write under tmp_path (or run in workdir) instead", pytrace=False)
+
+
 # Fixtures that reach the PostgreSQL server; a test depending on any of them, directly or through
 # another fixture, is marked `pg`, so `pytest -m "not pg"` runs what needs no server.
 POSTGRES_FIXTURES = frozenset({"pg_session_db", "dagster_db"})

@@ -28,7 +28,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -78,7 +78,10 @@ def new_holder() -> str:
 class PositionStore:
     """Positions, counters and leases for every sink, in one small SQL database."""
 
-    def __init__(self, url: str, *, setting: str = "state_url") -> None:
+    def __init__(self, url: str, *, setting: str = "state_url", clock: Callable[[], float] | None = None) -> None:
+        """``clock``: seconds since the epoch for lease times instead of the database's (PostgreSQL) or the local
+        (SQLite) clock; tests pass one they move by hand, so a lease expires when they say, not after a sleep."""
+        self._clock = clock
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -119,6 +122,8 @@ class PositionStore:
 
     # -- clock ------------------------------------------------------------------------------
     def _now(self, conn: sa.Connection) -> float:
+        if self._clock is not None:
+            return self._clock()
         if self.is_sqlite:
             return time.time()
         return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())

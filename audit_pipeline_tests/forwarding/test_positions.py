@@ -29,6 +29,33 @@ def store(request, tmp_path, pg_session_db: PgDatabase):
     positions.close()
 
 
+class HandClock:
+    """Seconds since the epoch, moved only by :meth:`advance`: a lease expires when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> HandClock:
+    return HandClock()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def clocked_store(request, tmp_path, pg_session_db: PgDatabase, clock: HandClock):
+    """A store whose lease times come from ``clock`` (on PostgreSQL too, instead of the database's)."""
+    url = f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite" else pg_session_db.url
+    positions = PositionStore(url, clock=clock)
+    yield positions
+    positions.close()
+
+
 def _sink() -> str:
     return f"sink-{uuid.uuid4().hex[:8]}"
 
@@ -65,13 +92,15 @@ def test_a_position_never_moves_back(store: PositionStore) -> None:
     assert store.get(sink).position == Position(T0, "b")
 
 
-def test_a_forwarder_that_lost_its_lease_cannot_move_the_position(store: PositionStore) -> None:
+def test_a_forwarder_that_lost_its_lease_cannot_move_the_position(clocked_store: PositionStore, clock: HandClock) -> None:
+    store = clocked_store
     sink = _sink()
     store.initialise(sink, None)
     assert store.acquire(sink, "old", 0.3) is None
+    clock.advance(0.29)  # however slow the machine, the lease has not expired yet
     other = store.acquire(sink, "new", 30)
     assert other is not None and other.holder == "old"
-    time.sleep(0.4)
+    clock.advance(0.02)
     assert store.acquire(sink, "new", 30) is None  # the old lease expired: taken over
     with pytest.raises(LeaseLost, match="stopping without moving its position"):
         store.advance(sink, "old", Position(T0, "x"), delivered=1, dead_lettered=0, lease_seconds=30)

@@ -24,6 +24,8 @@ from audit_pipeline_tests.retention.support import settings_for
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
 TODAY = dt.date(2024, 5, 20)
+# The tests take `workdir`, not `tmp_path`: with no database the source is the demo one, whose SQLite file
+# lives under ./.audit_pipeline/ of the current directory (retention reads its clock), so they run in tmp_path.
 
 
 @pytest.fixture(params=["standin", "real"])
@@ -55,7 +57,7 @@ def _names(client: Elasticsearch, prefix: str) -> set[str]:
     return {r["index"] for r in client.cat.indices(index=prefix + "*", format="json")}
 
 
-def test_only_expired_daily_indices_of_the_pattern_go(cluster: dict[str, Any], tmp_path: Path) -> None:
+def test_only_expired_daily_indices_of_the_pattern_go(cluster: dict[str, Any], workdir: Path) -> None:
     client, prefix = cluster["client"], cluster["prefix"]
     days = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(80)]  # 2024-03-01 .. 2024-05-19
     daily = {f"{prefix}{d:%Y.%m.%d}": 1 + i % 3 for i, d in enumerate(days)}
@@ -67,7 +69,7 @@ def test_only_expired_daily_indices_of_the_pattern_go(cluster: dict[str, Any], t
     }
     _seed(client, {**daily, **foreign})
     sink = {"url": cluster["url"], "index": prefix + "%Y.%m.%d", **({"api_key": cluster["api_key"]} if cluster.get("api_key") else {})}
-    settings = settings_for(tmp_path, None, {"elasticsearch": "30d"}, sinks={"elasticsearch": sink})
+    settings = settings_for(workdir, None, {"elasticsearch": "30d"}, sinks={"elasticsearch": sink})
     expired = {name for name, d in zip(daily, days, strict=True) if d < dt.date(2024, 4, 20)}  # 30d on 2024-05-20: kept from 2024-04-20
 
     dry = run_retention(settings, today=TODAY, dry_run=True)
@@ -85,13 +87,13 @@ def test_only_expired_daily_indices_of_the_pattern_go(cluster: dict[str, Any], t
     assert again.figures().indices == 0 and again.plan is not None and again.plan.indices == []
 
 
-def test_deletes_by_exact_name_and_tolerates_an_index_already_gone(tmp_path: Path) -> None:
+def test_deletes_by_exact_name_and_tolerates_an_index_already_gone(workdir: Path) -> None:
     with ElasticsearchStandIn() as standin:
         client = Elasticsearch(standin.url)
         _seed(client, {"hellojohn-audit-2024.01.01": 1})
         # The cluster refuses wildcard deletes (action.destructive_requires_name), so a pattern could never slip through.
         assert client.options(ignore_status=400).indices.delete(index="hellojohn-audit-*").meta.status == 400
-        settings = settings_for(tmp_path, None, {"elasticsearch": "30d"}, sinks={"elasticsearch": {"url": standin.url}})
+        settings = settings_for(workdir, None, {"elasticsearch": "30d"}, sinks={"elasticsearch": {"url": standin.url}})
         retention = IndexRetention(elasticsearch_sink(settings))
         try:
             assert retention.delete(DailyIndex("hellojohn-audit-2024.01.01", dt.date(2024, 1, 1), 1)) is True
@@ -103,10 +105,10 @@ def test_deletes_by_exact_name_and_tolerates_an_index_already_gone(tmp_path: Pat
         assert [m for m, p, _ in standin.requests if m == "DELETE"] == ["DELETE", "DELETE", "DELETE"]  # no request for the refused name
 
 
-def test_refused_credentials_name_the_privileges(tmp_path: Path) -> None:
+def test_refused_credentials_name_the_privileges(workdir: Path) -> None:
     with ElasticsearchStandIn(api_key="right") as standin:
         sinks = {"elasticsearch": {"url": standin.url, "api_key": "wrong-key-value"}}
-        settings = settings_for(tmp_path, None, {"elasticsearch": "30d"}, sinks=sinks)
+        settings = settings_for(workdir, None, {"elasticsearch": "30d"}, sinks=sinks)
         with pytest.raises(AuditPipelineError) as caught:
             run_retention(settings, today=TODAY, dry_run=True)
     message = str(caught.value)
