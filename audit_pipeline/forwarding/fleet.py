@@ -55,22 +55,12 @@ class SharedProbe:
             known = self._answers.get(position)
             if known is not None and now - known[0] <= self.fresh:
                 return known[1]
-            found = self._ask(position)
+            found = self.source.next_after(position)
             self.queries += 1
             # Only the latest answers are kept: one per position some sink is at.
             self._answers = {p: a for p, a in self._answers.items() if now - a[0] <= self.fresh}
             self._answers[position] = (self._clock(), found)
             return found
-
-    def _ask(self, position: Position | None) -> dt.datetime | None:
-        cheap = getattr(self.source, "next_after", None)
-        if callable(cheap):
-            found = cheap(position)
-            return found if isinstance(found, dt.datetime) else None
-        from audit_pipeline.forwarding.horizon import EARLIEST, first_pending
-
-        end = max(EARLIEST, dt.datetime.now(dt.UTC)) + dt.timedelta(days=1)
-        return first_pending(self.source, position, end)
 
 
 @dataclass
