@@ -81,6 +81,7 @@ AWS credentials come from the standard chain (environment, profile, instance rol
 | `retention` | database, export and index retention, legal hold | [Retention](retention.md) |
 | `summary` | the daily security summary and its `no_spike` check | [Analysts](analysts.md#the-no_spike-check) |
 | `alerts` | where failed runs and checks, lagging sinks, dead letters and spikes are sent (Slack, webhook, e-mail) | [Operations](operations.md#alerts) |
+| `security_lake` | the opt-in daily OCSF export for Amazon Security Lake custom sources | [Amazon Security Lake](schemas/security-lake.md) |
 
 A deployment's file with every value from the environment is `deploy/audit_pipeline.yaml`
 ([Operations](operations.md)).
@@ -250,6 +251,10 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
     yield "alerts.slack", SlackChannel, frozenset(), ""
     yield "alerts.webhook", WebhookChannel, frozenset(), ""
     yield "alerts.email", EmailChannel, frozenset(), ""
+    from audit_pipeline.sections.security_lake import SecurityLakeSettings
+
+    yield "security_lake", SecurityLakeSettings, frozenset({"ocsf"}), "Off unless `enabled`; see [Amazon Security Lake](schemas/security-lake.md)."
+    yield "security_lake.ocsf", OcsfSettings, frozenset(), "The same keys as `sinks.<any sink>.ocsf`."
 
 
 def reference_markdown() -> str:

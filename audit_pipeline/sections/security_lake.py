@@ -43,6 +43,7 @@ class SecurityLakeSettings(BaseModel):
     s3_endpoint_url: str | None = None
     #: Server-side encryption requested per object; ``none`` leaves it to the bucket's default (Security Lake's buckets have one).
     s3_sse: Literal["AES256", "aws:kms", "none"] = "none"
+    #: The KMS key (id, ARN or alias) for ``s3_sse: aws:kms``.
     s3_kms_key_id: str | None = None
     #: The AWS Region in the layout (``region=us-east-1``): the Region of the Security Lake the sources belong to.
     region: str | None = None
@@ -52,8 +53,8 @@ class SecurityLakeSettings(BaseModel):
     ocsf: OcsfSettings = OcsfSettings()
     #: Custom-source name per OCSF class uid (≤20 characters, one distinct name per class); classes not given keep their default.
     source_names: dict[int, str] = Field(default_factory=lambda: dict(DEFAULT_SOURCE_NAMES))
-    #: Rows per Parquet row group in each class's object.
-    row_group_rows: int = Field(default=65_536, ge=1_000, le=1_048_576)
+    #: Rows per Parquet row group in each class's object: each class holds at most this many rows in memory (16,384: about 320 MB peak for the run).
+    row_group_rows: int = Field(default=16_384, ge=1_000, le=1_048_576)
 
     @field_validator("source_names")
     @classmethod
