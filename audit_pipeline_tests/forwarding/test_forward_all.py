@@ -139,3 +139,36 @@ def test_forward_needs_a_sink_or_all_but_not_both(workdir: Path) -> None:
     for args in (["forward"], ["forward", "elasticsearch", "--all"]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 2 and "a SINK name or --all" in result.output and "Traceback" not in result.output
+
+
+def test_forward_all_once_runs_one_pass_per_enabled_sink(pg: PgDatabase, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from audit_pipeline.cli import main
+
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRETS["WEBHOOK_SECRET"])
+    events = recent(50, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    pg.insert(events)
+    with ElasticsearchStandIn() as es, WebhookReceiver(secret=SECRETS["WEBHOOK_SECRET"]) as hook:
+        config = {
+            "source": {"database_url": pg.readonly_url},
+            "export": {"url": str(workdir / "exports")},
+            "state_url": f"sqlite:///{workdir}/state.db",
+            "sinks": {
+                "elasticsearch": {"url": es.url, "start": "earliest"},
+                "webhooks": [
+                    {"name": "siem", "url": hook.endpoint, "secret": "${WEBHOOK_SECRET}", "start": "earliest"},
+                    {"name": "off", "url": hook.url + "/off", "secret": "${WEBHOOK_SECRET}", "enabled": False},
+                ],
+            },
+        }
+        path = workdir / "audit_pipeline.yaml"
+        path.write_text(yaml.safe_dump(config))
+        first = CliRunner().invoke(main, ["--config", str(path), "forward", "--all", "--once"])
+        assert first.exit_code == 0, first.output
+        assert "elasticsearch: 50 delivered" in first.output and "webhook:siem: 50 delivered" in first.output and "webhook:off" not in first.output
+        assert sorted(es.documents()) == sorted(e["id"] for e in events) and len(hook.deliveries) == 50
+        again = CliRunner().invoke(main, ["--config", str(path), "forward", "--all", "--once"])
+        assert again.exit_code == 0 and "elasticsearch: 0 delivered" in again.output and len(hook.deliveries) == 50
+        refused = CliRunner().invoke(main, ["--config", str(path), "forward", "--all", "--once", "--metrics-port", "9108"])
+        assert refused.exit_code == 2 and "--metrics-port is for following" in refused.output
