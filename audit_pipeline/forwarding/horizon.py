@@ -19,11 +19,9 @@ from dataclasses import dataclass
 
 from audit_pipeline.forwarding.config import ForwardingSettings
 from audit_pipeline.forwarding.positions import SinkState
-from audit_pipeline.sources.base import AuditSource, Position, TimeRange
+from audit_pipeline.sources.base import EARLIEST, AuditSource, Position, TimeRange, first_pending
 
 UTC = dt.UTC
-#: The lower bound of ``start: earliest``: before any audit event.
-EARLIEST = dt.datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = dt.timedelta(microseconds=1)
 #: A database clock: returns the time the source stamps rows with.
 Clock = Callable[[], dt.datetime]
@@ -122,18 +120,6 @@ def events_after(source: AuditSource, position: Position | None, end: dt.datetim
         return later  # no other event shares the position's timestamp
     tied = sum(b.num_rows for b in source.iter_batches(same, after=position))
     return later + tied
-
-
-def first_pending(source: AuditSource, position: Position | None, end: dt.datetime) -> dt.datetime | None:
-    """``created_at`` of the first event after ``position`` before ``end``, if any (one row read)."""
-    start = position.created_at if position else EARLIEST
-    if start >= end:
-        return None
-    for batch in source.iter_batches(TimeRange(start, end), after=position, limit=1):
-        if batch.num_rows:
-            value: dt.datetime = batch.column("created_at")[0].as_py()
-            return value
-    return None
 
 
 def measure_lag(source: AuditSource, state: SinkState | None, start: object, now: Clock | None = None) -> Lag:

@@ -119,15 +119,7 @@ class AuditSource(abc.ABC):
 
         Default: a one-row read of :meth:`iter_batches` up to a day past the source's clock (or ours).
         """
-        start = position.created_at if position else EARLIEST
-        end = (self.now() or dt.datetime.now(UTC)).astimezone(UTC) + dt.timedelta(days=1)
-        if start >= end:
-            return None
-        for batch in self.iter_batches(TimeRange(start, end), after=position, limit=1):
-            if batch.num_rows:
-                value: dt.datetime = batch.column("created_at")[0].as_py()
-                return value
-        return None
+        return first_pending(self, position, (self.now() or dt.datetime.now(UTC)).astimezone(UTC) + dt.timedelta(days=1))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -139,4 +131,16 @@ class AuditSource(abc.ABC):
         self.close()
 
 
-__all__ = ["AuditSource", "EventFilter", "Position", "TimeRange"]
+def first_pending(source: AuditSource, position: Position | None, end: dt.datetime) -> dt.datetime | None:
+    """``created_at`` of the first event after ``position`` before ``end``, if any (one row read)."""
+    start = position.created_at if position else EARLIEST
+    if start >= end:
+        return None
+    for batch in source.iter_batches(TimeRange(start, end), after=position, limit=1):
+        if batch.num_rows:
+            value: dt.datetime = batch.column("created_at")[0].as_py()
+            return value
+    return None
+
+
+__all__ = ["EARLIEST", "AuditSource", "EventFilter", "Position", "TimeRange", "first_pending"]
