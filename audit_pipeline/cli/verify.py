@@ -40,7 +40,8 @@ def _echo_report(report: DayReport) -> None:
 @click.pass_context
 @friendly_errors
 def verify_command(ctx: click.Context, first: str | None, last: str | None, public_keys: tuple[str, ...]) -> None:
-    """Check every exported day against its manifest, signature and entry chain, reading only the object store.
+    """Check every exported day against its manifest, signature and entry chain, reading only the object store;
+    without --to also the newest head and the transparency log (each daily checkpoint signed and extended by the next).
 
     Prints one line per day (OK, RETIRED or FAILED, with what is wrong); exits 0 only when all is well.
     """
@@ -54,6 +55,7 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
     store = ObjectStore.from_settings(settings.export)
     verifier = Verifier(store, keyring)
     head = verifier.check_head(seen_head(settings, store)) if end is None else None
+    log = verifier.check_log() if end is None else None  # the transparency log as it is now, like the head
     reports = verifier.verify_range(start, end, head)
     if not reports:
         click.echo(f"nothing to verify: no manifests or exports in {store.uri('')} (check AUDIT_EXPORT_URL / export.url)", err=True)
@@ -65,10 +67,15 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
             click.echo(note)
         for problem in head.problems:
             click.echo(f"HEAD FAILED: {problem}")
+    if log is not None:
+        for note in log.notes:
+            click.echo(note)
+        for problem in log.problems:
+            click.echo(f"LOG FAILED: {problem}")
     failed = sum(1 for r in reports if not r.ok)
     retired = sum(1 for r in reports if r.ok and r.retired)
     click.echo(f"\n{len(reports) - failed - retired} OK, {retired} retired, {failed} failed, of {len(reports)} days in {store.uri('')}")
-    sys.exit(1 if failed or (head is not None and not head.ok) else 0)
+    sys.exit(1 if failed or (head is not None and not head.ok) or (log is not None and not log.ok) else 0)
 
 
 @main.command("rechain")

@@ -21,6 +21,7 @@ from audit_pipeline.integrity.chain import GENESIS, EntryChain
 from audit_pipeline.integrity.diagnosis import first_difference, first_out_of_order
 from audit_pipeline.integrity.head import HeadCheck, Seen, check_head
 from audit_pipeline.integrity.linking import ONE_DAY
+from audit_pipeline.integrity.log_verify import LogCheck, check_log
 from audit_pipeline.integrity.manifest import (
     MANIFEST_PREFIX,
     Manifest,
@@ -103,6 +104,10 @@ class Verifier:
     def check_head(self, witness: Seen | None = None) -> HeadCheck:
         """What ``manifests/head.json`` says about the newest days (see :mod:`.head`)."""
         return check_head(self.store, self.keyring, self.manifest_days[-1] if self.manifest_days else None, witness)
+
+    def check_log(self) -> LogCheck | None:
+        """The transparency log's checkpoints, each extended by the next (see :mod:`.log_verify`); None without a log."""
+        return check_log(self.store, self.keyring)
 
     def verify_range(self, first: dt.date | None = None, last: dt.date | None = None, head: HeadCheck | None = None) -> list[DayReport]:
         """Every day from ``first`` (default: the earliest manifest or export) to ``last``.
