@@ -157,6 +157,17 @@ class Network:
             _run("ip", "-n", namespace, "link", "set", inside, "up")
             _run("ip", "-n", namespace, "link", "set", "lo", "up")
 
+    def throttle(self, index: int, rate: str) -> None:
+        """Limit what worker host ``index`` receives and sends to ``rate`` (``tc`` token buckets on both ends of its veth).
+
+        A day of a few MB then takes seconds to read and to publish, so that a test can kill the host
+        while its export is staging the day, or between two of the day's objects, rather than racing it.
+        """
+        outside, inside = f"apv{self.tag}h{index + 1}", f"apv{self.tag}n{index + 1}"
+        bucket = ["root", "tbf", "rate", rate, "burst", "64kb", "limit", "4mb"]
+        _run("tc", "qdisc", "add", "dev", outside, *bucket)  # into the host: its reads of the audit table
+        _run("ip", "netns", "exec", self.namespaces[index], "tc", "qdisc", "add", "dev", inside, *bucket)  # out of it: its uploads
+
     def command_on(self, index: int, command: list[str]) -> list[str]:
         """``command`` run on worker host ``index``: its network namespace and its own hostname."""
         return ["ip", "netns", "exec", self.namespaces[index], "unshare", "--uts", "sh", "-c", f'hostname {self.hostname(index)} && exec "$@"', "sh", *command]
