@@ -58,7 +58,8 @@ def _class_range(footer: pq.FileMetaData) -> tuple[int | None, int | None]:
 
 def check_lake_day(settings: SecurityLakeSettings, source: ObjectStore, lake: ObjectStore, day: dt.date) -> dict[str, Verdict]:
     """Both verdicts for ``day``."""
-    assert settings.region is not None and settings.account_id is not None
+    if settings.region is None or settings.account_id is None:
+        raise SecurityLakeError("security_lake.region and security_lake.account_id must be set")
     raw = lake.read_bytes(lake_manifest_key(day)) if lake.exists(lake_manifest_key(day)) else None
     manifest = LakeManifest.from_bytes(raw) if raw is not None else None
     export_rows = footer_rows(source, export_parquet_key(day))

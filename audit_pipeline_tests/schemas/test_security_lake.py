@@ -326,3 +326,19 @@ def test_the_asset_and_its_checks_run_in_dagster(workdir: Path, pg: Any) -> None
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations == {"rows_add_up": True, "one_class_per_object": True}
     assert len([k for k in ObjectStore(str(lake_dir)).list("ext") if k.endswith(".parquet")]) == 5
+
+
+def test_a_source_name_too_long_is_one_line_and_exit_2(workdir: Path) -> None:
+    from click.testing import CliRunner
+
+    from audit_pipeline.cli import main
+
+    (workdir / "audit_pipeline.yaml").write_text(
+        "security_lake:\n  enabled: true\n  url: s3://lake\n  region: us-east-1\n  account_id: '123456789012'\n"
+        "  source_names:\n    3002: hellojohn-authentication-events\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["config", "check"])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.strip().splitlines()
+    assert "security_lake.source_names" in line and "1-20 letters" in line and "Traceback" not in result.stderr
