@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
@@ -79,12 +80,25 @@ def forward(
         raise ConfigError("forward takes a SINK name or --all (every enabled sink), not both and not neither; audit-pipeline sinks list shows the names")
     if once and metrics_port is not None:
         raise ConfigError("--metrics-port is for following (forward without --once): a --once run ends before a scrape")
+    options = _Options(once, max_rate, wait_for_lease, liveness_file, metrics_port, metrics_address)
     with streaming_memory():
         if all_sinks:
-            _forward_all(ctx, once, max_rate, wait_for_lease, liveness_file, metrics_port, metrics_address)
+            _forward_all(ctx, options)
         else:
             assert sink is not None
-            _forward(ctx, sink, once, max_rate, wait_for_lease, liveness_file, metrics_port, metrics_address)
+            _forward(ctx, sink, options)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The command's options, as every way of running it (one sink, --all, --once or following) reads them."""
+
+    once: bool
+    max_rate: float | None
+    wait_for_lease: float | None
+    liveness_file: str | None
+    metrics_port: int | None
+    metrics_address: str
 
 
 def _touch(path: str) -> None:
@@ -104,20 +118,12 @@ def _on_stop_signals(stop: threading.Event) -> None:
         signal.signal(signum, lambda *_: stop.set())
 
 
-def _forward(
-    ctx: click.Context,
-    sink: str,
-    once: bool,
-    max_rate: float | None,
-    wait_for_lease: float | None,
-    liveness_file: str | None = None,
-    metrics_port: int | None = None,
-    metrics_address: str = ANY_ADDRESS,
-) -> None:
+def _forward(ctx: click.Context, sink: str, options: _Options) -> None:
     from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
 
     settings = load_settings(config_path(ctx))
-    forwarder = open_forwarder(settings, sink, log=_progress, max_rate=max_rate)
+    forwarder = open_forwarder(settings, sink, log=_progress, max_rate=options.max_rate)
+    liveness_file = options.liveness_file
     if liveness_file:
         forwarder.alive = lambda: _touch(liveness_file)
     stop = threading.Event()
@@ -125,15 +131,15 @@ def _forward(
     last = None
     metrics = None
     try:
-        forwarder.acquire(wait_for_lease)
-        if once:
+        forwarder.acquire(options.wait_for_lease)
+        if options.once:
             last = forwarder.run_pass()
             click.echo(last.summary())
             dead_lettered = last.dead_lettered
         else:
             _on_stop_signals(stop)
-            if metrics_port is not None:
-                metrics = _serve_metrics(metrics_port, metrics_address, [forwarder])
+            if options.metrics_port is not None:
+                metrics = _serve_metrics(options.metrics_port, options.metrics_address, [forwarder])
             report = _FollowReport()
             for result in forwarder.follow(stop):
                 last = result
@@ -175,15 +181,7 @@ def _exit(stopped: bool, dead_lettered: dict[str, int]) -> None:
         sys.exit(EXIT_DEAD_LETTERS)
 
 
-def _forward_all(
-    ctx: click.Context,
-    once: bool,
-    max_rate: float | None,
-    wait_for_lease: float | None,
-    liveness_file: str | None,
-    metrics_port: int | None,
-    metrics_address: str,
-) -> None:
+def _forward_all(ctx: click.Context, options: _Options) -> None:
     """Every enabled sink: one pass each in turn (--once), or one follower thread each sharing the probe."""
     from audit_pipeline.errors import ConfigError
     from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
@@ -199,32 +197,25 @@ def _forward_all(
     forwarders: list[Forwarder] = []
     try:
         for name in names:
-            forwarders.append(open_forwarder(settings, name, log=_progress, max_rate=max_rate))
-        if once:
+            forwarders.append(open_forwarder(settings, name, log=_progress, max_rate=options.max_rate))
+        if options.once:
             stopped = False
             dead: dict[str, int] = {}
             for forwarder in forwarders:
-                with forwarder.leased(wait_for_lease):
+                with forwarder.leased(options.wait_for_lease):
                     result = forwarder.run_pass()
                 click.echo(result.summary())
                 stopped = stopped or result.stopped is not None
                 dead[forwarder.sink.name] = result.dead_lettered
             _exit(stopped, dead)
             return
-        _follow_all(settings, forwarders, wait_for_lease, liveness_file, metrics_port, metrics_address)
+        _follow_all(settings, forwarders, options)
     finally:
         for forwarder in forwarders:
             close_forwarder(forwarder)
 
 
-def _follow_all(
-    settings: Settings,
-    forwarders: list[Forwarder],
-    wait_for_lease: float | None,
-    liveness_file: str | None,
-    metrics_port: int | None,
-    metrics_address: str,
-) -> None:
+def _follow_all(settings: Settings, forwarders: list[Forwarder], options: _Options) -> None:
     import time
 
     from audit_pipeline.forwarding.fleet import Fleet, SharedProbe
@@ -234,10 +225,10 @@ def _follow_all(
     probe_source = open_source(settings)
     echo_lock = threading.Lock()
     reports = {f.sink.name: _FollowReport() for f in forwarders}
-    alive = _AllAlive([f.sink.name for f in forwarders], liveness_file)
+    alive = _AllAlive([f.sink.name for f in forwarders], options.liveness_file)
     for forwarder in forwarders:
         forwarder.alive = alive.marker(forwarder.sink.name)
-    metrics = _serve_metrics(metrics_port, metrics_address, forwarders) if metrics_port is not None else None
+    metrics = _serve_metrics(options.metrics_port, options.metrics_address, forwarders) if options.metrics_port is not None else None
 
     def on_result(result: PassResult) -> None:
         if metrics is not None:
@@ -246,7 +237,7 @@ def _follow_all(
             for line in reports[result.sink].add(result):
                 click.echo(line)
 
-    fleet = Fleet(forwarders, SharedProbe(probe_source), on_result=on_result, log=lambda m: _progress(redact(m)), wait_for_lease=wait_for_lease)
+    fleet = Fleet(forwarders, SharedProbe(probe_source), on_result=on_result, log=lambda m: _progress(redact(m)), wait_for_lease=options.wait_for_lease)
     _on_stop_signals(fleet.stop)
     _progress(f"following {len(forwarders)} sink(s): {', '.join(f.sink.name for f in forwarders)}")
     try:
