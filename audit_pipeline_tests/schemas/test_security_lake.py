@@ -17,9 +17,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit_pipeline.errors import ConfigError
 from audit_pipeline.export import export_day
+from audit_pipeline.integrity.ed25519 import Ed25519Signer
 from audit_pipeline.integrity.signing import HmacSigner
 from audit_pipeline.schemas.ocsf import OcsfMapper
 from audit_pipeline.schemas.ocsf_table import CLASS_NAMES
@@ -193,8 +195,15 @@ def test_every_object_of_a_class_has_the_same_schema_whatever_the_day_holds(tmp_
     with PostgresSource(pg.readonly_url) as source:
         export_day(source, archive, DAY, ExportSettings())
     lake = ObjectStore(str(tmp_path / "lake"))
-    done = export_lake_day(_settings(str(tmp_path / "lake")), archive, lake, DAY)
+    private_key = Ed25519PrivateKey.generate()
+    signer = Ed25519Signer(private_key)
+    done = export_lake_day(_settings(str(tmp_path / "lake")), archive, lake, DAY, signer)
     ((key, rows),) = [(o.key, o.rows) for o in done.manifest.objects]
+    # signed with Ed25519 as the day manifests are, and the public key published beside it
+    manifest = LakeManifest.from_bytes(lake.read_bytes(lake_manifest_key(DAY)))
+    assert manifest.signature is not None and manifest.signature.key_id == signer.key_id
+    private_key.public_key().verify(base64.b64decode(manifest.signature.value), manifest.signing_payload())
+    assert lake.exists(f"manifests/public_keys/{signer.key_id}.pem")
     assert rows == 1 and key.startswith("ext/hj-auth/")
     written = pq.read_schema(lake.path(key))
     assert _same_schema(written, class_schema(3002, "1.1.0"))
@@ -271,12 +280,12 @@ def test_defaults_and_an_account_given_as_a_number(tmp_path: Path) -> None:
     assert not SecurityLakeSettings().enabled  # opt-in
 
 
-def test_the_asset_exists_only_when_enabled(tmp_path: Path) -> None:
+def test_the_asset_exists_only_when_enabled(workdir: Path) -> None:
     from audit_pipeline.defs.build import build_definitions
     from audit_pipeline.settings import Settings
 
     off = build_definitions(Settings())
-    on = build_definitions(Settings.model_validate({"security_lake": {"enabled": True, "url": str(tmp_path), "region": REGION, "account_id": ACCOUNT}}))
+    on = build_definitions(Settings.model_validate({"security_lake": {"enabled": True, "url": str(workdir), "region": REGION, "account_id": ACCOUNT}}))
     key = "audit_logs_ocsf_security_lake"
     assert key not in {k.to_user_string() for k in off.resolve_asset_graph().get_all_asset_keys()}
     graph = on.resolve_asset_graph()
