@@ -25,11 +25,15 @@ from dataclasses import dataclass, field
 
 from audit_pipeline.errors import AuditPipelineError
 from audit_pipeline.forwarding.engine import Forwarder
+from audit_pipeline.forwarding.errors import SinkBusy
 from audit_pipeline.forwarding.results import PassResult
 from audit_pipeline.sources.base import AuditSource, Position
 
 #: An answer younger than this is given again to another sink asking about the same position.
 FRESH_SECONDS = 0.05
+#: How long a sink's thread waits for a lease another process holds before it says so and stays alive
+#: (shorter than a liveness check's 30 s, so a held sink never makes the file stale).
+LEASE_WAIT_SECONDS = 10.0
 
 
 class SharedProbe:
@@ -122,7 +126,7 @@ class Fleet:
         pause = self.restart_seconds if self.restart_seconds is not None else forwarder.settings.poll_seconds
         while not self.stop.is_set():
             try:
-                forwarder.acquire(self.wait_for_lease)
+                forwarder.acquire(LEASE_WAIT_SECONDS if self.wait_for_lease is None else self.wait_for_lease)
                 try:
                     for result in forwarder.follow(self.stop):
                         follower.last = result
@@ -132,6 +136,12 @@ class Fleet:
                         self.on_result(result)
                 finally:
                     forwarder.release()
+            except SinkBusy as exc:
+                # Another process forwards this sink (a per-sink follower, a Dagster run): not a fault of this
+                # one, which stays alive and asks again (a crashed holder's lease expires meanwhile).
+                forwarder.alive()
+                follower.errors.append(str(exc))
+                self.log(f"{follower.name}: {exc}; asking again in {pause:g}s (the other sinks go on)")
             except (AuditPipelineError, OSError) as exc:
                 follower.errors.append(str(exc))
                 self.log(f"{follower.name}: {exc}; following it again in {pause:g}s (the other sinks go on)")

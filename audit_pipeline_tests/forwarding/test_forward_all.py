@@ -172,3 +172,38 @@ def test_forward_all_once_runs_one_pass_per_enabled_sink(pg: PgDatabase, workdir
         assert again.exit_code == 0 and "elasticsearch: 0 delivered" in again.output and len(hook.deliveries) == 50
         refused = CliRunner().invoke(main, ["--config", str(path), "forward", "--all", "--once", "--metrics-port", "9108"])
         assert refused.exit_code == 2 and "--metrics-port is for following" in refused.output
+
+
+def test_a_sink_held_by_another_process_does_not_stop_the_others_nor_the_liveness(pg: PgDatabase, tmp_path: Path) -> None:
+    from audit_pipeline.forwarding.fleet import Fleet, SharedProbe
+    from audit_pipeline.forwarding.positions import PositionStore
+    from audit_pipeline.sources.postgres import PostgresSource
+    from audit_pipeline_tests.forwarding.conftest import RecordingSink, make_forwarder
+
+    events = recent(30, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+    pg.insert(events)
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    free, held = RecordingSink("free"), RecordingSink("held")
+    forwarders = [make_forwarder(pg.url, sink, tmp_path, state_url=state_url, lease_seconds=30) for sink in (free, held)]
+    other = PositionStore(state_url)
+    assert other.acquire("held", "another-host:1:forwarder", 30) is None  # another process forwards "held"
+    alive: Counter[str] = Counter()
+    for forwarder in forwarders:
+        forwarder.alive = lambda name=forwarder.sink.name: alive.update([name])
+    probe_source = PostgresSource(pg.url)
+    fleet = Fleet(forwarders, SharedProbe(probe_source), wait_for_lease=0.1, restart_seconds=0.1)
+    fleet.start()
+    try:
+        wait_until(lambda: len(free.received) == 30, "the free sink to receive every event")
+        wait_until(lambda: alive["held"] >= 2, "the held sink's thread to show it is alive while it waits")
+    finally:
+        fleet.stop.set()
+        fleet.join(60)
+        for forwarder in forwarders:
+            forwarder.close()
+            forwarder.source.close()
+        probe_source.close()
+        other.close()
+    assert held.received == [] and Counter(free.received) == Counter(e["id"] for e in events)
+    (held_follower,) = [f for f in fleet if f.name == "held"]
+    assert held_follower.errors and "being forwarded by another-host:1:forwarder" in held_follower.errors[0]
