@@ -48,11 +48,12 @@ def _preflight(settings: Settings) -> None:
     wrong role, database, port or bucket is said here, in one line, and no run is recorded.
     """
     from audit_pipeline.checks.preflight import export_preflight
+    from audit_pipeline.redaction import redact
 
     failed = export_preflight(settings)
     if failed:
         reasons = "; ".join(f"{c.what}: {c.detail}" + (f" (fix {c.setting})" if c.setting else "") for c in failed)
-        raise AuditPipelineError(f"{reasons}; nothing exported and no run started, so the UI still shows each day as the store holds it")
+        raise AuditPipelineError(redact(f"{reasons}; nothing exported and no run started, so the UI still shows each day as the store holds it"))
 
 
 def _store_root(uri: str) -> str | None:
