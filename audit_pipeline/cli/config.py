@@ -121,11 +121,24 @@ def check_command(ctx: click.Context, connect: bool, timeout: float) -> None:
         raise SystemExit(EXIT_USAGE)
     if settings.uses_demo_source:
         click.echo("note: no source is configured, so runs read the embedded demo database", err=True)
+    _instance_note(settings)
     if connect:
         _connect(settings, timeout)
         return
     click.echo(resolved_yaml(settings), nl=False)
     click.echo("configuration OK", err=True)
+
+
+def _instance_note(settings: Settings) -> None:
+    """Say when the Dagster instance here recorded its latest export in another store (its history is the UI's)."""
+    from audit_pipeline.cli.instance import existing_instance_note
+
+    try:
+        note = existing_instance_note(settings)
+    except Exception as exc:  # a note only: an unreadable instance is not the configuration's problem
+        note = f"could not read the Dagster instance's history ({type(exc).__name__})"
+    if note:
+        click.echo(f"note: {redact(note)}", err=True)
 
 
 def _connect(settings: Settings, timeout: float) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main, quiet_dagster, verbose
+from audit_pipeline.cli.instance import dagster_instance, recorded_store_note
 from audit_pipeline.cli.options import parse_day
 from audit_pipeline.errors import AuditPipelineError, ConfigError
 from audit_pipeline.partition_days import check_partition_day
@@ -17,17 +18,6 @@ from audit_pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import dagster as dg
-
-
-def dagster_instance() -> dg.DagsterInstance:
-    """The instance ``dagster dev`` opens here: ``$DAGSTER_HOME``, else ``./dagster.yaml``'s folder, else a throwaway one."""
-    import dagster as dg
-
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    if Path("dagster.yaml").is_file():
-        return dg.DagsterInstance.from_config(str(Path.cwd()))
-    return dg.DagsterInstance.ephemeral()
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:  # the last failure's message, as Dagster recorded it
@@ -54,53 +44,6 @@ def _preflight(settings: Settings) -> None:
     if failed:
         reasons = "; ".join(f"{c.what}: {c.detail}" + (f" (fix {c.setting})" if c.setting else "") for c in failed)
         raise AuditPipelineError(redact(f"{reasons}; nothing exported and no run started, so the UI still shows each day as the store holds it"))
-
-
-def _store_root(uri: str) -> str | None:
-    """The export root of a recorded object URI: ``{root}/csv/date=YYYY-MM-DD/…`` → ``{root}``."""
-    root, found, _rest = uri.partition("/csv/date=")
-    return root.rstrip("/") if found else None
-
-
-def recorded_store_note(instance: dg.DagsterInstance, settings: Settings) -> str | None:
-    """A note when the instance's latest daily export went to another store (or came from the demo) than configured.
-
-    The UI's history (which days are Materialized, their metadata, the checks) belongs to the Dagster instance,
-    not to the store it describes: after pointing ``export.url`` (or the source) elsewhere under the same
-    instance, the earlier days still show as exported although the configured store may not hold them.
-    """
-    import dagster as dg
-
-    from audit_pipeline.defs.exports import EXPORT_ASSETS
-    from audit_pipeline.storage import ObjectStore
-
-    found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=EXPORT_ASSETS["csv"]), limit=1, ascending=False).records
-    materialization = found[0].asset_materialization if found else None
-    if materialization is None:
-        return None
-    uri = materialization.metadata.get("dagster/uri")
-    recorded = _store_root(str(uri.value)) if uri is not None else None
-    configured = ObjectStore.from_settings(settings.export).uri("").rstrip("/")
-    source = materialization.metadata.get("source")
-    day = materialization.partition or "a day"
-    where = f"the Dagster instance ({_instance_where()})"
-    if recorded and recorded != configured:
-        return (
-            f"{where} last recorded an export ({day}) in {recorded}, but export.url is {configured}: the UI's history "
-            "belongs to the instance, so days exported there still show as Materialized; use a DAGSTER_HOME per store"
-        )
-    if source is not None and str(source.value).startswith("demo database") and not settings.uses_demo_source:
-        return (
-            f"{where} last recorded an export ({day}) from the embedded demo database, and the source is now {settings.source_kind}: "
-            "the UI's history belongs to the instance, so the demo's days still show as Materialized; use a DAGSTER_HOME per source"
-        )
-    return None
-
-
-def _instance_where() -> str:
-    if os.environ.get("DAGSTER_HOME"):
-        return f"$DAGSTER_HOME {os.environ['DAGSTER_HOME']}"
-    return str(Path("dagster.yaml").resolve()) if Path("dagster.yaml").is_file() else "a throwaway instance"
 
 
 def _run_export_job(days: list[dt.date], config: str | None, force: bool = False, settings: Settings | None = None) -> None:

@@ -95,6 +95,13 @@ def test_a_bucket_that_does_not_exist_fails_before_a_run(exported, pg, s3_server
     assert _failed_days(exported)["csv"] == []
 
 
+def test_config_check_with_no_instance_history_says_nothing_of_it(workdir):
+    done = CliRunner().invoke(main, ["config", "check"])
+    assert done.exit_code == 0, done.output
+    assert "Dagster instance" not in done.stderr
+    assert not (workdir / ".dagster_home").exists()
+
+
 def test_an_instance_whose_exports_went_to_another_store_is_named(exported, pg, workdir):
     other = workdir / "other-store"
     done = CliRunner().invoke(main, ["export-day", DAY.isoformat()], env={"AUDIT_DATABASE_URL": pg.readonly_url, "AUDIT_EXPORT_URL": str(other)})
@@ -102,6 +109,10 @@ def test_an_instance_whose_exports_went_to_another_store_is_named(exported, pg, 
     notes = [line for line in done.stderr.splitlines() if line.startswith("note: the Dagster instance")]
     assert len(notes) == 1, done.stderr
     assert f"({DAY}) in {(workdir / 'store').as_uri()}" in notes[0] and f"export.url is {other.as_uri()}" in notes[0]
+    # `config check` says the same of a configuration that points at the first store again.
+    checked = CliRunner().invoke(main, ["config", "check"], env={"AUDIT_DATABASE_URL": pg.readonly_url})
+    assert checked.exit_code == 0, checked.output
+    assert f"last recorded an export ({DAY}) in {other.as_uri()}" in checked.stderr
     # Once the instance's latest export is in the configured store, nothing more is said.
     again = CliRunner().invoke(main, ["export-day", DAY.isoformat()], env={"AUDIT_DATABASE_URL": pg.readonly_url, "AUDIT_EXPORT_URL": str(other)})
     assert again.exit_code == 0, again.output
