@@ -141,8 +141,10 @@ def phase_command(url: str, out: Path, cli: str = "dg", extra_env: dict[str, str
         log = output.read()
     if command.returncode != 0 or "RUN_SUCCESS" not in log:
         raise SystemExit(f"the documented command failed ({command.returncode}):\n{log[-4000:]}")
-    largest = max(largest_peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    return {"steps": _step_seconds(log), "child_peak_mb": tree_peak, "largest_process_mb": largest}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and every process it waited for (this phase runs one command)
+    largest = max(largest_peak, children.ru_maxrss / 1024)
+    cpu = children.ru_utime + children.ru_stime
+    return {"steps": _step_seconds(log), "child_peak_mb": tree_peak, "largest_process_mb": largest, "cpu_seconds": cpu}
 
 
 def _sample_tree_rss(command: subprocess.Popen[str], every: float = 0.05) -> tuple[float, float]:
@@ -244,18 +246,21 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str, compare
     copies: list[float] = []
     runs: list[dict[str, Any]] = []
     without_log: list[float] = []
+    without_log_cpu: list[float] = []
     configs = Path(tempfile.mkdtemp(prefix="audit-bench-config-"))
     for round_number in range(1, repeat + 1):
         copy = run_child("copy", url)
         if compare_log and round_number % 2:
             off = run_child("command", url, ["--cli", cli], {**env, **_log_config(configs, False)})
             without_log.append(off["seconds"])
+            without_log_cpu.append(off["cpu_seconds"])
         if server is not None:
             server.reset()
         ours = run_child("command", url, ["--cli", cli], {**env, **(_log_config(configs, True) if compare_log else {})})
         if compare_log and not round_number % 2:
             off = run_child("command", url, ["--cli", cli], {**env, **_log_config(configs, False)})
             without_log.append(off["seconds"])
+            without_log_cpu.append(off["cpu_seconds"])
         if server is not None:
             ours["bytes_up"], ours["bytes_down"] = server.totals()
         copies.append(copy["seconds"])
@@ -294,6 +299,11 @@ def command_mode(url: str, rows: int, repeat: int, store: str, cli: str, compare
         print(f"the command without the transparency log: {off_s:.2f} s; the log adds {total - off_s:+.2f} s ({(total / off_s - 1) * 100:+.1f}%, target <= 5%)")
         pairs = [(r["seconds"] / o - 1) * 100 for r, o in zip(runs, without_log, strict=True)]
         print(f"  per round (with / without - 1): {', '.join(f'{p:+.1f}%' for p in pairs)}")
+        cpu_on, cpu_off = statistics.median(r["cpu_seconds"] for r in runs), statistics.median(without_log_cpu)
+        print(
+            f"CPU seconds of the command's processes (PostgreSQL's not included): {cpu_on:.2f} with the log, {cpu_off:.2f} without"
+            f" ({(cpu_on / cpu_off - 1) * 100:+.1f}%); on a busy machine the CPU added is the time added"
+        )
     if server is not None:
         up = statistics.median(r["bytes_up"] for r in runs)
         down = statistics.median(r["bytes_down"] for r in runs)

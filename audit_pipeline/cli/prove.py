@@ -63,7 +63,10 @@ def prove_command(ctx: click.Context, event_id: str | None, day: str | None, old
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--public-key", required=True, type=click.Path(dir_okay=False), help="The log's Ed25519 public key (PEM, or a note key name+hash+base64).")
 @click.option("--known-checkpoint", multiple=True, type=click.Path(dir_okay=False), help="A checkpoint you hold from earlier: a smaller log fails.")
-def verify_proof_command(bundle: str, public_key: str, known_checkpoint: tuple[str, ...]) -> None:
+@click.option(
+    "--tsa-ca", default=None, type=click.Path(dir_okay=False), help="The TSA's root certificates (PEM): the checkpoint's RFC 3161 timestamp must verify."
+)
+def verify_proof_command(bundle: str, public_key: str, known_checkpoint: tuple[str, ...], tsa_ca: str | None) -> None:
     """Check a ``prove`` bundle offline: no archive, no database, no configuration.
 
     Prints one line; exits 0 when the bundle proves what it says, 1 otherwise.
@@ -71,7 +74,7 @@ def verify_proof_command(bundle: str, public_key: str, known_checkpoint: tuple[s
     from audit_pipeline.integrity.proof_verify import ProofError, verify_file
 
     try:
-        click.echo(verify_file(Path(bundle), Path(public_key), tuple(Path(p) for p in known_checkpoint)))
+        click.echo(verify_file(Path(bundle), Path(public_key), tuple(Path(p) for p in known_checkpoint), Path(tsa_ca) if tsa_ca else None))
     except ProofError as exc:
         click.echo(f"FAILED: {exc}", err=True)
         sys.exit(1)

@@ -55,7 +55,9 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
     store = ObjectStore.from_settings(settings.export)
     verifier = Verifier(store, keyring)
     head = verifier.check_head(seen_head(settings, store)) if end is None else None
-    log = verifier.check_log() if end is None else None  # the transparency log as it is now, like the head
+    config = integrity_settings(settings)
+    # The transparency log as it is now, like the head.
+    log = verifier.check_log(config.timestamp_ca_file, bool(config.timestamp_url)) if end is None else None
     reports = verifier.verify_range(start, end, head)
     if not reports:
         click.echo(f"nothing to verify: no manifests or exports in {store.uri('')} (check AUDIT_EXPORT_URL / export.url)", err=True)

@@ -19,6 +19,7 @@ import contextlib
 import datetime as dt
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, read_optional
@@ -26,6 +27,7 @@ from audit_pipeline.integrity.merkle import consistency_path, tree_root
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, CHECKPOINTS_PREFIX, LOG_PREFIX, LogHead, day_checkpoint_key, parse_note
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.tiles import TileError, TileReader
+from audit_pipeline.integrity.timestamps import Stamp, TimestampError, check_token, load_certificates, token_key
 from audit_pipeline.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -79,9 +81,13 @@ def _trusted_keys(store: ObjectStore, keyring: Keyring) -> tuple[list[Ed25519Pub
 
 
 class _Checker:
-    def __init__(self, store: ObjectStore, keyring: Keyring) -> None:
+    def __init__(self, store: ObjectStore, keyring: Keyring, tsa_ca_file: Path | None = None, timestamp_required: bool = False) -> None:
         self.store = store
         self.keyring = keyring
+        self.tsa_ca_file = tsa_ca_file
+        self.timestamp_required = timestamp_required
+        self.stamped = self.stamps_unchecked = 0
+        self.newest_stamp: Stamp | None = None
         self.keys, self.signed_with = _trusted_keys(store, keyring)
         self.result = LogCheck()
         self.unsigned = 0
@@ -90,6 +96,29 @@ class _Checker:
         self.result.problems.append(message)
 
     def point(self, label: str, key: str, day: dt.date | None) -> _Point | None:
+        """The checkpoint at ``key``, its signature and RFC 3161 timestamp checked; None (and a problem) when it is unusable."""
+        found = self._signed_point(label, key, day)
+        if found is None or found.head.note is None:
+            return found
+        token = read_optional(self.store, token_key(key))
+        if token is None:
+            if self.timestamp_required and day is None:
+                self.problem(f"{label} ({key}) has no RFC 3161 timestamp ({token_key(key)}), but integrity.timestamp_url is set")
+            return found
+        if self.tsa_ca_file is None:
+            self.stamps_unchecked += 1
+            return found
+        try:
+            stamp = check_token(token, found.head.note.encode("utf-8"), load_certificates(self.tsa_ca_file))
+        except TimestampError as exc:
+            self.problem(f"{label}: {token_key(key)}: {exc}")
+            return None
+        self.stamped += 1
+        if day is None:
+            self.newest_stamp = stamp
+        return found
+
+    def _signed_point(self, label: str, key: str, day: dt.date | None) -> _Point | None:
         """The checkpoint at ``key``, its signature checked; None (and a problem) when it is unusable."""
         raw = read_optional(self.store, key)
         if raw is None:
@@ -150,6 +179,11 @@ class _Checker:
             self.result.notes.append(
                 f"log: {len(days)} daily checkpoints, each extended by the next, tree of {points[-1].head.size if points else 0} entries ({signed})"
             )
+            if self.stamped:
+                newest = f"; the newest at {self.newest_stamp.time.isoformat()}" if self.newest_stamp else ""
+                self.result.notes.append(f"log: {self.stamped} RFC 3161 timestamps verify{newest}")
+            if self.stamps_unchecked:
+                self.result.notes.append(f"log: {self.stamps_unchecked} RFC 3161 timestamps not checked (set integrity.timestamp_ca_file)")
         return self.result
 
     def _chain(self, points: list[_Point]) -> None:
@@ -181,6 +215,9 @@ class _Checker:
                 self.problem(f"{new.label} ({new.head.size} entries) does not extend {old.label} ({old.head.size} entries): {exc}")
 
 
-def check_log(store: ObjectStore, keyring: Keyring) -> LogCheck | None:
-    """The log's checkpoints and their consistency; None when the store has no transparency log."""
-    return _Checker(store, keyring).run()
+def check_log(store: ObjectStore, keyring: Keyring, tsa_ca_file: Path | None = None, timestamp_required: bool = False) -> LogCheck | None:
+    """The log's checkpoints, their consistency and timestamps; None when the store has no transparency log.
+
+    ``tsa_ca_file``: the TSA's roots, to check the stored RFC 3161 replies; ``timestamp_required``: the
+    newest checkpoint must have one (``integrity.timestamp_url`` is set)."""
+    return _Checker(store, keyring, tsa_ca_file, timestamp_required).run()

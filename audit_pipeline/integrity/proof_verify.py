@@ -257,8 +257,36 @@ def check_known(latest: Checkpoint, known: list[Checkpoint]) -> None:
             raise ProofError(f"the log was rewritten: two checkpoints of {old.size} entries with different roots")
 
 
-def verify_bundle(bundle: Any, public_key: Ed25519PublicKey, known_checkpoints: tuple[str, ...] = ()) -> str:
-    """Check an inclusion or a consistency bundle; return a one-line summary or raise :class:`ProofError`."""
+def check_timestamp(bundle: dict[str, Any], member: str, note: str, tsa_roots: bytes) -> str:
+    """The RFC 3161 reply ``<member>_timestamp`` over ``note``, checked against the TSA roots (PEM); when it was made.
+
+    Needs ``rfc3161-client`` (loaded only here): the reply is granted, signed by a time-stamping
+    certificate that chains to the roots, and its message imprint is the note's SHA-256."""
+    from cryptography import x509
+    from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
+
+    raw = bundle.get(f"{member}_timestamp")
+    if not isinstance(raw, str):
+        raise ProofError(f"the bundle carries no timestamp of its {member.replace('_', ' ')} (the log was not timestamped then)")
+    try:
+        response = decode_timestamp_response(base64.b64decode(raw, validate=True))
+        roots = x509.load_pem_x509_certificates(tsa_roots)
+    except (ValueError, binascii.Error) as exc:
+        raise ProofError(f"the {member.replace('_', ' ')} timestamp or the TSA certificates cannot be read ({exc})") from None
+    builder = VerifierBuilder()
+    for root in roots:
+        builder = builder.add_root_certificate(root)
+    try:
+        builder.build().verify_message(response, note.encode("utf-8"))
+    except (VerificationError, ValueError) as exc:
+        raise ProofError(f"the {member.replace('_', ' ')} timestamp does not verify: {exc}") from None
+    return response.tst_info.gen_time.isoformat()
+
+
+def verify_bundle(bundle: Any, public_key: Ed25519PublicKey, known_checkpoints: tuple[str, ...] = (), tsa_roots: bytes | None = None) -> str:
+    """Check an inclusion or a consistency bundle; return a one-line summary or raise :class:`ProofError`.
+
+    ``tsa_roots`` (PEM): the bundle's checkpoint must also carry an RFC 3161 timestamp from a TSA with those roots."""
     if not isinstance(bundle, dict):
         raise ProofError("the bundle is not a JSON object")
     known = [verify_checkpoint(note, public_key) for note in known_checkpoints]
@@ -284,22 +312,28 @@ def verify_bundle(bundle: Any, public_key: Ed25519PublicKey, known_checkpoints: 
         event_id = json.loads(event).get("id")
     except (ValueError, AttributeError):
         event_id = None
-    return f"OK: event {event_id} is entry {index} of the log {sealed.origin!r} (sealed at {sealed.size} entries, newest checkpoint {latest.size})"
+    stamped = ""
+    if tsa_roots is not None:
+        stamped = f", timestamped {check_timestamp(bundle, 'checkpoint', sealed.note, tsa_roots)}"
+    elif "checkpoint_timestamp" in bundle:
+        stamped = ", timestamp not checked (give --tsa-ca)"
+    return f"OK: event {event_id} is entry {index} of the log {sealed.origin!r} (sealed at {sealed.size} entries{stamped}, newest checkpoint {latest.size})"
 
 
-def verify_file(bundle_path: Path, key_path: Path, known_paths: tuple[Path, ...] = ()) -> str:
+def verify_file(bundle_path: Path, key_path: Path, known_paths: tuple[Path, ...] = (), tsa_ca: Path | None = None) -> str:
     """:func:`verify_bundle` on files; unreadable files are a :class:`ProofError` too."""
     try:
         raw = bundle_path.read_bytes()
         key = key_path.read_bytes()
         known = tuple(p.read_text(encoding="utf-8") for p in known_paths)
+        roots = tsa_ca.read_bytes() if tsa_ca is not None else None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProofError(f"cannot read {getattr(exc, 'filename', None) or 'a file'}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
     try:
         bundle = json.loads(raw)
     except ValueError:
         raise ProofError(f"{bundle_path} is not JSON") from None
-    return verify_bundle(bundle, load_public_key(key), known)
+    return verify_bundle(bundle, load_public_key(key), known, roots)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--public-key", required=True, type=Path, help="the log's Ed25519 public key (PEM or name+hash+base64)")
     parser.add_argument("--known-checkpoint", action="append", default=[], type=Path, help="a checkpoint you hold from before")
+    parser.add_argument("--tsa-ca", type=Path, default=None, help="the TSA's root certificates (PEM): the checkpoint's RFC 3161 timestamp must verify")
     args = parser.parse_args(argv)
     try:
-        print(verify_file(args.bundle, args.public_key, tuple(args.known_checkpoint)))
+        print(verify_file(args.bundle, args.public_key, tuple(args.known_checkpoint), args.tsa_ca))
     except ProofError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1

@@ -55,6 +55,8 @@ from audit_pipeline.integrity.merkle import HASH_SIZE, consistency_path, inclusi
 from audit_pipeline.integrity.signer import Signer
 from audit_pipeline.integrity.tiles import CONTENT_TYPE as TILE_TYPE
 from audit_pipeline.integrity.tiles import TILE_WIDTH, TileError, TileReader, TileWriter
+from audit_pipeline.integrity.timestamps import CONTENT_TYPE as TOKEN_TYPE
+from audit_pipeline.integrity.timestamps import TimestampError, load_certificates, request_token, token_key
 from audit_pipeline.settings import Settings
 from audit_pipeline.storage import ObjectStore
 from audit_pipeline.writers import open_text_reader
@@ -258,8 +260,13 @@ class LogAppender:
         lock: Callable[[], AbstractContextManager[Any]] | None = None,
         *,
         worker: bool = True,
+        timestamp_url: str | None = None,
+        timestamp_ca_file: Path | None = None,
     ) -> None:
+        """``timestamp_url``: an RFC 3161 TSA that timestamps each checkpoint (``timestamp_ca_file``: its roots, to check the reply)."""
         self.store = store
+        self.timestamp_url = timestamp_url
+        self.timestamp_ca_file = timestamp_ca_file
         self.day = day
         self.signer = signer
         self._lock = lock or (lambda: local_log_lock(store))
@@ -358,6 +365,17 @@ class LogAppender:
             return sign_checkpoint(origin, size, root, self.signer)  # type: ignore[arg-type]
         return checkpoint_text(origin, size, root)
 
+    def _timestamp(self, note: str) -> bytes | None:
+        """The TSA's reply over the note (checked against ``timestamp_ca_file`` when given), or None when off."""
+        if not self.timestamp_url:
+            return None
+        try:
+            roots = load_certificates(self.timestamp_ca_file) if self.timestamp_ca_file else None
+            token, _ = request_token(self.timestamp_url, note.encode("utf-8"), roots)
+        except TimestampError as exc:
+            raise IntegrityError(f"{exc}; the log was not extended with {self.day} (its export is published; export it again to append it)") from None
+        return token
+
     def seal(self, events_sha256: str) -> str:
         """Append the day's leaves (unless the log already holds exactly these events for the day); one summary line."""
         try:
@@ -407,14 +425,19 @@ class LogAppender:
         if writer.size - first != self.rows:
             raise IntegrityError(f"the log received {writer.size - first} leaf hashes for the {self.rows} events of {self.day}; nothing was appended")
         note = self._sign(origin, writer.size, root)
+        token = self._timestamp(note)  # before any checkpoint is written: a refused timestamp appends nothing
         replaced = (
             [*record.replaced, {"first": record.first, "size": record.size, "rows": record.rows, "events_sha256": record.events_sha256}] if record else []
         )
         new = DayRecord(
             day=self.day.isoformat(), first=first, size=writer.size, rows=self.rows, events_sha256=events_sha256, checkpoint=note, replaced=replaced
         )
+        if token is not None:
+            self.store.put_bytes(token_key(day_checkpoint_key(self.day)), token, TOKEN_TYPE)
         self.store.put_bytes(day_checkpoint_key(self.day), note.encode("utf-8"), NOTE_TYPE)
         self.store.put_bytes(day_record_key(self.day), new.to_bytes(), "application/json")
+        if token is not None:
+            self.store.put_bytes(token_key(CHECKPOINT_KEY), token, TOKEN_TYPE)
         self.store.put_bytes(CHECKPOINT_KEY, note.encode("utf-8"), NOTE_TYPE)  # last: the log grows only once all is written
         return f"log: {self.day} appended as entries {first}..{writer.size - 1}, checkpoint {writer.size} ({CHECKPOINT_KEY})"
 
@@ -422,6 +445,14 @@ class LogAppender:
 # -- proofs ---------------------------------------------------------------------------------------
 def _b64(hashes: list[bytes]) -> list[str]:
     return [base64.b64encode(h).decode("ascii") for h in hashes]
+
+
+def _token_for(store: ObjectStore, key: str, note: str) -> bytes | None:
+    """The RFC 3161 reply stored beside checkpoint ``key``, if that checkpoint is still ``note``."""
+    token = read_optional(store, token_key(key))
+    if token is None or read_optional(store, key) != note.encode("utf-8"):
+        return None
+    return token
 
 
 def record_days(store: ObjectStore) -> list[dt.date]:
@@ -471,7 +502,7 @@ def prove_event(store: ObjectStore, event_id: str, day: dt.date | None = None) -
             consistency = consistency_path(reader, record.size, head.size)
         except TileError as exc:
             raise IntegrityError(f"cannot prove {event_id}: {exc}") from None
-        return {
+        bundle = {
             "format": BUNDLE_FORMAT,
             "event_id": event_id,
             "day": candidate.isoformat(),
@@ -482,6 +513,11 @@ def prove_event(store: ObjectStore, event_id: str, day: dt.date | None = None) -
             "latest_checkpoint": head.note,
             "consistency_path": _b64(consistency),
         }
+        for member, key, note in (("checkpoint", day_checkpoint_key(candidate), record.checkpoint), ("latest_checkpoint", CHECKPOINT_KEY, head.note)):
+            token = _token_for(store, key, note)
+            if token is not None:
+                bundle[f"{member}_timestamp"] = base64.b64encode(token).decode("ascii")
+        return bundle
     where = f"the export of {day}" if day else "any day of the log"
     raise IntegrityError(f"event {event_id} is not in {where} ({store.uri('')}); check the id, or give --day")
 

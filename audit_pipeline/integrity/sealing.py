@@ -137,7 +137,9 @@ class DaySealer:
             events_from_file=not settings.export.gzip,
         )
         if config.enabled and config.transparency_log:
-            sealer.tlog = LogAppender(store, day, signer, log_lock(settings, store))
+            sealer.tlog = LogAppender(
+                store, day, signer, log_lock(settings, store), timestamp_url=config.timestamp_url, timestamp_ca_file=config.timestamp_ca_file
+            )
         return sealer
 
     def export_hooks(self) -> SealerHooks:

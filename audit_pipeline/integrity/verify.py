@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from audit_pipeline.export import day_prefix
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
@@ -105,9 +106,9 @@ class Verifier:
         """What ``manifests/head.json`` says about the newest days (see :mod:`.head`)."""
         return check_head(self.store, self.keyring, self.manifest_days[-1] if self.manifest_days else None, witness)
 
-    def check_log(self) -> LogCheck | None:
-        """The transparency log's checkpoints, each extended by the next (see :mod:`.log_verify`); None without a log."""
-        return check_log(self.store, self.keyring)
+    def check_log(self, tsa_ca_file: Path | None = None, timestamp_required: bool = False) -> LogCheck | None:
+        """The transparency log's checkpoints, each extended by the next, and their timestamps (see :mod:`.log_verify`); None without a log."""
+        return check_log(self.store, self.keyring, tsa_ca_file, timestamp_required)
 
     def verify_range(self, first: dt.date | None = None, last: dt.date | None = None, head: HeadCheck | None = None) -> list[DayReport]:
         """Every day from ``first`` (default: the earliest manifest or export) to ``last``.

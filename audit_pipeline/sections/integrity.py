@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class IntegritySettings(BaseModel):
@@ -35,6 +35,18 @@ class IntegritySettings(BaseModel):
     #: tree, a signed checkpoint per day, ``audit-pipeline prove``).  Turning it off stops the log growing;
     #: days exported meanwhile join it when they are exported again with it on.
     transparency_log: bool = True
+    #: RFC 3161 time-stamping authority (``http(s)://...``): every checkpoint of the log is sent to it and its
+    #: token stored beside it (``.tsr``), so that when a checkpoint existed does not rest on our word.  Off when unset.
+    timestamp_url: str | None = None
+    #: PEM file of the TSA's root (and intermediate) certificates, which ``verify`` checks the tokens against.
+    timestamp_ca_file: Path | None = None
+
+    @field_validator("timestamp_url")
+    @classmethod
+    def _tsa_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be the http:// or https:// URL of an RFC 3161 time-stamping authority")
+        return value or None
 
     @property
     def has_key(self) -> bool:
