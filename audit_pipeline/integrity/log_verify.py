@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit_pipeline.integrity.log_prune import minimum_index
 from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, read_optional
 from audit_pipeline.integrity.merkle import consistency_path, tree_root
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, CHECKPOINTS_PREFIX, LOG_PREFIX, LogHead, day_checkpoint_key, parse_note
@@ -167,6 +168,11 @@ class _Checker:
             self.problem(f"the checkpoints name {len(origins)} different logs ({', '.join(sorted(str(o) for o in origins))}): the log was forked or mixed")
             return self.result
         points.sort(key=lambda p: p.head.size)
+        floor = minimum_index(self.store)
+        pruned = [p for p in points if 0 < p.head.size < floor]
+        if pruned:  # their leaf tiles were pruned with retention: signed and valid, but no proof from them can be computed
+            points = [p for p in points if not 0 < p.head.size < floor]
+            self.result.notes.append(f"log: {len(pruned)} checkpoints before the minimum index {floor} (pruned with retention) checked for signatures only")
         if latest is not None:
             bigger = [p for p in points if p.head.size > latest.head.size]
             if bigger:

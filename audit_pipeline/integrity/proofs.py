@@ -455,6 +455,21 @@ def _token_for(store: ObjectStore, key: str, note: str) -> bytes | None:
     return token
 
 
+#: The first leaf the log still serves once retention pruned it (:mod:`.log_prune`).
+MINIMUM_KEY = f"{LOG_PREFIX}/minimum-index"
+
+
+def minimum_index(store: ObjectStore) -> int:
+    """The first leaf the log still serves (0: nothing pruned)."""
+    raw = read_optional(store, MINIMUM_KEY)
+    if raw is None:
+        return 0
+    try:
+        return int(json.loads(raw)["minimum_index"])
+    except (ValueError, KeyError, TypeError):
+        return 0  # unreadable: treated as unpruned, so nothing more is deleted on its account
+
+
 def record_days(store: ObjectStore) -> list[dt.date]:
     days: list[dt.date] = []
     for key in store.list(DAYS_PREFIX):
@@ -532,6 +547,12 @@ def prove_consistency(store: ObjectStore, old_note: str) -> dict[str, Any]:
         raise IntegrityError(f"the log was rolled back: the checkpoint has {old.size} entries, {CHECKPOINT_KEY} has {head.size}")
     if old.size == 0:
         raise IntegrityError("a checkpoint of the empty tree needs no consistency proof")
+    floor = minimum_index(store)
+    if old.size < floor:
+        raise IntegrityError(
+            f"the checkpoint of {old.size} entries is before the log's minimum index {floor} (pruned with retention): "
+            "it stays valid, but no proof from it can be computed any more"
+        )
     try:
         path = consistency_path(TileReader(store, LOG_PREFIX, head.size), old.size, head.size)
     except TileError as exc:

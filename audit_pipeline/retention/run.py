@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.integrity.log_prune import prune_to_exports
 from audit_pipeline.integrity.signing import load_signer
 from audit_pipeline.retention.clock import database_now, retention_day
 from audit_pipeline.retention.database import RetentionDatabase
@@ -167,6 +168,10 @@ def _delete_objects(settings: Settings, store: ObjectStore, plan: RetentionPlan,
         retire_objects(store, day, [o.key for o in objects], reason, integrity, signer, plan.verified.get(day))
         result.objects_deleted.extend(objects)
         log(f"exports: {day}: deleted {', '.join(o.key for o in objects)}")
+    if by_day and integrity.enabled and integrity.transparency_log:  # the log's leaf tiles of days whose NDJSON is gone
+        pruned = prune_to_exports(store)
+        if pruned:
+            log(pruned)
     # After the objects: a crash in between leaves a summary whose day has no exports, due again next run.
     for key in plan.summaries:
         store.delete(key)
