@@ -47,7 +47,7 @@ class ForwardingSettings(BaseModel):
     #: Catch-up speed limit per sink, events per second; unset = as fast as the sink takes them.
     max_events_per_second: float | None = Field(default=None, gt=0)
     #: Longest wait between looks for new events when following (``forward`` without ``--once``): a one-row
-    #: probe runs 0.05 s after a pass that delivered, doubling while nothing comes, up to this.
+    #: probe runs at most 0.05 s after a pass that delivered, doubling while nothing comes, up to this.
     poll_seconds: float = Field(default=1.0, gt=0, le=3600)
     #: How often a follower also runs the late-commit sweep (every ``--once`` pass and Dagster run does).
     sweep_seconds: float = Field(default=5.0, gt=0, le=3600)
