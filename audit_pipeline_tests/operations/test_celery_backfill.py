@@ -251,9 +251,10 @@ def without_history(manifest: bytes) -> dict[str, Any]:
 
 
 def log_day(record: bytes) -> dict[str, Any]:
-    """A transparency-log day record without what depends on the sealing order: where its leaves start (``first``)
-    and the checkpoint right after it (tree size and root; its origin also names the store's prefix)."""
-    return {k: v for k, v in json.loads(record).items() if k not in ("first", "checkpoint")}
+    """A transparency-log day record without what depends on the sealing order: where its leaves start (``first``),
+    the tree's size once they are in (``size``) and the checkpoint right after it (tree size and root; its origin also
+    names the store's prefix)."""
+    return {k: v for k, v in json.loads(record).items() if k not in ("first", "size", "checkpoint")}
 
 
 def most_runs_at_once(instance: dg.DagsterInstance, backfill_id: str) -> int:
