@@ -63,6 +63,8 @@ ALLOWED: dict[str, str] = {
     "same sections pointing at its folder and an Elasticsearch stand-in",
     "dg dev": "a server that runs until stopped; audit_pipeline_tests/dagster_defs/test_dg.py starts it and waits for the code location",
     "audit-pipeline forward elasticsearch": _FOLLOWS,
+    "audit-pipeline forward --all --metrics-port 9108": "follows every sink until stopped; audit_pipeline_tests/forwarding/test_forward_all.py "
+    "runs it (and its --once form) against four sink stand-ins and scrapes the metrics",
     "audit-pipeline forward datadog --once": _SENT_ELSEWHERE.format(what="Datadog's intake and an API key"),
     "audit-pipeline forward splunk --once": _SENT_ELSEWHERE.format(what="a Splunk HTTP Event Collector and its token"),
     'audit-pipeline forward "webhook:SIEM Audit Forward" --once': _SENT_ELSEWHERE.format(what="the reader's webhook receiver"),
@@ -243,12 +245,22 @@ def _world(root: Path, pg, store: Path, es_url: str, partition_start: str) -> di
     }
 
 
+#: Longer than any documented one-off command takes here; a command still running then follows until stopped.
+COMMAND_SECONDS = 300
+
+
 def _run(text: str, root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``bash -c TEXT`` with a terminal for its input, as the reader has, where the reader answers ``y`` to a question."""
     reader, typed = os.openpty()[::-1]  # (terminal side, our side)
     try:
         os.write(typed, b"y\n")
-        return subprocess.run(["bash", "-c", text], cwd=root, env=env, stdin=reader, capture_output=True, text=True, timeout=600)
+        try:
+            return subprocess.run(["bash", "-c", text], cwd=root, env=env, stdin=reader, capture_output=True, text=True, timeout=COMMAND_SECONDS)
+        except subprocess.TimeoutExpired as exc:
+            output = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or "" for part in (exc.stdout, exc.stderr))
+            return subprocess.CompletedProcess(
+                text, -1, output, f"still running after {COMMAND_SECONDS} s: a command that follows until stopped? allow-list it"
+            )
     finally:
         os.close(reader)
         os.close(typed)
