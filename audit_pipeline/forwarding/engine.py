@@ -125,7 +125,7 @@ class Forwarder:
         self.quiet_up_to = 0
         #: Count the events pending before reading (for the progress lines).  A follower counts in its first pass
         #: only: its later passes are small, the read itself says when nothing is pending, and the count (one to
-        #: three queries) was a fifth of a busy follower's pass.
+        #: three queries) was 6% of a 5,000 events/s follower's pass when profiled, more on a loaded database.
         self.count_backlog = True
         #: Called whenever a follower makes progress (a pass ended, a probe answered): the liveness file.
         self.alive: Callable[[], None] = lambda: None

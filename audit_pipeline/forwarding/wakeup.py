@@ -5,8 +5,8 @@ the read); running one every few seconds made real-time forwarding wait for the 
 (``poll_seconds`` 5 plus ``settle_seconds`` 10 gave a p99 of about 15 s).  Between passes the
 follower instead *probes*: one query on the kept connection for the first event after the
 position (``min(created_at)`` after it, served by the ``created_at`` index; sources without such a
-query read one row), at
-:data:`SHORTEST` seconds after a pass that moved, doubling while nothing comes, up to
+query read one row), at once after a pass that moved and took at least :data:`SHORTEST` seconds,
+:data:`SHORTEST` seconds after a shorter one that moved, doubling while nothing comes, up to
 ``poll_seconds``.  When the probe finds an event it sleeps until the event is older than the
 settle lag (by the database clock, estimated from the last horizon) and wakes the pass; an
 idle database sees about one probe per ``poll_seconds``.  Late commits behind the position are
