@@ -83,3 +83,30 @@ def messages(report: DayReport) -> str:
 def copy_tree(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
+
+
+def configure_signed_log(workdir: Path, pg, signer: Ed25519Signer, **integrity: object) -> Path:
+    """``audit_pipeline.yaml`` in ``workdir``: the test database, exports under ``workdir/exports``, the signer's key; the exports root."""
+    import yaml
+
+    root = workdir / "exports"
+    key = write_private_key(signer, workdir / "key.pem")
+    (workdir / "audit_pipeline.yaml").write_text(
+        yaml.safe_dump({"source": {"database_url": pg.readonly_url}, "export": {"url": str(root)}, "integrity": {"private_key_file": str(key), **integrity}})
+    )
+    return root
+
+
+def export_as_configured(days, batch_rows: int = 500) -> list[str]:
+    """Export and seal ``days`` as the Dagster asset does, from the configuration in the working directory; the summaries."""
+    from audit_pipeline.settings import load_settings
+
+    settings = load_settings()
+    store = ObjectStore.from_settings(settings.export)
+    lines = []
+    with PostgresSource(settings.source.database_url.get_secret_value(), batch_rows=batch_rows) as source:
+        for day in days:
+            sealer = DaySealer.from_settings(settings, store, day)
+            export_day(source, store, day, settings.export, **sealer.export_hooks())
+            lines.append(sealer.after_publish())
+    return lines

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import json
 
-import yaml
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
 from audit_pipeline.integrity.log_prune import MINIMUM_KEY, minimum_index, prune_to_exports
 from audit_pipeline.integrity.proofs import day_checkpoint_key
-from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.settings import load_settings
-from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore
-from audit_pipeline_tests.integrity.support import DAYS, ROWS, insert_days, new_signer, write_private_key, write_public_key
+from audit_pipeline_tests.integrity.support import DAYS, ROWS, configure_signed_log, export_as_configured, insert_days, new_signer, write_public_key
 
 D1, D2, D3 = DAYS
 
@@ -27,19 +22,10 @@ def _run(*args: str):
 def test_after_the_oldest_day_is_deleted_old_bundles_and_consistency_from_the_kept_days_verify(pg, workdir):
     insert_days(pg, ROWS)  # 700, 900, 500 events: leaves 0..699 are the first day's
     signer = new_signer()
-    root = workdir / "exports"
-    key = write_private_key(signer, workdir / "key.pem")
+    root = configure_signed_log(workdir, pg, signer)
     public = str(write_public_key(signer, workdir / "public.pem"))
-    (workdir / "audit_pipeline.yaml").write_text(
-        yaml.safe_dump({"source": {"database_url": pg.readonly_url}, "export": {"url": str(root)}, "integrity": {"private_key_file": str(key)}})
-    )
-    settings = load_settings()
-    store = ObjectStore.from_settings(settings.export)
-    with PostgresSource(pg.readonly_url, batch_rows=500) as source:
-        for day in DAYS:
-            sealer = DaySealer.from_settings(settings, store, day)
-            export_day(source, store, day, settings.export, **sealer.export_hooks())
-            sealer.after_publish()
+    export_as_configured(DAYS)
+    store = ObjectStore(str(root))
     first_day_event = json.loads((root / f"ndjson/date={D1}/audit_logs.ndjson").read_text().splitlines()[3])["id"]
     assert _run("prove", first_day_event, "-o", str(workdir / "old.json")).exit_code == 0
     assert prune_to_exports(store) is None  # every day still exported: nothing to prune

@@ -5,20 +5,15 @@ from __future__ import annotations
 import shutil
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
 from audit_pipeline.integrity.checkpoint import sign_checkpoint
 from audit_pipeline.integrity.merkle import leaf_hash
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, LOG_PREFIX, day_checkpoint_key
-from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.tiles import TileReader, TileWriter
-from audit_pipeline.settings import load_settings
-from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.storage import ObjectStore
-from audit_pipeline_tests.integrity.support import DAYS, ROWS, insert_days, new_signer, write_private_key
+from audit_pipeline_tests.integrity.support import DAYS, ROWS, configure_signed_log, export_as_configured, insert_days, new_signer
 
 D1, D2, D3 = DAYS
 
@@ -28,18 +23,9 @@ def sealed(pg, workdir):
     """Three days exported with the log, signed with the configured key."""
     insert_days(pg, ROWS)
     signer = new_signer()
-    root = workdir / "exports"
-    key = write_private_key(signer, workdir / "key.pem")
-    (workdir / "audit_pipeline.yaml").write_text(
-        yaml.safe_dump({"source": {"database_url": pg.readonly_url}, "export": {"url": str(root)}, "integrity": {"private_key_file": str(key)}})
-    )
-    settings = load_settings()
-    store = ObjectStore.from_settings(settings.export)
-    with PostgresSource(pg.readonly_url, batch_rows=500) as source:
-        for day in DAYS:
-            sealer = DaySealer.from_settings(settings, store, day)
-            export_day(source, store, day, settings.export, **sealer.export_hooks())
-            sealer.after_publish()
+    root = configure_signed_log(workdir, pg, signer)
+    export_as_configured(DAYS)
+    store = ObjectStore(str(root))
     return {"root": root, "store": store, "signer": signer, "origin": (root / CHECKPOINT_KEY).read_text().split("\n")[0]}
 
 

@@ -11,19 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
 from audit_pipeline.integrity.errors import IntegrityError
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, day_checkpoint_key
-from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.settings import load_settings
-from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
 from audit_pipeline_tests.conftest import free_port
-from audit_pipeline_tests.integrity.support import DAYS, ROWS, insert_days, new_signer, write_private_key, write_public_key
+from audit_pipeline_tests.integrity.support import DAYS, ROWS, configure_signed_log, export_as_configured, insert_days, new_signer, write_public_key
 
 D1, D2, D3 = DAYS
 
@@ -115,27 +109,6 @@ def tsa(tmp_path):
     server.server_close()
 
 
-def _configure(workdir: Path, pg, signer, **integrity) -> Path:
-    root = workdir / "exports"
-    key = write_private_key(signer, workdir / "key.pem")
-    (workdir / "audit_pipeline.yaml").write_text(
-        yaml.safe_dump({"source": {"database_url": pg.readonly_url}, "export": {"url": str(root)}, "integrity": {"private_key_file": str(key), **integrity}})
-    )
-    return root
-
-
-def _export(days) -> list[str]:
-    settings = load_settings()
-    store = ObjectStore.from_settings(settings.export)
-    lines = []
-    with PostgresSource(settings.source.database_url.get_secret_value(), batch_rows=500) as source:
-        for day in days:
-            sealer = DaySealer.from_settings(settings, store, day)
-            export_day(source, store, day, settings.export, **sealer.export_hooks())
-            lines.append(sealer.after_publish())
-    return lines
-
-
 def _run(*args: str):
     return CliRunner().invoke(main, list(args))
 
@@ -143,8 +116,8 @@ def _run(*args: str):
 def test_checkpoints_are_timestamped_and_verify_and_verify_proof_check_the_tokens(pg, workdir, tsa, tmp_path):
     insert_days(pg, ROWS)
     signer = new_signer()
-    root = _configure(workdir, pg, signer, timestamp_url=tsa["url"], timestamp_ca_file=str(tsa["ca"]))
-    _export(DAYS)
+    root = configure_signed_log(workdir, pg, signer, timestamp_url=tsa["url"], timestamp_ca_file=str(tsa["ca"]))
+    export_as_configured(DAYS)
     assert len(tsa["requests"]) == 3
     for key in (CHECKPOINT_KEY, *(day_checkpoint_key(d) for d in DAYS)):
         assert (root / f"{key}.tsr").stat().st_size > 500
@@ -191,8 +164,8 @@ def test_checkpoints_are_timestamped_and_verify_and_verify_proof_check_the_token
 
 def test_the_newest_checkpoint_without_a_timestamp_fails_verify_when_timestamps_are_on(pg, workdir, tsa):
     insert_days(pg, {D1: 50})
-    root = _configure(workdir, pg, new_signer(), timestamp_url=tsa["url"], timestamp_ca_file=str(tsa["ca"]))
-    _export([D1])
+    root = configure_signed_log(workdir, pg, new_signer(), timestamp_url=tsa["url"], timestamp_ca_file=str(tsa["ca"]))
+    export_as_configured([D1])
     (root / f"{CHECKPOINT_KEY}.tsr").unlink()
     bad = _run("verify")
     assert bad.exit_code == 1
@@ -203,9 +176,9 @@ def test_the_newest_checkpoint_without_a_timestamp_fails_verify_when_timestamps_
 
 def test_an_unreachable_tsa_extends_nothing_and_says_so_in_one_line(pg, workdir):
     insert_days(pg, {D1: 50})
-    root = _configure(workdir, pg, new_signer(), timestamp_url=f"http://127.0.0.1:{free_port()}/tsr")
+    root = configure_signed_log(workdir, pg, new_signer(), timestamp_url=f"http://127.0.0.1:{free_port()}/tsr")
     with pytest.raises(IntegrityError) as failure:
-        _export([D1])
+        export_as_configured([D1])
     message = str(failure.value)
     assert message.startswith("the TSA at integrity.timestamp_url cannot be reached (") and "\n" not in message
     assert "the log was not extended with 2024-03-01 (its export is published; export it again to append it)" in message
@@ -213,7 +186,7 @@ def test_an_unreachable_tsa_extends_nothing_and_says_so_in_one_line(pg, workdir)
 
 
 def test_a_timestamp_url_that_is_not_http_is_refused_at_load(workdir, pg):
-    _configure(workdir, pg, new_signer(), timestamp_url="ftp://tsa.example/")
+    configure_signed_log(workdir, pg, new_signer(), timestamp_url="ftp://tsa.example/")
     result = _run("config", "check")
     assert result.exit_code == 2, result.output
     assert "integrity.timestamp_url" in result.output and "must be the http:// or https:// URL of an RFC 3161 time-stamping authority" in result.output
