@@ -267,6 +267,7 @@ def _run(text: str, root: Path, env: dict[str, str]) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow  # about forty command-line start-ups, three of them `dg`
+@pytest.mark.timeout(2400)  # 4-7 minutes on the shared 2-core machine, beyond the suite's default per-test limit
 def test_the_documented_commands_run_as_written(pg, tmp_path):
     from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
