@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audit_pipeline.defs.build import build_definitions
-from audit_pipeline.defs.component import AuditLogs, ConfigurationNotLoaded
+from audit_pipeline.core.memory import freeze_loaded_objects
+from audit_pipeline.defs.component import AuditLogs
 from audit_pipeline.defs.launch_errors import install as install_launch_errors
-from audit_pipeline.memory import freeze_loaded_objects
 
-__all__ = ["ConfigurationNotLoaded", "build_definitions", "defs", "load_definitions"]
+__all__ = ["defs", "load_definitions"]
 
 
 def load_definitions() -> dg.Definitions:

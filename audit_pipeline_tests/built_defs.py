@@ -11,10 +11,10 @@ from typing import Any
 
 import dagster as dg
 
+from audit_pipeline.config.settings import DEFAULT_PARTITION_START, settings_from_mapping
 from audit_pipeline.defs.build import build_definitions
 from audit_pipeline.defs.exports import ExportDefinitions, build_export_definitions
 from audit_pipeline.defs.partitions import daily_partitions_from
-from audit_pipeline.settings import DEFAULT_PARTITION_START, settings_from_mapping
 
 #: The partitions' first day in tests: the settings' default, before every day the tests export.
 PARTITION_START = dt.date.fromisoformat(DEFAULT_PARTITION_START)

@@ -165,7 +165,7 @@ def s3_server() -> Iterator[S3Server]:
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
     """Each test starts with no registered secrets: one test's configuration must not mask another's text."""
-    from audit_pipeline.redaction import forget_secrets
+    from audit_pipeline.core.redaction import forget_secrets
 
     forget_secrets()
     yield

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from audit_pipeline.config_file import key_path_at, parse_yaml
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.config.yaml_file import key_path_at, parse_yaml
+from audit_pipeline.core.errors import ConfigError
 
 
 def test_a_key_given_twice_names_both_lines():
@@ -45,7 +45,7 @@ def test_key_path_follows_indentation_and_list_items():
 
 
 def test_audit_state_url_sets_the_state_database_over_the_file(tmp_path):
-    from audit_pipeline.settings import load_settings
+    from audit_pipeline.config.settings import load_settings
 
     config = tmp_path / "audit_pipeline.yaml"
     config.write_text(f"state_url: sqlite:///{tmp_path}/from-file.db\n")
@@ -56,7 +56,7 @@ def test_audit_state_url_sets_the_state_database_over_the_file(tmp_path):
 
 @pytest.mark.parametrize("url", ["state.db", "http://db.internal/state", "postgresql//user:hunter2-pass@db/state"])
 def test_a_state_url_that_is_not_a_database_url_names_the_variable_and_hides_the_value(workdir, url):
-    from audit_pipeline.settings import load_settings
+    from audit_pipeline.config.settings import load_settings
 
     with pytest.raises(ConfigError) as caught:
         load_settings(env={"AUDIT_STATE_URL": url})

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from audit_pipeline import layout
-from audit_pipeline.retry_after import parse_retry_after
+from audit_pipeline.core import layout
+from audit_pipeline.core.retry_after import parse_retry_after
 
 DAY = dt.date(2024, 1, 15)
 

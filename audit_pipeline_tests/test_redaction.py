@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.redaction import excerpt, redact, register_secret
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.redaction import excerpt, redact, register_secret
 from audit_pipeline.sinks import http_client
 from audit_pipeline.sinks.base import DeliveryReport, Outcome, SinkFailure
 

@@ -25,9 +25,9 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.defs.forwarding import build_forwarding_definitions
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.settings import load_settings
 from audit_pipeline_tests.sinks.events import recent, synthetic
 from audit_pipeline_tests.standins.receiver import Answer, Receiver, Request
 

@@ -124,10 +124,10 @@ def phase_pandas(url: str, out: Path) -> dict[str, float]:
 
 
 def phase_ours(url: str, out: Path) -> dict[str, float]:
-    from audit_pipeline.export import export_day
-    from audit_pipeline.settings import ExportSettings
+    from audit_pipeline.config.settings import ExportSettings
+    from audit_pipeline.exports.day import export_day
     from audit_pipeline.sources.postgres import PostgresSource
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     with PostgresSource(url) as source:
         result = export_day(source, ObjectStore(str(out / "ours")), DAY, ExportSettings())

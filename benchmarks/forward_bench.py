@@ -38,7 +38,7 @@ import psycopg
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 from benchmarks.synthetic_sql import DDL, generate_sql
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def child_read(database_url: str, es_url: str) -> dict[str, float]:
     """Our source alone: every event, in keyset windows as a pass reads them, into nothing."""
     import datetime as dt
 
-    from audit_pipeline.forwarding.config import ForwardingSettings
+    from audit_pipeline.config.sections.forwarding import ForwardingSettings
     from audit_pipeline.sources.base import Position, TimeRange
     from audit_pipeline.sources.postgres import PostgresSource
 

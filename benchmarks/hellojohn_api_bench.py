@@ -96,8 +96,8 @@ def phase_docs_script(events: int, _: str) -> dict[str, float]:
 
 
 def phase_ours(events: int, _: str) -> dict[str, float]:
-    from audit_pipeline.encoding import encode_ndjson
-    from audit_pipeline.sources import TimeRange
+    from audit_pipeline.formats.encoding import encode_ndjson
+    from audit_pipeline.sources.base import TimeRange
     from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
     from audit_pipeline.sources.hellojohn_events import RowBuffer
 
@@ -141,8 +141,8 @@ def _export_transport(events: int) -> Any:
 
 def phase_ours_export(events: int, _: str) -> dict[str, float]:
     """The export stream's own work: gunzip, lines, exact rows, Arrow batches (the same NDJSON encoding after)."""
-    from audit_pipeline.encoding import encode_ndjson
-    from audit_pipeline.sources import TimeRange
+    from audit_pipeline.formats.encoding import encode_ndjson
+    from audit_pipeline.sources.base import TimeRange
     from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
     from audit_pipeline.sources.hellojohn_events import RowBuffer
 
@@ -172,8 +172,8 @@ def phase_copy(_: int, url: str) -> dict[str, float]:
 
 
 def phase_export_csv(_: int, url: str) -> dict[str, float]:
-    from audit_pipeline.adhoc_export import write_range
-    from audit_pipeline.sources import TimeRange
+    from audit_pipeline.exports.adhoc import write_range
+    from audit_pipeline.sources.base import TimeRange
     from audit_pipeline.sources.postgres import PostgresSource
 
     start = time.perf_counter()
@@ -185,7 +185,7 @@ def phase_export_csv(_: int, url: str) -> dict[str, float]:
 
 def _read_day(api_read: str, base_url: str) -> dict[str, float]:
     """One day through the HelloJohn API source, as the daily export reads it; the stand-in's key."""
-    from audit_pipeline.sources import TimeRange
+    from audit_pipeline.sources.base import TimeRange
     from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
     from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY
 

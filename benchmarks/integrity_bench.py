@@ -26,22 +26,24 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from audit_pipeline.encoding import encode_ndjson
-from audit_pipeline.export import export_day
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.jsontext import jsonb_text
+from audit_pipeline.core.schema import ARROW_SCHEMA
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.formats.encoding import encode_ndjson
 from audit_pipeline.integrity.chain import EntryChain, line_offsets
-from audit_pipeline.integrity.config import IntegritySettings
-from audit_pipeline.integrity.merkle import leaf_hashes, subtree_roots
+from audit_pipeline.integrity.merkle import leaf_hashes
 from audit_pipeline.integrity.proofs import LogAppender
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.signing import Ed25519Signer, Keyring
 from audit_pipeline.integrity.tiles import TILE_BYTES
+from audit_pipeline.integrity.treehash import subtree_roots
 from audit_pipeline.integrity.verify import Verifier
-from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA
-from audit_pipeline.settings import ExportSettings
-from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 DAY = dt.date(2024, 1, 15)
 BATCH_ROWS = 65_536

@@ -28,12 +28,12 @@ from pathlib import Path
 import psycopg
 from pydantic import SecretStr
 
-from audit_pipeline.export import export_day
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.export_objects import ExportObject, exported_ids
-from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 ADMIN = os.environ.get("AUDIT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FIRST = dt.date(2024, 1, 1)

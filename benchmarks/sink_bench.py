@@ -39,11 +39,12 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from anywhere
 
-from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.config.sections.privacy import PrivacySettings
+from audit_pipeline.core.jsontext import jsonb_text
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.sinks.datadog import DatadogSink
-from audit_pipeline.sinks.privacy import PrivacyFilter, PrivacySettings
+from audit_pipeline.sinks.privacy import PrivacyFilter
 from audit_pipeline.sinks.splunk import SplunkSink
 from audit_pipeline.sources.synthetic import generate_events
 

@@ -17,9 +17,9 @@ from email.message import EmailMessage
 import httpx
 
 from audit_pipeline.alerts.condition import Message
-from audit_pipeline.redaction import redact
-from audit_pipeline.sections.alerts import AlertSettings, EmailChannel, SlackChannel, WebhookChannel
-from audit_pipeline.sections.webhook import _key
+from audit_pipeline.config.sections.alerts import AlertSettings, EmailChannel, SlackChannel, WebhookChannel
+from audit_pipeline.config.sections.webhook import _key
+from audit_pipeline.core.redaction import redact
 from audit_pipeline.sinks.webhook import sign
 
 TIMEOUT = 15.0

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from audit_pipeline.alerts.condition import Condition
+from audit_pipeline.config.settings import Settings
 from audit_pipeline.forwarding.configured import configured_sinks
 from audit_pipeline.forwarding.horizon import measure_lag
 from audit_pipeline.forwarding.positions import PositionStore
-from audit_pipeline.settings import Settings
-from audit_pipeline.sources import open_source
+from audit_pipeline.sources.registry import open_source
 
 
 def sink_conditions(settings: Settings, link: Callable[[str], str | None] = lambda sink: None) -> list[Condition]:

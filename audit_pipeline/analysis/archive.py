@@ -2,7 +2,7 @@
 
 ``audit-pipeline query`` runs an analyst's SQL, so the connection is sealed with DuckDB's own settings
 rather than by inspecting the SQL: DuckDB itself never opens a file.  The archive is handed to it as a
-pyarrow dataset of the day objects (read through the project's :class:`~audit_pipeline.storage.ObjectStore`:
+pyarrow dataset of the day objects (read through the project's :class:`~audit_pipeline.storage.object_store.ObjectStore`:
 a local folder natively, S3 through the store's s3fs filesystem), registered as the view; then
 ``enable_external_access`` is turned off (no ``COPY … TO``, ``ATTACH``, ``read_text``/``read_csv`` of a path,
 ``INSTALL``; extensions neither load nor auto-load), Python replacement scans are off, and
@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from audit_pipeline.errors import AuditPipelineError, first_line
-from audit_pipeline.layout import data_name, object_key
-from audit_pipeline.schema import ARROW_SCHEMA
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.core.errors import AuditPipelineError, first_line
+from audit_pipeline.core.layout import data_name, object_key
+from audit_pipeline.core.schema import ARROW_SCHEMA
+from audit_pipeline.storage.object_store import ObjectStore
 
 PARQUET_PREFIX = "parquet"
 PARQUET_NAME = data_name("parquet")

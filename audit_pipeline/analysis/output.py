@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from audit_pipeline.analysis.archive import QueryError
-from audit_pipeline.errors import first_line
+from audit_pipeline.core.errors import first_line
 
 MAX_CELL = 60
 NULL_TEXT = "NULL"

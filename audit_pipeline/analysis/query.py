@@ -23,10 +23,10 @@ from typing import BinaryIO, Literal
 import duckdb
 import pyarrow as pa
 
-from audit_pipeline.adhoc_export import check_output_path, output_file
 from audit_pipeline.analysis.archive import VIEW, QueryError, duckdb_message, open_archive
 from audit_pipeline.analysis.output import write_result
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.exports.adhoc import check_output_path, output_file
+from audit_pipeline.storage.object_store import ObjectStore
 
 OutputFormat = Literal["table", "csv", "ndjson", "parquet"]
 FORMATS: tuple[str, ...] = ("table", "csv", "ndjson", "parquet")
@@ -95,7 +95,7 @@ def explain(statement: duckdb.Statement, message: str) -> str:
 
 @contextlib.contextmanager
 def _destination(output: str | None) -> Iterator[BinaryIO]:
-    """stdout, or ``--output`` as every command writes it (:func:`~audit_pipeline.adhoc_export.output_file`)."""
+    """stdout, or ``--output`` as every command writes it (:func:`~audit_pipeline.exports.adhoc.output_file`)."""
     if output is None or output == "-":
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()

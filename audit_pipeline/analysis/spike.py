@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audit_pipeline.analysis.config import SummarySettings
 from audit_pipeline.analysis.summary import DaySummary
+from audit_pipeline.config.sections.summary import SummarySettings
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ import duckdb
 import orjson
 
 from audit_pipeline.analysis.archive import attach_store, duckdb_message, duckdb_path, new_connection, parquet_key, sql_text
-from audit_pipeline.analysis.config import SummarySettings
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.layout import SUMMARY_PREFIX as SUMMARY_PREFIX
-from audit_pipeline.layout import summary_key as summary_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.config.sections.summary import SummarySettings
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.layout import SUMMARY_PREFIX as SUMMARY_PREFIX
+from audit_pipeline.core.layout import summary_key as summary_key
+from audit_pipeline.storage.object_store import ObjectStore
 
 SUMMARY_VERSION = 1
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from audit_pipeline.errors import AuditPipelineError, first_line
-from audit_pipeline.redaction import redact
-from audit_pipeline.settings import PostgresSourceSettings, Settings
+from audit_pipeline.config.settings import PostgresSourceSettings, Settings
+from audit_pipeline.core.errors import AuditPipelineError, first_line
+from audit_pipeline.core.redaction import redact
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -53,7 +53,7 @@ def _source(settings: Settings) -> Iterator[Check]:
     if isinstance(settings.source, PostgresSourceSettings):
         yield from _postgres(settings.source, settings.forwarding.watch_open_transactions)
         return
-    from audit_pipeline.sources import open_source
+    from audit_pipeline.sources.registry import open_source
 
     setting = "source" if settings.source_kind == "hellojohn_api" else "source (none configured: the embedded demo database)"
     try:
@@ -106,7 +106,7 @@ def _postgres(config: PostgresSourceSettings, watch_open_transactions: bool) -> 
 
 
 def _export_store(settings: Settings) -> Iterator[Check]:
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     setting = "export.url (AUDIT_EXPORT_URL)"
     try:

@@ -23,16 +23,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from audit_pipeline.errors import StorageError
-from audit_pipeline.export import day_prefix
-from audit_pipeline.integrity.config import IntegritySettings
-from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_key, read_optional
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.core.errors import StorageError
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.layout import FORMATS, day_prefix, manifest_key
+from audit_pipeline.exports.readback import RangeReader, schema_problem
+from audit_pipeline.integrity.manifest import Manifest, ManifestError, read_optional
+from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.integrity.verify import DayReport, Verifier
-from audit_pipeline.readback import RangeReader, schema_problem
-from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
-from audit_pipeline.storage import ObjectDigest, ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.integrity.verify import Verifier
+from audit_pipeline.sources.base import AuditSource, TimeRange
+from audit_pipeline.storage.object_store import ObjectDigest, ObjectStore
 
 CheckName = Literal["complete", "schema", "integrity"]
 CHECK_NAMES: tuple[CheckName, ...] = ("complete", "schema", "integrity")

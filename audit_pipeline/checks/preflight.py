@@ -10,7 +10,7 @@ mistakes into one line before any run exists, so the UI keeps showing the day as
 from __future__ import annotations
 
 from audit_pipeline.checks.connect import Check, _export_store, _source
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.settings import Settings
 
 
 def export_preflight(settings: Settings) -> list[Check]:

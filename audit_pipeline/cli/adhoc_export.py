@@ -11,13 +11,14 @@ from typing import BinaryIO
 
 import click
 
-from audit_pipeline.adhoc_export import RangeExport, check_output_path, output_file, spooled_to, write_range, writes_in_place
 from audit_pipeline.cli.app import config_path, friendly_errors, main
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.isotime import format_instant
+from audit_pipeline.exports.adhoc import RangeExport, check_output_path, output_file, spooled_to, write_range, writes_in_place
 from audit_pipeline.exports.adhoc_request import parse_range_request
-from audit_pipeline.isotime import format_instant
-from audit_pipeline.settings import load_settings
-from audit_pipeline.sources import TimeRange, open_source
+from audit_pipeline.sources.base import TimeRange
+from audit_pipeline.sources.registry import open_source
 
 
 class _ProgressLine:

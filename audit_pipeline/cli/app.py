@@ -19,8 +19,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from audit_pipeline import __version__
-from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
-from audit_pipeline.redaction import install_log_redaction, redact
+from audit_pipeline.core.errors import AuditPipelineError, ConfigError, first_line
+from audit_pipeline.core.redaction import install_log_redaction, redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 

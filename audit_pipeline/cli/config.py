@@ -20,9 +20,9 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from audit_pipeline.cli.app import EXIT_FAILED, EXIT_USAGE, config_path, friendly_errors, main
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.redaction import MASK, redact
-from audit_pipeline.settings import Settings, load_settings
+from audit_pipeline.config.settings import Settings, load_settings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.redaction import MASK, redact
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +70,6 @@ def resolved_yaml(settings: Settings) -> str:
 def _checks(settings: Settings) -> list[tuple[str, Callable[[], object]]]:
     from audit_pipeline.defs.executor import run_executor
     from audit_pipeline.forwarding.configured import configured_sinks
-    from audit_pipeline.integrity.config import integrity_settings
     from audit_pipeline.integrity.signing import load_signer
     from audit_pipeline.retention.policy import retention_policy
 
@@ -81,7 +80,7 @@ def _checks(settings: Settings) -> list[tuple[str, Callable[[], object]]]:
     return [
         ("sinks", sinks),
         ("retention", lambda: retention_policy(settings)),
-        ("integrity", lambda: load_signer(integrity_settings(settings))),
+        ("integrity", lambda: load_signer(settings.integrity)),
         ("executor", run_executor),
     ]
 
@@ -175,7 +174,7 @@ def schema_command() -> None:
 @click.option("--write", "target", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the page here instead of printing it.")
 def docs_command(target: Path | None) -> None:
     """Print (or write) docs/configuration.md, generated from the settings model."""
-    from audit_pipeline.config_docs import reference_markdown
+    from audit_pipeline.config.reference_docs import reference_markdown
 
     page = reference_markdown()
     if target is None:

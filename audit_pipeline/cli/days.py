@@ -11,13 +11,12 @@ import datetime as dt
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
-from audit_pipeline.export import day_prefix
-from audit_pipeline.integrity.manifest import Manifest, ManifestError, manifest_key, read_optional
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.layout import FORMATS, day_prefix, manifest_key
+from audit_pipeline.integrity.manifest import Manifest, ManifestError, read_optional
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
-from audit_pipeline.settings import load_settings
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.storage.object_store import ObjectStore
 
 
 def _rows(store: ObjectStore, day: dt.date) -> dict[str, int] | None:

@@ -12,9 +12,9 @@ import click
 from audit_pipeline.cli.app import config_path, friendly_errors, main, quiet_dagster, verbose
 from audit_pipeline.cli.instance import dagster_instance, recorded_store_note
 from audit_pipeline.cli.options import parse_day
-from audit_pipeline.errors import AuditPipelineError, ConfigError
-from audit_pipeline.partition_days import check_partition_day
-from audit_pipeline.settings import Settings, load_settings
+from audit_pipeline.config.partition_days import check_partition_day
+from audit_pipeline.config.settings import Settings, load_settings
+from audit_pipeline.core.errors import AuditPipelineError, ConfigError
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -38,7 +38,7 @@ def _preflight(settings: Settings) -> None:
     wrong role, database, port or bucket is said here, in one line, and no run is recorded.
     """
     from audit_pipeline.checks.preflight import export_preflight
-    from audit_pipeline.redaction import redact
+    from audit_pipeline.core.redaction import redact
 
     failed = export_preflight(settings)
     if failed:
@@ -102,9 +102,9 @@ def _instance_note() -> str:
 @friendly_errors
 def demo(ctx: click.Context) -> None:
     """Export the embedded demo database's days, list the files and manifests, and say what to try next."""
-    from audit_pipeline.integrity.manifest import MANIFEST_PREFIX
+    from audit_pipeline.core.layout import MANIFEST_PREFIX
     from audit_pipeline.sources.demo import DEMO_DAYS
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     settings = load_settings(config_path(ctx))
     if not settings.uses_demo_source:

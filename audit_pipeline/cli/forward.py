@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
+from audit_pipeline.config.settings import Settings, load_settings
 from audit_pipeline.forwarding.results import PassResult
-from audit_pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from audit_pipeline.forwarding.engine import Forwarder
@@ -74,7 +74,7 @@ def forward(
     Without --once it follows: events reach the sink about a second after their commit. SIGTERM or
     Ctrl-C finishes the batches in flight, commits their position and exits."""
     from audit_pipeline.cli.memory import streaming_memory
-    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.core.errors import ConfigError
 
     if all_sinks == (sink is not None):
         raise ConfigError("forward takes a SINK name or --all (every enabled sink), not both and not neither; audit-pipeline sinks list shows the names")
@@ -183,7 +183,7 @@ def _exit(stopped: bool, dead_lettered: dict[str, int]) -> None:
 
 def _forward_all(ctx: click.Context, options: _Options) -> None:
     """Every enabled sink: one pass each in turn (--once), or one follower thread each sharing the probe."""
-    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.core.errors import ConfigError
     from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
     from audit_pipeline.forwarding.configured import configured_sinks
 
@@ -218,9 +218,9 @@ def _forward_all(ctx: click.Context, options: _Options) -> None:
 def _follow_all(settings: Settings, forwarders: list[Forwarder], options: _Options) -> None:
     import time
 
+    from audit_pipeline.core.redaction import redact
     from audit_pipeline.forwarding.fleet import Fleet, SharedProbe
-    from audit_pipeline.redaction import redact
-    from audit_pipeline.sources import open_source
+    from audit_pipeline.sources.registry import open_source
 
     probe_source = open_source(settings)
     echo_lock = threading.Lock()
@@ -336,11 +336,11 @@ def deadletters() -> None:
 def list_dead_letters(ctx: click.Context, sink: str) -> None:
     """List SINK's dead-letter objects as a table: key (under the export root), event count, first reason."""
     from audit_pipeline.cli.table import render
-    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.core.errors import ConfigError
+    from audit_pipeline.core.redaction import excerpt
     from audit_pipeline.forwarding.configured import configured_sinks
     from audit_pipeline.forwarding.deadletters import DeadLetterStore
-    from audit_pipeline.redaction import excerpt
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     settings = load_settings(config_path(ctx))
     store = DeadLetterStore(ObjectStore.from_settings(settings.export))

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.settings import Settings
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -45,7 +45,7 @@ def recorded_store_note(instance: dg.DagsterInstance, settings: Settings) -> str
     import dagster as dg
 
     from audit_pipeline.defs.exports import EXPORT_ASSETS
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=EXPORT_ASSETS["csv"]), limit=1, ascending=False).records
     materialization = found[0].asset_materialization if found else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 
 
 def parse_day(value: str, option: str) -> dt.date:

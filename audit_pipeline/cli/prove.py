@@ -10,7 +10,7 @@ import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.options import parse_optional_day
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 
 
 def _write(bundle: dict[str, object], output: str | None) -> None:
@@ -40,9 +40,9 @@ def prove_command(ctx: click.Context, event_id: str | None, day: str | None, old
     with the public key alone.  With ``--consistency OLD_CHECKPOINT`` the bundle proves instead
     that today's log extends that checkpoint.
     """
+    from audit_pipeline.config.settings import load_settings
     from audit_pipeline.integrity.proofs import prove_consistency, prove_event
-    from audit_pipeline.settings import load_settings
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     if (event_id is None) == (old_checkpoint is None):
         raise ConfigError("give either EVENT_ID or --consistency OLD_CHECKPOINT")

@@ -8,8 +8,8 @@ import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.options import parse_optional_day
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import load_settings
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.errors import ConfigError
 
 
 @main.command("query")
@@ -54,7 +54,7 @@ def query_command(ctx: click.Context, sql: str, first: str | None, last: str | N
     """
     from audit_pipeline.analysis.archive import QueryError
     from audit_pipeline.analysis.query import TABLE_ROWS, run_query
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     start, end = parse_optional_day(first, "--from"), parse_optional_day(last, "--to")
     if start and end and end < start:

@@ -11,9 +11,9 @@ import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.options import parse_optional_day
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.retention.plan import Figures, RetentionPlan
 from audit_pipeline.retention.run import RetentionResult, run_retention
-from audit_pipeline.settings import load_settings
 
 
 def summary(figures: Figures, verb: str) -> str:

@@ -16,11 +16,11 @@ import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.table import duration, render
-from audit_pipeline.settings import load_settings
+from audit_pipeline.config.settings import load_settings
 
 
 def _show(position: object) -> str:
-    from audit_pipeline.isotime import format_instant
+    from audit_pipeline.core.isotime import format_instant
     from audit_pipeline.sources.base import Position
 
     if position is None:
@@ -43,7 +43,7 @@ def list_command(ctx: click.Context, no_lag: bool) -> None:
     from audit_pipeline.forwarding.configured import configured_sinks
     from audit_pipeline.forwarding.horizon import measure_lag
     from audit_pipeline.forwarding.positions import PositionStore
-    from audit_pipeline.sources import open_source
+    from audit_pipeline.sources.registry import open_source
 
     settings = load_settings(config_path(ctx))
     configured = configured_sinks(settings, include_disabled=True)
@@ -90,11 +90,11 @@ def list_command(ctx: click.Context, no_lag: bool) -> None:
 @friendly_errors
 def seek_command(ctx: click.Context, sink: str, target: str, reason: str, yes: bool) -> None:
     """Move SINK's position to --to, recording who moved it and --reason; refused while a forwarder holds the sink."""
-    from audit_pipeline.errors import ConfigError
+    from audit_pipeline.core.errors import ConfigError
     from audit_pipeline.forwarding.configured import configured_sinks
     from audit_pipeline.forwarding.positions import PositionStore
     from audit_pipeline.forwarding.seek import move_position, operator, resolve_target
-    from audit_pipeline.sources import open_source
+    from audit_pipeline.sources.registry import open_source
 
     settings = load_settings(config_path(ctx))
     if not reason.strip():
@@ -133,9 +133,9 @@ def seek_command(ctx: click.Context, sink: str, target: str, reason: str, yes: b
 @friendly_errors
 def moves_command(ctx: click.Context, sink: str | None, limit: int) -> None:
     """The recorded position moves, newest first: when, who, from, to, why."""
+    from audit_pipeline.core.isotime import format_instant
     from audit_pipeline.forwarding.positions import PositionStore
     from audit_pipeline.forwarding.seek import moves
-    from audit_pipeline.isotime import format_instant
 
     settings = load_settings(config_path(ctx))
     store = PositionStore.from_settings(settings)

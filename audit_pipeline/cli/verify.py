@@ -10,13 +10,13 @@ import click
 
 from audit_pipeline.cli.app import config_path, friendly_errors, main
 from audit_pipeline.cli.options import parse_optional_day
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.integrity.head import seen_head
+from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.integrity.verify import DayReport, Verifier
-from audit_pipeline.settings import load_settings
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.integrity.verify import Verifier
+from audit_pipeline.storage.object_store import ObjectStore
 
 
 def _echo_report(report: DayReport) -> None:
@@ -49,13 +49,13 @@ def verify_command(ctx: click.Context, first: str | None, last: str | None, publ
     if start and end and end < start:
         raise ConfigError(f"--to {end} is before --from {start}")
     settings = load_settings(config_path(ctx))
-    keyring = Keyring.build(integrity_settings(settings), [Path(p) for p in public_keys])
+    keyring = Keyring.build(settings.integrity, [Path(p) for p in public_keys])
     for warning in keyring.warnings:
         click.echo(f"warning: {warning}", err=True)
     store = ObjectStore.from_settings(settings.export)
     verifier = Verifier(store, keyring)
     head = verifier.check_head(seen_head(settings, store)) if end is None else None
-    config = integrity_settings(settings)
+    config = settings.integrity
     # The transparency log as it is now, like the head.
     log = verifier.check_log(config.timestamp_ca_file, bool(config.timestamp_url)) if end is None else None
     reports = verifier.verify_range(start, end, head)
@@ -92,8 +92,8 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     A plain export refuses to replace a day whose events differ from its manifest; this is
     the explicit way to accept the change (late rows, a corrected source, restored tampering).
     """
-    from audit_pipeline.sealed_export import export_sealed_day
-    from audit_pipeline.sources import open_source
+    from audit_pipeline.recipes.sealed_export import export_sealed_day
+    from audit_pipeline.sources.registry import open_source
 
     start = parse_optional_day(first, "--from")
     end = parse_optional_day(last, "--to") or start
@@ -103,7 +103,7 @@ def rechain_command(ctx: click.Context, first: str, last: str | None, reason: st
     if not reason.strip():
         raise ConfigError("--reason must say why the events change; it is recorded in the manifest")
     settings = load_settings(config_path(ctx))
-    if not integrity_settings(settings).enabled:
+    if not settings.integrity.enabled:
         raise ConfigError("integrity.enabled is false: there is no chain to rechain")
     store = ObjectStore.from_settings(settings.export)
     day = start
@@ -126,7 +126,7 @@ def relink_command(ctx: click.Context, first: str) -> None:
     Events are not changed: each day is re-hashed from an object that still matches its own
     manifest.  Exports do this by themselves; run it after an interrupted backfill.
     """
-    from audit_pipeline.sealed_export import manifest_days, relink_days
+    from audit_pipeline.recipes.sealed_export import manifest_days, relink_days
 
     start = parse_optional_day(first, "--from")
     assert start is not None

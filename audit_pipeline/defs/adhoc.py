@@ -10,8 +10,8 @@ after the run, and records the object's link, row count and SHA-256 in the run's
 import dagster as dg
 from pydantic import Field
 
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import ConfigError
 from audit_pipeline.exports.adhoc_request import parse_range_request
 from audit_pipeline.exports.adhoc_store import export_range_to_store
 

@@ -17,10 +17,10 @@ from audit_pipeline.alerts.book import AlertBook
 from audit_pipeline.alerts.channels import senders
 from audit_pipeline.alerts.condition import Condition
 from audit_pipeline.alerts.sinks import sink_conditions
+from audit_pipeline.config.sections.alerts import AlertSettings
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.forwarding import lag_asset_key
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.sections.alerts import AlertSettings
 
 PARTITION_TAG = "dagster/partition"
 #: How many recent finished runs each evaluation reads (runs and their check evaluations).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from audit_pipeline.config.settings import Settings
 from audit_pipeline.defs import adhoc, alerts, integrity, retention
 from audit_pipeline.defs.executor import run_executor
 from audit_pipeline.defs.exports import build_export_definitions
@@ -12,7 +13,6 @@ from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.defs.security_lake import build_security_lake_definitions
 from audit_pipeline.defs.summary import build_summary_definitions
-from audit_pipeline.settings import Settings
 
 
 def build_definitions(settings: Settings, resource: AuditPipelineResource | None = None) -> dg.Definitions:

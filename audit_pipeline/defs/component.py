@@ -18,10 +18,10 @@ from typing import Any
 
 import dagster as dg
 
+from audit_pipeline.config.settings import Settings, load_settings, settings_from_mapping
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.build import build_definitions
 from audit_pipeline.defs.resources import SETTINGS_ORIGIN, AuditPipelineResource
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import Settings, load_settings, settings_from_mapping
 
 
 class ConfigurationNotLoaded(Exception):

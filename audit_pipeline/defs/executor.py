@@ -18,7 +18,7 @@ from typing import Any
 
 import dagster as dg
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 
 EXECUTOR_SETTING = "AUDIT_DAGSTER_EXECUTOR"
 BROKER_SETTING = "DAGSTER_CELERY_BROKER_URL"

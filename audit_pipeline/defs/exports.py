@@ -11,13 +11,12 @@ import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.checks.day import CHECK_NAMES, CheckName, DayCheckPass, count_for_complete
+from audit_pipeline.core.errors import AuditPipelineError, SourceError, StorageError
+from audit_pipeline.core.event_filters import daily_export_filter, describe
+from audit_pipeline.core.schema import ARROW_SCHEMA, DESCRIPTIONS
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
-from audit_pipeline.event_filters import daily_export_filter, describe
-from audit_pipeline.export import DayExport
-from audit_pipeline.integrity.config import integrity_settings
-from audit_pipeline.schema import ARROW_SCHEMA, DESCRIPTIONS
-from audit_pipeline.sealed_export import export_sealed_day
+from audit_pipeline.exports.day import DayExport
+from audit_pipeline.recipes.sealed_export import export_sealed_day
 from audit_pipeline.sources.base import TimeRange
 
 EXPORT_ASSETS = {
@@ -142,7 +141,7 @@ def day_check_results(
     """The verdicts of one check pass over ``day`` (every check unless ``wanted`` says which)."""
     wanted = wanted or [(fmt, name) for fmt in EXPORT_ASSETS for name in CHECK_NAMES]
     settings = audit.settings()
-    config = integrity_settings(settings)
+    config = settings.integrity
     recorded = _recorded_metadata(instance, day) if instance is not None and not config.enabled else None
     check_pass = DayCheckPass(audit.object_store(), day, config)
     if not any(name == "complete" for _fmt, name in wanted):

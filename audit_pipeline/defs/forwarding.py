@@ -21,17 +21,17 @@ from typing import Any
 
 import dagster as dg
 
+from audit_pipeline.config.settings import Settings, load_settings
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.exports import SOURCE_TABLE
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.forwarding.config import forwarding_settings
 from audit_pipeline.forwarding.configured import configured_sinks, find_sink
 from audit_pipeline.forwarding.horizon import Lag, compute_horizon, initial_position, measure_lag
 from audit_pipeline.forwarding.ledger import late_total
 from audit_pipeline.forwarding.positions import PositionStore, SinkState
 from audit_pipeline.forwarding.sweep import check
-from audit_pipeline.settings import Settings, load_settings
-from audit_pipeline.sources import Position, open_source
+from audit_pipeline.sources.base import Position
+from audit_pipeline.sources.registry import open_source
 
 ACTIVE_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -137,7 +137,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
         finally:
             source.close()
             positions.close()
-        verdict = lag_check_evaluation(sink_name, lag, forwarding_settings(settings).max_lag_seconds)
+        verdict = lag_check_evaluation(sink_name, lag, settings.forwarding.max_lag_seconds)
         return dg.AssetCheckResult(passed=verdict.passed, severity=verdict.severity, description=verdict.description, metadata=verdict.metadata)
 
     @dg.op(name=f"forward_{name}", pool=f"sink_{name}", tags={SINK_TAG: sink_name})
@@ -181,7 +181,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
     )
     def forwarder_sensor(context: dg.SensorEvaluationContext, audit: AuditPipelineResource) -> dg.SensorResult:
         settings = audit.settings()
-        fwd = forwarding_settings(settings)
+        fwd = settings.forwarding
         configured = find_sink(settings, sink_name)
         configured.sink.close()
         positions = PositionStore.from_settings(settings)
@@ -229,7 +229,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
 
 def build_forwarding_definitions(settings: Settings) -> dg.Definitions:
     """One set of definitions per enabled sink in the settings."""
-    fwd = forwarding_settings(settings)
+    fwd = settings.forwarding
     parts = []
     for configured in configured_sinks(settings):
         configured.sink.close()

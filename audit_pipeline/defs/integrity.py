@@ -20,7 +20,6 @@ import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
@@ -44,7 +43,7 @@ class VerifyConfig(dg.Config):
     tags={"kind": "integrity"},
 )
 def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource, config: VerifyConfig) -> dg.Output[None]:  # type: ignore[type-arg]
-    settings = integrity_settings(audit.settings())
+    settings = audit.settings().integrity
     if not settings.enabled:
         context.log.info("integrity.enabled is false: there are no manifests to verify")
         return dg.Output(None, metadata={"days": 0, "status": "disabled"})

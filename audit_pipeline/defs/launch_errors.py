@@ -29,9 +29,9 @@ Hook = Callable[[type[BaseException], BaseException, TracebackType | None], obje
 
 def partition_day_message(key: str, today: dt.date | None = None) -> str | None:
     """Why ``--partition KEY`` names no day to export, as ``export-day`` says it; None when the reason is something else."""
-    from audit_pipeline.errors import AuditPipelineError
-    from audit_pipeline.partition_days import check_partition_day
-    from audit_pipeline.settings import load_settings
+    from audit_pipeline.config.partition_days import check_partition_day
+    from audit_pipeline.config.settings import load_settings
+    from audit_pipeline.core.errors import AuditPipelineError
 
     try:
         day = dt.date.fromisoformat(key)

@@ -9,9 +9,7 @@ import datetime as dt
 
 import dagster as dg
 
-from audit_pipeline.partition_days import check_partition_day
-
-__all__ = ["check_partition_day", "daily_partitions_from"]
+__all__ = ["daily_partitions_from"]
 
 
 def daily_partitions_from(start: dt.date) -> dg.DailyPartitionsDefinition:

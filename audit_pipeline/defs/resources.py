@@ -7,10 +7,11 @@ import json
 import dagster as dg
 from pydantic import PrivateAttr
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import Settings, load_settings, settings_from_mapping
-from audit_pipeline.sources import AuditSource, open_source
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.config.settings import Settings, load_settings, settings_from_mapping
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.sources.base import AuditSource
+from audit_pipeline.sources.registry import open_source
+from audit_pipeline.storage.object_store import ObjectStore
 
 #: How errors in a component's settings name where they come from.
 SETTINGS_ORIGIN = "defs.yaml (attributes.settings)"

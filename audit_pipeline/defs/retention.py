@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field
 
+from audit_pipeline.core.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.defs.exports import EXPORT_ASSETS, SOURCE_TABLE
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import AuditPipelineError, SourceError, StorageError
 
 if TYPE_CHECKING:  # retention (and its Elasticsearch client) is imported when the job runs, not by every run of the code location
     from audit_pipeline.retention.run import RetentionResult

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from audit_pipeline.daylock import day_lock
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError, StorageError
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import AuditPipelineError, StorageError
+from audit_pipeline.exports.daylock import day_lock
 from audit_pipeline.integrity.signing import load_signer
-from audit_pipeline.settings import Settings
 
 SECURITY_LAKE_ASSET = dg.AssetKey("audit_logs_ocsf_security_lake")
 PARQUET_ASSET = dg.AssetKey("audit_logs_parquet")

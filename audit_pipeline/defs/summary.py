@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from audit_pipeline.analysis.config import SummarySettings
+from audit_pipeline.config.sections.summary import SummarySettings
+from audit_pipeline.core.errors import AuditPipelineError, StorageError
+from audit_pipeline.core.layout import summary_key
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import AuditPipelineError, StorageError
-from audit_pipeline.layout import summary_key
 
 if TYPE_CHECKING:  # the summary reads Parquet through DuckDB, imported when a summary runs, not by every run of the code location
     from audit_pipeline.analysis.summary import DaySummary

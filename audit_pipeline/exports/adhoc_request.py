@@ -7,11 +7,11 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from audit_pipeline.adhoc_export import canonical_format
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.event_filters import check_pattern
-from audit_pipeline.isotime import format_instant, parse_instant
-from audit_pipeline.sources import EventFilter, TimeRange
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.event_filters import EventFilter, check_pattern
+from audit_pipeline.core.isotime import format_instant, parse_instant
+from audit_pipeline.exports.adhoc import canonical_format
+from audit_pipeline.sources.base import TimeRange
 
 
 @dataclass(frozen=True)

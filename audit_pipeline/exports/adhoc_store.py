@@ -12,13 +12,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from audit_pipeline.adhoc_export import write_range
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.exports.adhoc import write_range
 from audit_pipeline.exports.adhoc_request import RangeRequest
-from audit_pipeline.settings import ExportSettings
-from audit_pipeline.sources import AuditSource
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import CONTENT_TYPES
+from audit_pipeline.formats.writers import CONTENT_TYPES
+from audit_pipeline.sources.base import AuditSource
+from audit_pipeline.storage.object_store import ObjectStore
 
 ADHOC_PREFIX = "adhoc"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

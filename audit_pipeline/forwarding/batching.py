@@ -1,7 +1,7 @@
 """Cutting the source stream into sink-sized batches, encoded ahead of the sender.
 
 Source batches are cut into chunks of at most the sink's batch size and NDJSON-encoded
-column-wise (:mod:`audit_pipeline.encoding`) on a reader thread while earlier chunks are
+column-wise (:mod:`audit_pipeline.formats.encoding`) on a reader thread while earlier chunks are
 being sent; chunks are then cut again by the sink's byte limit.  At most ``depth`` chunks wait,
 so memory stays bounded whatever the backlog.
 """
@@ -15,10 +15,10 @@ from typing import cast
 import numpy as np
 import pyarrow as pa
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.formats.streaming import read_ahead
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.sources.base import Position
-from audit_pipeline.streaming import read_ahead
 
 #: What happens to a source batch before any sink sees it (identity unless a transform is configured).
 BatchTransform = Callable[[pa.RecordBatch], pa.RecordBatch]

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from audit_pipeline.forwarding.config import forwarding_settings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.redaction import redact
 from audit_pipeline.forwarding.configured import find_sink
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.positions import PositionStore
-from audit_pipeline.redaction import redact
-from audit_pipeline.settings import Settings
 from audit_pipeline.sinks.privacy import privacy_filter
-from audit_pipeline.sources import open_source
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.sources.registry import open_source
+from audit_pipeline.storage.object_store import ObjectStore
 
 
 def open_forwarder(settings: Settings, sink_name: str, *, log: Callable[[str], None] | None = None, max_rate: float | None = None) -> Forwarder:
     """The forwarder for ``sink_name``; close it (``forwarder.close()``) to release the sink and connections."""
-    fwd = forwarding_settings(settings)
+    fwd = settings.forwarding
     if max_rate is not None:
         fwd = fwd.model_copy(update={"max_events_per_second": max_rate})
     configured = find_sink(settings, sink_name)

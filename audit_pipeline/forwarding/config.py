@@ -10,23 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit_pipeline.sections.forwarding import COMMON_SINK_KEYS, ForwardingSettings, RetrySettings, SinkForwarding, StartSpec, parse_duration
-from audit_pipeline.settings import Settings, parse_section
+from audit_pipeline.config.sections.forwarding import COMMON_SINK_KEYS, SinkForwarding
+from audit_pipeline.config.settings import parse_section
 
-__all__ = [
-    "COMMON_SINK_KEYS",
-    "ForwardingSettings",
-    "RetrySettings",
-    "SinkForwarding",
-    "StartSpec",
-    "forwarding_settings",
-    "parse_duration",
-    "split_sink_section",
-]
-
-
-def forwarding_settings(settings: Settings) -> ForwardingSettings:
-    return settings.forwarding
+__all__ = ["split_sink_section"]
 
 
 def split_sink_section(raw: Any, where: str) -> tuple[SinkForwarding, Any]:

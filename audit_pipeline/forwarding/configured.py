@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.forwarding.config import SinkForwarding, split_sink_section
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.sections.forwarding import SinkForwarding
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.forwarding.config import split_sink_section
 from audit_pipeline.sinks.base import Sink
 from audit_pipeline.sinks.registry import build_sink, sink_sections
 

@@ -8,7 +8,7 @@ object per rejected part of a batch, one line per event::
 
 The key is derived from the rejected ids, so a batch replayed after a crash rewrites the same
 object instead of adding a second copy.  Objects are written (atomically, see
-:mod:`audit_pipeline.storage`) *before* the sink's position moves past the events: an event is
+:mod:`audit_pipeline.storage.object_store`) *before* the sink's position moves past the events: an event is
 either acknowledged by the sink, or in a dead-letter object, or still ahead of the position.
 """
 
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 import orjson
 import pyarrow as pa
 
-from audit_pipeline.errors import StorageError
-from audit_pipeline.jsontext import jsonb_text, parse_exact
-from audit_pipeline.layout import dead_letter_key, dead_letter_prefix
-from audit_pipeline.redaction import redact
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.core.errors import StorageError
+from audit_pipeline.core.jsontext import jsonb_text, parse_exact
+from audit_pipeline.core.layout import dead_letter_key, dead_letter_prefix
+from audit_pipeline.core.redaction import redact
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sinks.base import EventBatch
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 CONTENT_TYPE = "application/x-ndjson"
 

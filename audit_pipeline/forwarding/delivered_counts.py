@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from audit_pipeline.core.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.forwarding.state_tables import counting_table, delivered_by_day_table
-from audit_pipeline.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.sources.base import Position
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, first_line
+from audit_pipeline.core.errors import AuditPipelineError, first_line
+from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError
 from audit_pipeline.forwarding.positions import LeaseLost
 from audit_pipeline.forwarding.retry import GaveUp, RetryLater, RetryPolicy
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure

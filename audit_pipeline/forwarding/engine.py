@@ -26,14 +26,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.config.sections.forwarding import ForwardingSettings, SinkForwarding
+from audit_pipeline.core.errors import AuditPipelineError
 from audit_pipeline.forwarding.batching import BatchLimits, BatchTransform, last_position, prefetch, split
-from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.delivered_counts import events_by_day
 from audit_pipeline.forwarding.delivery import Courier, Settled
-from audit_pipeline.forwarding.errors import DeliveryStalled, ForwardingError, SinkBusy
-from audit_pipeline.forwarding.horizon import EARLIEST, Clock, Horizon, Lag, compute_horizon, events_after, initial_position, measure_lag
+from audit_pipeline.forwarding.horizon import Clock, Horizon, compute_horizon, events_after, initial_position
 from audit_pipeline.forwarding.leases import Lease
 from audit_pipeline.forwarding.positions import PositionStore, SinkState
 from audit_pipeline.forwarding.replay import replay_dead_letters
@@ -43,22 +42,9 @@ from audit_pipeline.forwarding.sweep import Sweep
 from audit_pipeline.forwarding.wakeup import Probe, Wakeup
 from audit_pipeline.forwarding.window import InFlight
 from audit_pipeline.sinks.base import EventBatch, Sink, SinkFailure
-from audit_pipeline.sources.base import AuditSource, Position, TimeRange
+from audit_pipeline.sources.base import EARLIEST, AuditSource, Position, TimeRange
 
-__all__ = [
-    "EARLIEST",
-    "DeliveryStalled",
-    "Forwarder",
-    "ForwardingError",
-    "Horizon",
-    "Lag",
-    "PassResult",
-    "ReplayResult",
-    "SinkBusy",
-    "compute_horizon",
-    "initial_position",
-    "measure_lag",
-]
+__all__ = ["Forwarder"]
 
 
 def _ignore_lag(_seconds: float) -> None:

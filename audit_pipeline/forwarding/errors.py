@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.errors import first_line as first_line  # named here for the forwarding modules
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.errors import first_line as first_line  # named here for the forwarding modules
 
 
 class ForwardingError(AuditPipelineError):

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.core.errors import AuditPipelineError
 from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.errors import SinkBusy
 from audit_pipeline.forwarding.results import PassResult

@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audit_pipeline.forwarding.config import ForwardingSettings
+from audit_pipeline.config.sections.forwarding import ForwardingSettings
 from audit_pipeline.forwarding.positions import SinkState
 from audit_pipeline.sources.base import EARLIEST, AuditSource, Position, TimeRange, first_pending
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 
 metadata = sa.MetaData()

@@ -35,13 +35,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
-from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError, ConfigError, first_line
+from audit_pipeline.core.isotime import epoch_micros, from_epoch_micros
 from audit_pipeline.forwarding import ledger as late_ledger
 from audit_pipeline.forwarding.delivered_counts import CountingStart, add_day_counts, counting_start, day_count, start_counting
 from audit_pipeline.forwarding.ledger import LedgerEntry
 from audit_pipeline.forwarding.state_tables import counting_table, leases_table, metadata, positions_table, sqlite_immediate_transactions
-from audit_pipeline.isotime import epoch_micros, from_epoch_micros
-from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import Position
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.core.errors import AuditPipelineError
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.delivered_counts import events_by_day
 from audit_pipeline.forwarding.delivery import Courier

@@ -13,8 +13,8 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from audit_pipeline.forwarding.config import RetrySettings
-from audit_pipeline.forwarding.errors import first_line
+from audit_pipeline.config.sections.forwarding import RetrySettings
+from audit_pipeline.core.errors import first_line
 
 T = TypeVar("T")
 

@@ -30,15 +30,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.isotime import epoch_micros, from_epoch_micros
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.forwarding import ledger
 from audit_pipeline.forwarding.errors import SinkBusy
-from audit_pipeline.forwarding.horizon import EARLIEST, initial_position, source_now
+from audit_pipeline.forwarding.horizon import initial_position, source_now
 from audit_pipeline.forwarding.positions import PositionStore, new_holder
 from audit_pipeline.forwarding.state_tables import counting_table, delivered_by_day_table, positions_table
-from audit_pipeline.isotime import epoch_micros, from_epoch_micros
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.sources.base import AuditSource, Position, TimeRange
+from audit_pipeline.sources.base import EARLIEST, AuditSource, Position, TimeRange
 
 moves_metadata = sa.MetaData()
 moves_table = sa.Table(

@@ -25,14 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from audit_pipeline.core.isotime import epoch_micros, from_epoch_micros
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.forwarding import ledger
 from audit_pipeline.forwarding.batching import BatchLimits, BatchTransform, split
 from audit_pipeline.forwarding.delivery import Courier, Settled
 from audit_pipeline.forwarding.horizon import ONE_MICROSECOND
 from audit_pipeline.forwarding.ledger import LedgerEntry
 from audit_pipeline.forwarding.results import PassResult
-from audit_pipeline.isotime import epoch_micros, from_epoch_micros
-from audit_pipeline.schema import COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from audit_pipeline.forwarding.config import ForwardingSettings
+from audit_pipeline.config.sections.forwarding import ForwardingSettings
 from audit_pipeline.forwarding.results import PassResult
 from audit_pipeline.sources.base import Position
 

@@ -22,12 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from audit_pipeline.csv_records import record_blocks
-from audit_pipeline.encoding import CSV_HEADER, encode_ndjson
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP_TYPE
+from audit_pipeline.formats.csv_records import record_blocks
+from audit_pipeline.formats.encoding import CSV_HEADER, encode_ndjson
+from audit_pipeline.formats.writers import open_text_reader
 from audit_pipeline.integrity.chain import split_lines
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, TIMESTAMP_TYPE
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import open_text_reader
+from audit_pipeline.storage.object_store import ObjectStore
 
 BLOCK = 8 << 20
 _PROTECTED = r"^'[=+\-@\t\r]"

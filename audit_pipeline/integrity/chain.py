@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from audit_pipeline.encoding import ndjson_line_offsets
+from audit_pipeline.formats.encoding import ndjson_line_offsets
 
 #: Seed of a chain's first day: 32 zero bytes.
 GENESIS = bytes(32)

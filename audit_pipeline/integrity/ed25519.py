@@ -13,11 +13,11 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, public_key_key
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.layout import PUBLIC_KEY_KEY, public_key_key
 from audit_pipeline.integrity.signer import Signer
 
-__all__ = ["Ed25519PrivateKey", "Ed25519PublicKey", "Ed25519Signer", "ed25519_key_id", "load_private_key", "load_public_key", "public_key_pem", "verifies"]
+__all__ = ["Ed25519Signer", "ed25519_key_id", "load_private_key", "load_public_key", "public_key_pem", "verifies"]
 
 
 def ed25519_key_id(public_key: Ed25519PublicKey) -> str:

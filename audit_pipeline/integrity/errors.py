@@ -1,6 +1,6 @@
 """The one error integrity raises: the chain cannot be extended or repaired as asked."""
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.core.errors import AuditPipelineError
 
 
 class IntegrityError(AuditPipelineError):

@@ -34,21 +34,13 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from audit_pipeline.errors import AuditPipelineError, first_line
-from audit_pipeline.integrity.manifest import (
-    CONTENT_TYPE,
-    HEAD_KEY,
-    MANIFEST_PREFIX,
-    Head,
-    ManifestError,
-    day_of_manifest_key,
-    manifest_key,
-    read_optional,
-    sha256_hex,
-)
-from audit_pipeline.integrity.signing import Keyring, Signer
-from audit_pipeline.settings import Settings
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError, first_line
+from audit_pipeline.core.layout import HEAD_KEY, MANIFEST_PREFIX, day_of_manifest_key, manifest_key
+from audit_pipeline.integrity.manifest import CONTENT_TYPE, Head, ManifestError, read_optional, sha256_hex
+from audit_pipeline.integrity.signer import Signer
+from audit_pipeline.integrity.signing import Keyring
+from audit_pipeline.storage.object_store import ObjectStore
 
 _metadata = sa.MetaData()
 witness_table = sa.Table(

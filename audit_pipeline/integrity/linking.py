@@ -17,22 +17,15 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from audit_pipeline.core.layout import manifest_key, retirement_key
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
 from audit_pipeline.integrity.chain import GENESIS, EntryChain
 from audit_pipeline.integrity.errors import IntegrityError
-from audit_pipeline.integrity.manifest import (
-    CONTENT_TYPE,
-    HistoryEntry,
-    Manifest,
-    ManifestError,
-    PreviousDay,
-    manifest_key,
-    read_optional,
-    sha256_hex,
-)
-from audit_pipeline.integrity.retirement import read_retirement, retirement_key
-from audit_pipeline.integrity.signing import Keyring, Signer
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.integrity.manifest import CONTENT_TYPE, HistoryEntry, Manifest, ManifestError, PreviousDay, read_optional, sha256_hex
+from audit_pipeline.integrity.retirement import read_retirement
+from audit_pipeline.integrity.signer import Signer
+from audit_pipeline.integrity.signing import Keyring
+from audit_pipeline.storage.object_store import ObjectStore
 
 #: The order in which a day's objects are tried when its chain must be recomputed.
 RECOMPUTE_ORDER = ("ndjson", "parquet", "csv")

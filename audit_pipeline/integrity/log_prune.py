@@ -22,12 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from audit_pipeline.core.layout import day_in_data_key
 from audit_pipeline.integrity.proofs import LOG_PREFIX, MINIMUM_KEY, minimum_index, read_head, read_record, record_days
 from audit_pipeline.integrity.tiles import TILE_WIDTH
-from audit_pipeline.layout import day_in_data_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
-__all__ = ["MINIMUM_KEY", "minimum_index", "prune_log", "prune_to_exports"]
+__all__ = ["prune_log", "prune_to_exports"]
 
 
 def prune_log(store: ObjectStore, keep_from: dt.date) -> str | None:

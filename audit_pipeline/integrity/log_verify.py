@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit_pipeline.integrity.log_prune import minimum_index
-from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, read_optional
+from audit_pipeline.core.layout import PUBLIC_KEY_KEY
+from audit_pipeline.integrity.manifest import read_optional
 from audit_pipeline.integrity.merkle import consistency_path, tree_root
-from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, CHECKPOINTS_PREFIX, LOG_PREFIX, LogHead, day_checkpoint_key, parse_note
+from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, CHECKPOINTS_PREFIX, LOG_PREFIX, LogHead, day_checkpoint_key, minimum_index, parse_note
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.tiles import TileError, TileReader
 from audit_pipeline.integrity.timestamps import Stamp, TimestampError, check_token, load_certificates, token_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

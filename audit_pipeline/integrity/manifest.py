@@ -18,28 +18,28 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 # The keys are the layout's; named here too for the modules that take them from the manifest.
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     HEAD_KEY as HEAD_KEY,
 )
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     MANIFEST_PREFIX as MANIFEST_PREFIX,
 )
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     PUBLIC_KEY_KEY as PUBLIC_KEY_KEY,
 )
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     PUBLIC_KEYS_PREFIX as PUBLIC_KEYS_PREFIX,
 )
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     day_of_manifest_key as day_of_manifest_key,
 )
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     manifest_key as manifest_key,
 )
-from audit_pipeline.layout import (
+from audit_pipeline.core.layout import (
     public_key_key as public_key_key,
 )
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 MANIFEST_FORMAT: Final = "audit_pipeline.manifest/1"
 CHAIN_ALGORITHM: Final = "sha256(previous-hash || ndjson-line-with-newline)"

@@ -18,23 +18,20 @@ from typing import Protocol
 
 import numpy as np
 
-from audit_pipeline.integrity.treehash import HASH_SIZE, hash_lines, level_up, subtree_roots
+from audit_pipeline.integrity.treehash import HASH_SIZE, hash_lines, subtree_roots
 
 __all__ = [
     "EMPTY_ROOT",
-    "HASH_SIZE",
     "MemoryTree",
     "NodeSource",
     "consistency_path",
     "inclusion_path",
     "leaf_hash",
     "leaf_hashes",
-    "level_up",
     "node_hash",
     "perfect_root",
     "root_of",
     "subtree_hash",
-    "subtree_roots",
     "tree_root",
 ]
 

@@ -43,6 +43,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.formats.writers import open_text_reader
 from audit_pipeline.integrity.canonical import ndjson_chunks
 from audit_pipeline.integrity.chain import line_offsets
 from audit_pipeline.integrity.checkpoint import CONTENT_TYPE as NOTE_TYPE
@@ -50,16 +53,15 @@ from audit_pipeline.integrity.checkpoint import checkpoint_text
 from audit_pipeline.integrity.errors import IntegrityError
 from audit_pipeline.integrity.leaf_worker import HEADER as _WORKER_HEADER
 from audit_pipeline.integrity.leaf_worker import LEAVES, ROOTS
-from audit_pipeline.integrity.manifest import Manifest, manifest_key, read_optional
-from audit_pipeline.integrity.merkle import HASH_SIZE, consistency_path, inclusion_path, leaf_hashes
+from audit_pipeline.integrity.manifest import Manifest, read_optional
+from audit_pipeline.integrity.merkle import consistency_path, inclusion_path, leaf_hashes
 from audit_pipeline.integrity.signer import Signer
 from audit_pipeline.integrity.tiles import CONTENT_TYPE as TILE_TYPE
 from audit_pipeline.integrity.tiles import TILE_WIDTH, TileError, TileReader, TileWriter
 from audit_pipeline.integrity.timestamps import CONTENT_TYPE as TOKEN_TYPE
 from audit_pipeline.integrity.timestamps import TimestampError, load_certificates, request_token, token_key
-from audit_pipeline.settings import Settings
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import open_text_reader
+from audit_pipeline.integrity.treehash import HASH_SIZE
+from audit_pipeline.storage.object_store import ObjectStore
 
 LOG_PREFIX = "tlog"
 #: The formats of the bundles (the same strings as :mod:`.proof_verify`'s, which loads ``cryptography``).
@@ -165,7 +167,7 @@ def log_lock(settings: Settings, store: ObjectStore) -> Callable[[], AbstractCon
     (Not daylock's file lock: closing any handle of that file would drop the export's own day lock.)"""
     state_url = settings.state_url or ""
     if state_url.startswith("postgresql"):
-        from audit_pipeline.daylock import day_lock
+        from audit_pipeline.exports.daylock import day_lock
 
         return lambda: day_lock(settings, LOG_LOCK_DAY)
     return lambda: local_log_lock(store)

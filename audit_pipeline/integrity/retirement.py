@@ -17,21 +17,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final, Literal
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.integrity.manifest import (
-    CONTENT_TYPE,
-    Hex64,
-    Manifest,
-    ManifestError,
-    SignedDocument,
-    manifest_key,
-    parse_document,
-    read_optional,
-    sha256_hex,
-)
-from audit_pipeline.integrity.signing import Signer
-from audit_pipeline.layout import retirement_key as retirement_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.core.layout import retirement_key as retirement_key
+from audit_pipeline.integrity.manifest import CONTENT_TYPE, Hex64, Manifest, ManifestError, SignedDocument, parse_document, read_optional, sha256_hex
+from audit_pipeline.integrity.signer import Signer
+from audit_pipeline.storage.object_store import ObjectStore
 
 RETIREMENT_FORMAT: Final = "audit_pipeline.retirement/1"
 

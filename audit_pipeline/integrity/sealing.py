@@ -1,6 +1,6 @@
 """Sealing an export: chain the events as they are written, write the manifest last, link the days after.
 
-Hooks into :func:`audit_pipeline.export.export_day`: :meth:`DaySealer.observe` hashes each
+Hooks into :func:`audit_pipeline.exports.day.export_day`: :meth:`DaySealer.observe` hashes each
 NDJSON chunk as the writer produces it, :meth:`DaySealer.before_publish` builds and signs the
 manifest once every file is staged (so it is published after the data objects), and
 :meth:`DaySealer.after_publish` repairs the links of the days that follow.
@@ -32,18 +32,20 @@ from typing import TypedDict
 
 import numpy as np
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.event_filters import describe
-from audit_pipeline.export import BeforePublish, DayExport, object_key
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.event_filters import EventFilter, describe
+from audit_pipeline.core.layout import HEAD_KEY, manifest_key, object_key
+from audit_pipeline.exports.day import BeforePublish, DayExport
+from audit_pipeline.formats.writers import WrittenFile, open_text_reader
 from audit_pipeline.integrity.canonical import literal_apostrophe_cells, ndjson_chunks
 from audit_pipeline.integrity.chain import EntryChain, line_offsets
-from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
 from audit_pipeline.integrity.errors import IntegrityError
 from audit_pipeline.integrity.head import HeadWitness, update_head
-from audit_pipeline.integrity.linking import LinkTarget, link_change, link_forward, link_target, read_optional
+from audit_pipeline.integrity.linking import LinkTarget, link_change, link_forward, link_target
 from audit_pipeline.integrity.manifest import (
     CONTENT_TYPE,
-    HEAD_KEY,
     ChainInfo,
     CsvInfo,
     EventRef,
@@ -51,21 +53,19 @@ from audit_pipeline.integrity.manifest import (
     Manifest,
     ManifestError,
     ObjectEntry,
-    manifest_key,
+    read_optional,
     sha256_hex,
 )
 from audit_pipeline.integrity.proofs import LogAppender, log_lock
-from audit_pipeline.integrity.signing import Keyring, Signer, load_signer
-from audit_pipeline.settings import Settings
-from audit_pipeline.sources.base import EventFilter
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import WrittenFile, open_text_reader
+from audit_pipeline.integrity.signer import Signer
+from audit_pipeline.integrity.signing import Keyring, load_signer
+from audit_pipeline.storage.object_store import ObjectStore
 
 logger = logging.getLogger(__name__)
 
 
 class SealerHooks(TypedDict, total=False):
-    """The sealer's keyword arguments for :func:`audit_pipeline.export.export_day`, typed so that ``**hooks`` is checked."""
+    """The sealer's keyword arguments for :func:`audit_pipeline.exports.day.export_day`, typed so that ``**hooks`` is checked."""
 
     ndjson_observer: Callable[[memoryview, np.ndarray], None]
     before_publish: BeforePublish
@@ -121,7 +121,7 @@ class DaySealer:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: ObjectStore, day: dt.date, rechain_reason: str | None = None) -> DaySealer:
-        config = integrity_settings(settings)
+        config = settings.integrity
         signer = load_signer(config) if config.enabled else None
         for warning in Keyring.for_signer(signer, config).warnings:
             logger.warning(warning)

@@ -17,24 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.integrity.config import IntegritySettings
-from audit_pipeline.integrity.manifest import (
-    HEAD_KEY,
-    MANIFEST_PREFIX,
-    PUBLIC_KEY_KEY,
-    PUBLIC_KEYS_PREFIX,
-    Head,
-    Manifest,
-    ManifestError,
-    SignedDocument,
-    day_of_manifest_key,
-    manifest_key,
-    public_key_key,
-    read_optional,
-)
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.layout import HEAD_KEY, MANIFEST_PREFIX, PUBLIC_KEY_KEY, PUBLIC_KEYS_PREFIX, day_of_manifest_key, manifest_key, public_key_key
+from audit_pipeline.integrity.manifest import Head, Manifest, ManifestError, SignedDocument, read_optional
 from audit_pipeline.integrity.signer import Signer
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 if TYPE_CHECKING:
     from audit_pipeline.integrity.ed25519 import Ed25519PrivateKey, Ed25519PublicKey

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from audit_pipeline.integrity.merkle import EMPTY_ROOT, HASH_SIZE, node_hash, perfect_root, subtree_roots
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.integrity.merkle import EMPTY_ROOT, node_hash, perfect_root
+from audit_pipeline.integrity.treehash import HASH_SIZE, subtree_roots
+from audit_pipeline.storage.object_store import ObjectStore
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT

@@ -16,30 +16,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit_pipeline.export import day_prefix
+from audit_pipeline.core.layout import (
+    FORMATS,
+    MANIFEST_PREFIX,
+    day_in_data_key,
+    day_of_manifest_key,
+    day_of_retirement_key,
+    day_prefix,
+    manifest_key,
+    retirement_key,
+)
 from audit_pipeline.integrity.canonical import CanonicalError, StoredObjectReader
 from audit_pipeline.integrity.chain import GENESIS, EntryChain
 from audit_pipeline.integrity.diagnosis import first_difference, first_out_of_order
 from audit_pipeline.integrity.head import HeadCheck, Seen, check_head
 from audit_pipeline.integrity.linking import ONE_DAY
 from audit_pipeline.integrity.log_verify import LogCheck, check_log
-from audit_pipeline.integrity.manifest import (
-    MANIFEST_PREFIX,
-    Manifest,
-    ManifestError,
-    ObjectEntry,
-    day_of_manifest_key,
-    manifest_key,
-    sha256_hex,
-)
-from audit_pipeline.integrity.report import DayReport, Problem, ProblemKind
-from audit_pipeline.integrity.retirement import Retirement, retirement_key
+from audit_pipeline.integrity.manifest import Manifest, ManifestError, ObjectEntry, sha256_hex
+from audit_pipeline.integrity.report import DayReport
+from audit_pipeline.integrity.retirement import Retirement
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.layout import day_in_data_key, day_of_retirement_key
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.storage.object_store import ObjectStore
 
-__all__ = ["DayReport", "Problem", "ProblemKind", "Verifier"]
+__all__ = ["Verifier"]
 
 
 @dataclass

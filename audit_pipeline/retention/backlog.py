@@ -18,9 +18,8 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audit_pipeline.forwarding.horizon import EARLIEST
-from audit_pipeline.settings import Settings
-from audit_pipeline.sources.base import Position
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.sources.base import EARLIEST, Position
 
 
 @dataclass(frozen=True)

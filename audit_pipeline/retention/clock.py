@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from audit_pipeline.errors import AuditPipelineError, ConfigError
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError, ConfigError
 from audit_pipeline.retention.database import RetentionDatabase
 from audit_pipeline.retention.policy import RetentionPolicy
-from audit_pipeline.settings import Settings
 
 WARN_SKEW = dt.timedelta(minutes=5)
 REFUSE_SKEW = dt.timedelta(days=1)
@@ -38,7 +38,7 @@ def database_now(settings: Settings, policy: RetentionPolicy) -> dt.datetime | N
     if policy.database_url is not None:
         with RetentionDatabase(policy.database_url, settings.source.table) as database:
             return database.now()
-    from audit_pipeline.sources import open_source
+    from audit_pipeline.sources.registry import open_source
 
     with open_source(settings) as source:
         now = source.now()

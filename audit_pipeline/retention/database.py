@@ -22,7 +22,7 @@ from psycopg import sql
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from audit_pipeline.errors import ConfigError, SourceError
+from audit_pipeline.core.errors import ConfigError, SourceError
 
 SETTING = "retention.database_url"
 

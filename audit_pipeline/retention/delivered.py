@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from audit_pipeline.errors import AuditPipelineError, first_line
+from audit_pipeline.config.sections.elasticsearch import render_index
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError, first_line
 from audit_pipeline.forwarding.delivered_counts import CountingStart
 from audit_pipeline.forwarding.positions import PositionStore
-from audit_pipeline.settings import Settings
-from audit_pipeline.sinks.elasticsearch import ElasticsearchSink, render_index
+from audit_pipeline.sinks.elasticsearch import ElasticsearchSink
 
 
 def _midnight(day: dt.date) -> dt.datetime:

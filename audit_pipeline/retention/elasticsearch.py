@@ -18,9 +18,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from audit_pipeline.errors import AuditPipelineError, ConfigError, first_line
-from audit_pipeline.settings import Settings
-from audit_pipeline.sinks.elasticsearch import ElasticsearchSink, render_index, template_patterns
+from audit_pipeline.config.sections.elasticsearch import render_index
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import AuditPipelineError, ConfigError, first_line
+from audit_pipeline.sinks.elasticsearch import ElasticsearchSink
+from audit_pipeline.sinks.elasticsearch_bulk import template_patterns
 
 #: strftime codes an index pattern may use for retention, and what they match.
 _CODES = {"Y": r"(\d{4})", "y": r"(\d{2})", "m": r"(\d{2})", "d": r"(\d{2})", "j": r"(\d{3})"}

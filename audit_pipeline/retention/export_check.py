@@ -27,19 +27,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from audit_pipeline.export import day_prefix
-from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.core.layout import FORMATS, day_prefix, manifest_key
+from audit_pipeline.exports.readback import check_completeness
 from audit_pipeline.integrity.head import Seen
 from audit_pipeline.integrity.linking import ONE_DAY
-from audit_pipeline.integrity.manifest import Manifest, manifest_key, sha256_hex
+from audit_pipeline.integrity.manifest import Manifest, sha256_hex
+from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.integrity.verify import DayReport, Verifier
-from audit_pipeline.readback import check_completeness
+from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.retention.export_objects import ID_SOURCES, ExportObject
 from audit_pipeline.retention.record import RetentionRecord
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.storage.object_store import ObjectStore
 
 
 @dataclass

@@ -21,16 +21,15 @@ from dataclasses import dataclass
 import orjson
 import pyarrow.parquet as pq
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.layout import FORMATS, SUMMARY_PREFIX, day_of_summary_key, manifest_key, parse_data_key
 from audit_pipeline.integrity.canonical import StoredObjectReader
-from audit_pipeline.integrity.config import IntegritySettings
-from audit_pipeline.integrity.manifest import Manifest, manifest_key
+from audit_pipeline.integrity.manifest import Manifest
 from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.retirement import read_retirement, record_retirement
-from audit_pipeline.integrity.signing import Signer
-from audit_pipeline.layout import SUMMARY_PREFIX, day_of_summary_key, parse_data_key
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.integrity.signer import Signer
+from audit_pipeline.storage.object_store import ObjectStore
 
 #: The order in which an intact object is chosen to read a day's ids from: cheapest first.
 ID_SOURCES = ("parquet", "ndjson", "csv")

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.layout import FORMATS
 from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.retention.backlog import SinkHold, sink_holds
@@ -29,9 +30,7 @@ from audit_pipeline.retention.export_check import ExportChecker, ExportEvidence
 from audit_pipeline.retention.export_objects import ExportObject, due_objects, due_summaries, exported_ids, exported_objects
 from audit_pipeline.retention.policy import RetentionPolicy
 from audit_pipeline.retention.record import read_record
-from audit_pipeline.settings import Settings
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.storage.object_store import ObjectStore
 
 
 @dataclass
@@ -165,7 +164,7 @@ def build_plan(
     plan = RetentionPlan(today, policy, cutoffs_for(policy, today))
     export_cutoffs = {fmt: plan.cutoffs[fmt] for fmt in FORMATS}
     # One checker for the plan: a day's verification is computed once, whichever store asks.
-    checker = ExportChecker(store, integrity_settings(settings), settings.export.csv_formula_protection, export_cutoffs)
+    checker = ExportChecker(store, settings.integrity, settings.export.csv_formula_protection, export_cutoffs)
     plan.warnings.extend(checker.keyring.warnings)
     head_problem = checker.head_problem(seen_head(settings, store))
     if head_problem is not None:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.sections.retention import PLANS, UNLIMITED, Duration, DurationField, ExportsPolicy, RetentionSettings, parse_duration
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.sections.retention import Duration
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import ConfigError
 
-__all__ = ["PLANS", "UNLIMITED", "Duration", "DurationField", "ExportsPolicy", "RetentionPolicy", "RetentionSettings", "parse_duration", "retention_policy"]
-from audit_pipeline.writers import FORMATS
+__all__ = ["RetentionPolicy", "retention_policy"]
+from audit_pipeline.core.layout import FORMATS
 
 SECTION = "retention"
 

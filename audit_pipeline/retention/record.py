@@ -16,9 +16,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal, TypedDict
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.layout import retention_record_key as record_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.layout import retention_record_key as record_key
+from audit_pipeline.storage.object_store import ObjectStore
 
 CONTENT_TYPE = "application/json"
 FORMAT = "audit_pipeline.retention-record/1"

@@ -14,7 +14,8 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.layout import FORMATS
 from audit_pipeline.integrity.log_prune import prune_to_exports
 from audit_pipeline.integrity.signing import load_signer
 from audit_pipeline.retention.clock import database_now, retention_day
@@ -24,9 +25,7 @@ from audit_pipeline.retention.export_objects import ExportObject, exported_ids, 
 from audit_pipeline.retention.plan import DatabaseDay, Figures, RetentionPlan, build_plan
 from audit_pipeline.retention.policy import retention_policy
 from audit_pipeline.retention.record import RetentionRecord, read_record, write_record
-from audit_pipeline.settings import Settings
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.storage.object_store import ObjectStore
 
 LEGAL_HOLD_MESSAGE = "retention.legal_hold is true: nothing is deleted (database rows, exports and Elasticsearch indices are all kept)"
 
@@ -157,7 +156,7 @@ def _delete_day(database: RetentionDatabase, store: ObjectStore, entry: Database
 
 
 def _delete_objects(settings: Settings, store: ObjectStore, plan: RetentionPlan, result: RetentionResult, log: Callable[[str], None]) -> None:
-    integrity = integrity_settings(settings)
+    integrity = settings.integrity
     signer = load_signer(integrity) if integrity.enabled else None
     by_day: dict[dt.date, list[ExportObject]] = {}
     for obj in plan.objects:

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.schemas import ocsf_table as table
 from audit_pipeline.schemas.ocsf import OcsfMapper, metadata_reason
 

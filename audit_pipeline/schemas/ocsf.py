@@ -37,11 +37,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from audit_pipeline.encoding import format_created_at
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.formats.encoding import format_created_at
 from audit_pipeline.schemas import ocsf_table as table
-from audit_pipeline.sections.ocsf import OcsfSettings
 
 PRODUCT = {"name": "HelloJohn", "vendor_name": "HelloJohn"}
 #: OCSF 1.1.0's ``email_t`` pattern (1.8.0's is wider): an e-mail outside it goes to ``user.name`` only.

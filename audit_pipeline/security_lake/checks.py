@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.sections.security_lake import SecurityLakeSettings
+from audit_pipeline.config.sections.security_lake import SecurityLakeSettings
 from audit_pipeline.security_lake.columns import class_schema
 from audit_pipeline.security_lake.export import LakeManifest, SecurityLakeError, day_folder, export_parquet_key, footer_rows, lake_manifest_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 CHECK_NAMES = ("rows_add_up", "one_class_per_object")
 

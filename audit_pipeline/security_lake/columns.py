@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.schemas import ocsf_table as table
 
 _S, _I, _L = pa.string(), pa.int32(), pa.int64()

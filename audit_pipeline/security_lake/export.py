@@ -31,17 +31,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from audit_pipeline.encoding import format_created_at
-from audit_pipeline.errors import AuditPipelineError, StorageError
+from audit_pipeline.config.sections.security_lake import SecurityLakeSettings
+from audit_pipeline.core.errors import AuditPipelineError, StorageError
+from audit_pipeline.core.layout import data_name, object_key
+from audit_pipeline.core.schema import COLUMNS, conform
+from audit_pipeline.formats.encoding import format_created_at
 from audit_pipeline.integrity.manifest import Hex64, SignedDocument
 from audit_pipeline.integrity.signer import Signer
-from audit_pipeline.layout import data_name, object_key
-from audit_pipeline.schema import COLUMNS, conform
 from audit_pipeline.schemas import ocsf_table as table
 from audit_pipeline.schemas.ocsf import OcsfMapper
-from audit_pipeline.sections.security_lake import SecurityLakeSettings
 from audit_pipeline.security_lake.columns import UNMAPPED, class_schema, mapped_fields
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 CONTENT_TYPE = "application/vnd.apache.parquet"
 MANIFEST_FORMAT: Final = "audit_pipeline.security_lake/1"

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from audit_pipeline.encoding import encode_ndjson_lines, ndjson_line_offsets
-from audit_pipeline.redaction import redact
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.redaction import redact
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.formats.encoding import encode_ndjson_lines, ndjson_line_offsets
 
 
 class EventBatch:

@@ -36,15 +36,15 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from audit_pipeline.isotime import epoch_micros
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.sections.datadog import SITES, DatadogSettings
-from audit_pipeline.settings import parse_section
+from audit_pipeline.config.sections.datadog import DatadogSettings
+from audit_pipeline.config.settings import parse_section
+from audit_pipeline.core.isotime import epoch_micros
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sinks.schema_mapping import as_schema, encoder
 
-__all__ = ["SITES", "DatadogSettings", "DatadogSink"]
+__all__ = ["DatadogSink"]
 
 MAX_ENTRIES = 1_000
 MAX_PAYLOAD_BYTES = 5_000_000

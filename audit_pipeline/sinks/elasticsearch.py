@@ -25,17 +25,17 @@ import httpx
 import numpy as np
 import orjson
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.retry_after import parse_retry_after
-from audit_pipeline.sections.elasticsearch import DEFAULT_INDEX, ElasticsearchSettings, _redact, render_index
-from audit_pipeline.settings import parse_section
+from audit_pipeline.config.sections.elasticsearch import ElasticsearchSettings, _redact
+from audit_pipeline.config.settings import parse_section
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.retry_after import parse_retry_after
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sinks.elasticsearch_bulk import ACTION_ROOM, TEMPLATE_VERSION, bulk_body, index_mappings, template_patterns
 from audit_pipeline.sinks.elasticsearch_http import ApiError, ElasticsearchHttp, NotElasticsearch, client_version
 from audit_pipeline.sinks.schema_mapping import as_schema, encoder
 
-__all__ = ["DEFAULT_INDEX", "ElasticsearchSettings", "ElasticsearchSink", "render_index", "template_patterns"]
+__all__ = ["ElasticsearchSink"]
 
 #: A bulk answer whose every item succeeded starts like this (``took`` first unless filtered out).
 #: ``send`` then needs none of the per-item answers: building those dicts cost about 3 us per

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit_pipeline.isotime import from_epoch_micros
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.isotime import from_epoch_micros
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 
 #: Bump when the mappings change; a template with another version is replaced on first use.

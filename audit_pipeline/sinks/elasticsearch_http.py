@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from audit_pipeline.sections.elasticsearch import ElasticsearchSettings
+from audit_pipeline.config.sections.elasticsearch import ElasticsearchSettings
 from audit_pipeline.sinks import http_client
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import httpx
 
-from audit_pipeline.redaction import redact
-from audit_pipeline.sections.datadog import DatadogSettings
-from audit_pipeline.sections.elasticsearch import ElasticsearchSettings
-from audit_pipeline.sections.splunk import SplunkSettings
-from audit_pipeline.sections.webhook import WebhookSettings
+from audit_pipeline.config.sections.datadog import DatadogSettings
+from audit_pipeline.config.sections.elasticsearch import ElasticsearchSettings
+from audit_pipeline.config.sections.splunk import SplunkSettings
+from audit_pipeline.config.sections.webhook import WebhookSettings
+from audit_pipeline.core.redaction import redact
 from audit_pipeline.sinks import http_client
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 import httpx
 import orjson
 
-from audit_pipeline import redaction
-from audit_pipeline.redaction import redact, register_secrets
-from audit_pipeline.retry_after import parse_retry_after
+from audit_pipeline.core import redaction
+from audit_pipeline.core.redaction import redact, register_secrets
+from audit_pipeline.core.retry_after import parse_retry_after
 from audit_pipeline.sinks.base import DeliveryReport, Outcome
 
 #: Sent on every request so receivers can tell our traffic apart in their logs.

@@ -40,11 +40,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit_pipeline.jsontext import jsonb_text, parse_exact
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
-from audit_pipeline.sections.privacy import FIXED_FIELDS, MIN_KEY_BYTES, PROTECTABLE, IpPrefixes, MaskSettings, PrivacySettings
+from audit_pipeline.config.sections.privacy import IpPrefixes, PrivacySettings
+from audit_pipeline.core.jsontext import jsonb_text, parse_exact
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS
 
-__all__ = ["FIXED_FIELDS", "MIN_KEY_BYTES", "PROTECTABLE", "IpPrefixes", "MaskSettings", "PrivacyFilter", "PrivacySettings", "privacy_filter"]
+__all__ = ["PrivacyFilter", "privacy_filter"]
 
 
 # -- the transform ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.settings import Settings
 from audit_pipeline.sinks.base import Sink
 
 SinkBuilder = Callable[[Any, str], Sink]

@@ -14,8 +14,8 @@ from typing import Literal
 
 import pyarrow as pa
 
-from audit_pipeline.encoding import ndjson_line_offsets
-from audit_pipeline.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.formats.encoding import ndjson_line_offsets
 from audit_pipeline.sinks.base import EventBatch
 
 Schema = Literal["raw", "ocsf", "ecs", "cim"]

@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.sections.splunk import EVENT_PATH, SplunkSettings
-from audit_pipeline.settings import parse_section
+from audit_pipeline.config.sections.splunk import EVENT_PATH, SplunkSettings
+from audit_pipeline.config.settings import parse_section
+from audit_pipeline.core.schema import COLUMNS
 from audit_pipeline.sinks import http_client, oversize
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sinks.schema_mapping import as_schema, encoder

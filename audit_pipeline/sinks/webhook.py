@@ -33,8 +33,8 @@ from urllib.parse import quote
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from audit_pipeline.sections.webhook import WebhookSettings, _key
-from audit_pipeline.settings import parse_section
+from audit_pipeline.config.sections.webhook import WebhookSettings, _key
+from audit_pipeline.config.settings import parse_section
 from audit_pipeline.sinks import http_client
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink, SinkFailure
 from audit_pipeline.sinks.schema_mapping import as_schema, encoder

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-# EventFilter lives with the pattern language (audit_pipeline.event_filters); it is named here too
+# EventFilter lives with the pattern language (audit_pipeline.core.event_filters); it is named here too
 # because every source's interface takes one.
-from audit_pipeline.event_filters import EventFilter
+from audit_pipeline.core.event_filters import EventFilter
 
 UTC = dt.UTC
 #: Before every audit event: where a read "from the start" begins.
@@ -143,4 +143,4 @@ def first_pending(source: AuditSource, position: Position | None, end: dt.dateti
     return None
 
 
-__all__ = ["EARLIEST", "AuditSource", "EventFilter", "Position", "TimeRange", "first_pending"]
+__all__ = ["EARLIEST", "AuditSource", "Position", "TimeRange", "first_pending"]

@@ -15,11 +15,12 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from audit_pipeline.isotime import epoch_micros
-from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
-from audit_pipeline.settings import DEFAULT_STATE_DIR
-from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+from audit_pipeline.config.settings import DEFAULT_STATE_DIR
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.isotime import epoch_micros
+from audit_pipeline.core.jsontext import jsonb_text
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 from audit_pipeline.sources.synthetic import generate_events
 
 DEMO_DAYS = tuple(dt.date(2024, 1, 13) + dt.timedelta(days=i) for i in range(4))

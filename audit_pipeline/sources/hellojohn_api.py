@@ -40,20 +40,23 @@ import httpx
 import pyarrow as pa
 from pydantic import SecretStr
 
-from audit_pipeline.errors import ConfigError, SourceError
-from audit_pipeline.isotime import format_instant
-from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
-from audit_pipeline.sources.hellojohn_events import RowBuffer, from_micros, micros
+from audit_pipeline.core.errors import ConfigError, SourceError
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.isotime import epoch_micros as micros
+from audit_pipeline.core.isotime import format_instant
+from audit_pipeline.core.isotime import from_epoch_micros as from_micros
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
+from audit_pipeline.sources.hellojohn_events import RowBuffer
 from audit_pipeline.sources.hellojohn_export import EXPORT_PATH, ExportReader
 from audit_pipeline.sources.hellojohn_export import HEADERS as EXPORT_HEADERS
-from audit_pipeline.sources.hellojohn_http import KEY_SETTING, URL_SETTING, HelloJohnHttp, NotFound, Transient, normalize_base_url
+from audit_pipeline.sources.hellojohn_http import KEY_SETTING, URL_SETTING, HelloJohnHttp, NotFound, Transient
 from audit_pipeline.sources.hellojohn_list import PAGE_SIZE, get_page, list_rows
 from audit_pipeline.sources.hellojohn_order import OrderGuard
 
 if TYPE_CHECKING:
-    from audit_pipeline.settings import Settings
+    from audit_pipeline.config.settings import Settings
 
-__all__ = ["DEFAULT_ROW_CAP", "HelloJohnApiSource", "normalize_base_url"]
+__all__ = ["DEFAULT_ROW_CAP", "HelloJohnApiSource"]
 
 #: Rows wait as Python objects until they become a batch; this caps that.
 MAX_BATCH_ROWS = 10_000

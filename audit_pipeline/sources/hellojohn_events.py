@@ -8,7 +8,7 @@ A nullable column that is absent is NULL, as JSON APIs omit nulls; a NOT NULL co
 (``id``, ``type``, ``result``, ``created_at``, ``metadata``) that is absent, or any value of
 the wrong JSON type, is an error naming the event and the field.
 
-``metadata`` is re-printed in PostgreSQL's jsonb text form (:mod:`audit_pipeline.jsontext`):
+``metadata`` is re-printed in PostgreSQL's jsonb text form (:mod:`audit_pipeline.core.jsontext`):
 keys in jsonb order, numbers exactly as sent.  Most metadata holds no fractional number: it is
 re-ordered and printed by one C-level ``json.dumps``.  A value holding a float (a parser that
 reads numbers as binary floats, such as orjson, was used) raises :class:`InexactNumber`, so that
@@ -26,12 +26,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from audit_pipeline.errors import SourceError
-from audit_pipeline.isotime import epoch_micros as micros
-from audit_pipeline.isotime import from_epoch_micros as from_micros
-from audit_pipeline.isotime import parse_instant
-from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
+from audit_pipeline.core.errors import SourceError
+from audit_pipeline.core.isotime import epoch_micros as micros
+from audit_pipeline.core.isotime import parse_instant
+from audit_pipeline.core.jsontext import jsonb_text
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS, REQUIRED
 
 _NESTED = {
     "actor_id": ("actor", "id"),
@@ -176,4 +175,4 @@ class RowBuffer:
 
 
 # micros and from_micros: isotime's epoch_micros and from_epoch_micros, under the names the API modules use
-__all__ = ["InexactNumber", "RowBuffer", "event_row", "from_micros", "metadata_text", "micros", "row_key"]
+__all__ = ["InexactNumber", "RowBuffer", "event_row", "metadata_text", "row_key"]

@@ -38,9 +38,10 @@ from typing import Any
 import httpx
 import orjson
 
-from audit_pipeline.errors import SourceError
-from audit_pipeline.isotime import format_instant
-from audit_pipeline.sources.hellojohn_events import InexactNumber, event_row, from_micros, row_key
+from audit_pipeline.core.errors import SourceError
+from audit_pipeline.core.isotime import format_instant
+from audit_pipeline.core.isotime import from_epoch_micros as from_micros
+from audit_pipeline.sources.hellojohn_events import InexactNumber, event_row, row_key
 from audit_pipeline.sources.hellojohn_http import HelloJohnHttp, Transient, reject_constant
 from audit_pipeline.sources.hellojohn_list import PAGE_SIZE, list_rows
 from audit_pipeline.sources.hellojohn_order import OrderGuard, Verdict

@@ -26,8 +26,8 @@ import httpx
 import tenacity
 from pydantic import SecretStr
 
-from audit_pipeline.errors import ConfigError, SourceError
-from audit_pipeline.retry_after import parse_retry_after
+from audit_pipeline.core.errors import ConfigError, SourceError
+from audit_pipeline.core.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from audit_pipeline.errors import SourceError
+from audit_pipeline.core.errors import SourceError
 from audit_pipeline.sources.hellojohn_events import event_row, row_key
 from audit_pipeline.sources.hellojohn_http import HelloJohnHttp, Transient
 from audit_pipeline.sources.hellojohn_order import OrderGuard, RecentKeys, Verdict

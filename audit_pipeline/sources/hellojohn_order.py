@@ -23,9 +23,9 @@ import collections
 import enum
 from typing import Any
 
-from audit_pipeline.errors import SourceError
-from audit_pipeline.isotime import format_instant
-from audit_pipeline.sources.hellojohn_events import from_micros
+from audit_pipeline.core.errors import SourceError
+from audit_pipeline.core.isotime import format_instant
+from audit_pipeline.core.isotime import from_epoch_micros as from_micros
 
 Key = tuple[int, bytes]
 

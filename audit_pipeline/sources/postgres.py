@@ -21,9 +21,10 @@ import psycopg
 import pyarrow as pa
 from sqlalchemy.engine import make_url
 
-from audit_pipeline.errors import ConfigError, SourceError, first_line
-from audit_pipeline.schema import COLUMNS, conform
-from audit_pipeline.sources.base import AuditSource, EventFilter, Position, TimeRange
+from audit_pipeline.core.errors import ConfigError, SourceError, first_line
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.schema import COLUMNS, conform
+from audit_pipeline.sources.base import AuditSource, Position, TimeRange
 from audit_pipeline.sources.pg_values import is_pg_network, network_text, plain_text
 
 #: How a column is selected when not as it is: ``country::text`` drops a ``char(n)`` column's padding (for a

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.settings import Settings
 from audit_pipeline.sources.base import AuditSource
 
 SourceBuilder = Callable[[Settings], AuditSource]

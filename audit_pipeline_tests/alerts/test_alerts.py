@@ -258,8 +258,8 @@ def test_no_channel_means_no_alert_and_the_sensor_says_why(workdir: Path) -> Non
 
 
 def test_a_bad_alert_setting_is_one_line(workdir: Path) -> None:
-    from audit_pipeline.errors import ConfigError
-    from audit_pipeline.settings import settings_from_mapping
+    from audit_pipeline.config.settings import settings_from_mapping
+    from audit_pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         settings_from_mapping({"alerts": {"email": {"host": "smtp", "sender": "a@b", "to": ["nobody"]}}}, "audit_pipeline.yaml")

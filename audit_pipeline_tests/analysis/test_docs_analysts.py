@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.sources.demo import DEMO_DAYS, DemoSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "analysts.md"
 

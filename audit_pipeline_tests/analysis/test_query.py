@@ -15,12 +15,12 @@ import pytest
 import s3fs
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.analysis.fifo import fifo_reader
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=i) for i in range(4)]

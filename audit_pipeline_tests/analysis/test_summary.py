@@ -11,16 +11,17 @@ import dagster as dg
 import pytest
 import yaml
 
-from audit_pipeline.analysis.config import SummarySettings
-from audit_pipeline.analysis.summary import SummaryError, summarize_day, summary_key
+from audit_pipeline.analysis.summary import SummaryError, summarize_day
+from audit_pipeline.config.sections.summary import SummarySettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.layout import summary_key
 from audit_pipeline.defs import summary
 from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.export import export_day
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.built_defs import PARTITION_START, definitions_for, export_definitions
 
 DAY = dt.date(2024, 5, 10)

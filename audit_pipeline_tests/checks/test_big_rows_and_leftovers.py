@@ -16,17 +16,16 @@ import dagster as dg
 import pytest
 import yaml
 
-from audit_pipeline.csv_records import count_records, record_blocks
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.defs.integrity import verify_job
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.exports.readback import check_completeness
+from audit_pipeline.formats.csv_records import count_records, record_blocks
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
-from audit_pipeline.readback import check_completeness
 from audit_pipeline.retention.export_objects import ExportObject, exported_ids
-from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import STAGING_DIR, ObjectStore
+from audit_pipeline.storage.object_store import STAGING_DIR, ObjectStore
 from audit_pipeline_tests.built_defs import export_assets
 
 DAY = dt.date(2024, 1, 15)
@@ -78,7 +77,7 @@ def test_a_huge_row_passes_every_check_verify_and_retention_reads(pg, workdir, m
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 9 and all(e.passed for e in evaluations), [e.description for e in evaluations if not e.passed]
     store = ObjectStore(str(exports))
-    settings = integrity_settings(load_settings())
+    settings = load_settings().integrity
     (report,) = Verifier(store, Keyring.build(settings)).verify_range(DAY, DAY)
     assert report.ok, report.problems
     for fmt in ("csv", "ndjson", "parquet"):
@@ -96,7 +95,7 @@ def test_a_killed_runs_staging_is_removed_by_the_next_export(pg, workdir):
     holder = textwrap.dedent(
         f"""
         import sys, time
-        from audit_pipeline.storage import ObjectStore
+        from audit_pipeline.storage.object_store import ObjectStore
         with ObjectStore({str(exports)!r}).staging() as d:
             (d / "audit_logs.csv").write_bytes(b"x" * 100000)
             print(d, flush=True)

@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 import yaml
 
+from audit_pipeline.core.errors import SourceError
 from audit_pipeline.defs.exports import EXPORT_ASSETS, day_check_results
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import SourceError
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.built_defs import export_assets
@@ -205,8 +205,8 @@ def test_gzip_objects_are_checked_from_their_first_bytes(pg, workdir, monkeypatc
 def test_a_local_day_is_read_once_per_object(pg, workdir, monkeypatch):
     """In a process that did not write them, re-hashing reads each object once; the schema comes from the
     ends that read kept, not a second read."""
-    from audit_pipeline import storage
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage import object_store as storage
+    from audit_pipeline.storage.object_store import ObjectStore
 
     pg.insert(generate_events(DAY, 2_000))
     _configure(workdir, pg, str(workdir / "exports"))
@@ -228,7 +228,7 @@ def test_a_local_day_is_read_once_per_object(pg, workdir, monkeypatch):
 def test_the_writing_process_proves_its_objects_without_reading_them(pg, workdir, monkeypatch):
     """The export notes each object's inode status; the check pass in the same process compares it and reads
     no object back (only the header, first line and footer for schema)."""
-    from audit_pipeline.storage import ObjectStore
+    from audit_pipeline.storage.object_store import ObjectStore
 
     pg.insert(generate_events(DAY, 2_000))
     _configure(workdir, pg, str(workdir / "exports"))

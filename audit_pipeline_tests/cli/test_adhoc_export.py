@@ -18,15 +18,15 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
 from audit_pipeline.cli.adhoc_export import _ProgressLine
-from audit_pipeline.export import export_day
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.settings import ExportSettings
-from audit_pipeline.sources import TimeRange
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.sources.base import TimeRange
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.analysis.fifo import fifo_reader
 from audit_pipeline_tests.helpers import read_csv_rows
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api

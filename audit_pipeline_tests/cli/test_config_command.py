@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.config_docs import reference_markdown
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.reference_docs import reference_markdown
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "audit-pipeline")

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline_tests.conftest import PgDatabase, free_port
 from audit_pipeline_tests.standins.datadog import DatadogIntake
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
@@ -151,7 +151,7 @@ def test_each_sink_health_endpoint_is_asked_with_its_credentials(workdir):
 
 
 def test_the_configuration_page_shows_every_default_as_a_value():
-    from audit_pipeline.config_docs import reference_markdown
+    from audit_pipeline.config.reference_docs import reference_markdown
 
     page = reference_markdown()
     assert "<lambda>" not in page and "computed (" not in page

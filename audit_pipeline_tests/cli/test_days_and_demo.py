@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.defs.resources import DEMO_WARNING
 from audit_pipeline.sources.demo import DEMO_DAYS, DEMO_EVENTS_PER_DAY
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from audit_pipeline import __version__
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 
 CLI = str(Path(sys.executable).parent / "audit-pipeline")
 

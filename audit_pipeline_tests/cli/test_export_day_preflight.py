@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.defs.partitions import daily_partitions_from
 from audit_pipeline.sources.synthetic import generate_events

@@ -7,11 +7,11 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+from audit_pipeline.config.settings import settings_from_mapping
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.build import build_definitions
 from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.defs.summary import SUMMARY_ASSET
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import settings_from_mapping
 
 PARQUET = EXPORT_ASSETS["parquet"]
 

@@ -6,8 +6,10 @@ import datetime as dt
 
 import pytest
 
-from audit_pipeline.definitions import ConfigurationNotLoaded, build_definitions, load_definitions
-from audit_pipeline.settings import load_settings
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.definitions import load_definitions
+from audit_pipeline.defs.build import build_definitions
+from audit_pipeline.defs.component import ConfigurationNotLoaded
 
 
 def test_partitions_start_at_the_yaml_partition_start_and_kinds_name_the_source(workdir):

@@ -13,7 +13,7 @@ import pytest
 
 from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.readback import check_completeness, check_schema
+from audit_pipeline.exports.readback import check_completeness, check_schema
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.built_defs import definitions_for, export_assets, export_definitions
 

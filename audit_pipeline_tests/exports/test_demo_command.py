@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.sources.demo import DEMO_DAYS, DEMO_EVENTS_PER_DAY
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from audit_pipeline.export import export_day
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.helpers import read_csv_rows
 
 UTC = dt.UTC

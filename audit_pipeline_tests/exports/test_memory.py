@@ -8,10 +8,10 @@ import sys
 EXPORT_THEN_REPORT = """
 import datetime as dt, sys
 from pathlib import Path
-from audit_pipeline.export import export_day
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.config.settings import ExportSettings
 from audit_pipeline.sources.demo import DemoSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 source = DemoSource(Path("demo.db").resolve())
 source.seed(days=[dt.date(2024, 1, 15)], per_day=300)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from audit_pipeline.errors import ConfigError, SourceError
-from audit_pipeline.export import export_day
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.errors import ConfigError, SourceError
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.helpers import read_ndjson_rows, tree
 
 DAY = dt.date(2024, 1, 15)

@@ -7,13 +7,13 @@ import datetime as dt
 import pyarrow.dataset as pads
 import pytest
 
-from audit_pipeline.errors import StorageError
-from audit_pipeline.export import export_day
-from audit_pipeline.readback import READERS
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.errors import StorageError
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.exports.readback import READERS
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 DAY = dt.date(2024, 1, 15)
 

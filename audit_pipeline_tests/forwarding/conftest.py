@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
+from audit_pipeline.config.sections.forwarding import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, Sink
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
 UTC = dt.UTC

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.sinks.base import Outcome, SinkFailure
 from audit_pipeline.sinks.elasticsearch import ElasticsearchSink
 from audit_pipeline.sinks.elasticsearch_bulk import TEMPLATE_VERSION, index_mappings

@@ -7,8 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 
-from audit_pipeline.errors import StorageError
-from audit_pipeline.forwarding.engine import SinkBusy
+from audit_pipeline.core.errors import StorageError
+from audit_pipeline.forwarding.errors import SinkBusy
 from audit_pipeline.sinks.base import DeliveryReport, EventBatch, Outcome, SinkFailure
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.conftest import PgDatabase

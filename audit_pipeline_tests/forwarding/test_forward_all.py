@@ -134,7 +134,7 @@ def test_one_follower_feeds_every_sink_and_a_failing_one_delays_only_itself(pg: 
 def test_forward_needs_a_sink_or_all_but_not_both(workdir: Path) -> None:
     from click.testing import CliRunner
 
-    from audit_pipeline.cli import main
+    from audit_pipeline.cli.app import main
 
     for args in (["forward"], ["forward", "elasticsearch", "--all"]):
         result = CliRunner().invoke(main, args)
@@ -144,7 +144,7 @@ def test_forward_needs_a_sink_or_all_but_not_both(workdir: Path) -> None:
 def test_forward_all_once_runs_one_pass_per_enabled_sink(pg: PgDatabase, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from audit_pipeline.cli import main
+    from audit_pipeline.cli.app import main
 
     monkeypatch.setenv("WEBHOOK_SECRET", SECRETS["WEBHOOK_SECRET"])
     events = recent(50, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
 from audit_pipeline_tests.forwarding.conftest import write_config
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn

@@ -10,7 +10,7 @@ import uuid
 import pyarrow as pa
 import pytest
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.forwarding.delivered_counts import CountingStart, events_by_day
 from audit_pipeline.forwarding.positions import LeaseLost, PositionConflict, PositionStore
 from audit_pipeline.forwarding.state_tables import counting_table

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline_tests.conftest import ADMIN_URL, DDL, drop_database, free_port, make_database
 from audit_pipeline_tests.sinks.events import recent
 from audit_pipeline_tests.standins.datadog import DatadogIntake

@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.defs.forwarding import _load, build_forwarding_definitions, lag_asset_key
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.forwarding.positions import PositionStore
-from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.forwarding.conftest import write_config

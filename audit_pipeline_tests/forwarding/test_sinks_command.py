@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.conftest import PgDatabase

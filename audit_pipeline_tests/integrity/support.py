@@ -6,16 +6,18 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from audit_pipeline.export import DayExport, export_day
-from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.exports.day import DayExport, export_day
+from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.integrity.signing import Ed25519Signer, Keyring, Signer
-from audit_pipeline.integrity.verify import DayReport, Verifier
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.integrity.signer import Signer
+from audit_pipeline.integrity.signing import Ed25519Signer, Keyring
+from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.sources.base import AuditSource
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 FIRST_DAY = dt.date(2024, 3, 1)
 DAYS = tuple(FIRST_DAY + dt.timedelta(days=i) for i in range(3))
@@ -99,7 +101,7 @@ def configure_signed_log(workdir: Path, pg, signer: Ed25519Signer, **integrity: 
 
 def export_as_configured(days, batch_rows: int = 500) -> list[str]:
     """Export and seal ``days`` as the Dagster asset does, from the configuration in the working directory; the summaries."""
-    from audit_pipeline.settings import load_settings
+    from audit_pipeline.config.settings import load_settings
 
     settings = load_settings()
     store = ObjectStore.from_settings(settings.export)

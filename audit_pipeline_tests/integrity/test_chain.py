@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson, encode_ndjson_lines
+from audit_pipeline.core.jsontext import jsonb_text
+from audit_pipeline.core.schema import ARROW_SCHEMA
+from audit_pipeline.formats.encoding import CSV_HEADER, encode_csv, encode_ndjson, encode_ndjson_lines
+from audit_pipeline.formats.writers import open_parquet_writer
 from audit_pipeline.integrity.canonical import CanonicalError, csv_chunks, literal_apostrophe_cells, ndjson_chunks, parquet_chunks
 from audit_pipeline.integrity.chain import GENESIS, EntryChain, chain_lines, line_offsets, split_lines
-from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.writers import open_parquet_writer
 
 UTC = dt.UTC
 

@@ -8,9 +8,10 @@ import dagster as dg
 import pytest
 import yaml
 
+from audit_pipeline.core.layout import manifest_key
 from audit_pipeline.defs.exports import EXPORT_ASSETS, day_check_results
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.integrity.manifest import Manifest, manifest_key
+from audit_pipeline.integrity.manifest import Manifest
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.built_defs import definitions_for, export_assets
 from audit_pipeline_tests.integrity.support import new_signer, write_private_key

@@ -9,15 +9,16 @@ import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.layout import HEAD_KEY, manifest_key
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.head import HeadWitness, check_head, read_head, witness_table
-from audit_pipeline.integrity.manifest import HEAD_KEY, Head, manifest_key
+from audit_pipeline.integrity.manifest import Head
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.settings import load_settings
-from audit_pipeline.sources import open_source
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.sources.registry import open_source
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, copy_tree, insert_days, new_signer, seal_days, write_private_key
 
 D1, D2, D3 = DAYS

@@ -12,16 +12,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
-from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.errors import IntegrityError
-from audit_pipeline.integrity.manifest import HistoryEntry, Manifest, manifest_key, sha256_hex
+from audit_pipeline.integrity.manifest import HistoryEntry, Manifest, sha256_hex
 from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.helpers import tree
 from audit_pipeline_tests.integrity.support import DAYS, insert_days, messages, new_signer, seal, verify, write_private_key
 

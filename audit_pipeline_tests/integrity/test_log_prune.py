@@ -6,10 +6,10 @@ import json
 
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.integrity.log_prune import MINIMUM_KEY, minimum_index, prune_to_exports
-from audit_pipeline.integrity.proofs import day_checkpoint_key
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.cli.app import main
+from audit_pipeline.integrity.log_prune import prune_to_exports
+from audit_pipeline.integrity.proofs import MINIMUM_KEY, day_checkpoint_key, minimum_index
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, ROWS, configure_signed_log, export_as_configured, insert_days, new_signer, write_public_key
 
 D1, D2, D3 = DAYS

@@ -7,12 +7,12 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.integrity.checkpoint import sign_checkpoint
 from audit_pipeline.integrity.merkle import leaf_hash
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, LOG_PREFIX, day_checkpoint_key
 from audit_pipeline.integrity.tiles import TileReader, TileWriter
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, ROWS, configure_signed_log, export_as_configured, insert_days, new_signer
 
 D1, D2, D3 = DAYS

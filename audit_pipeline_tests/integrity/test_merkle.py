@@ -17,22 +17,11 @@ from pathlib import Path
 import pymerkle
 import pytest
 
-from audit_pipeline.integrity.merkle import (
-    EMPTY_ROOT,
-    MemoryTree,
-    consistency_path,
-    inclusion_path,
-    leaf_hash,
-    leaf_hashes,
-    level_up,
-    node_hash,
-    perfect_root,
-    root_of,
-    subtree_roots,
-)
+from audit_pipeline.integrity.merkle import EMPTY_ROOT, MemoryTree, consistency_path, inclusion_path, leaf_hash, leaf_hashes, node_hash, perfect_root, root_of
 from audit_pipeline.integrity.proof_verify import ProofError, verify_consistency, verify_inclusion
 from audit_pipeline.integrity.tiles import TileReader, TileWriter
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.integrity.treehash import level_up, subtree_roots
+from audit_pipeline.storage.object_store import ObjectStore
 
 VECTORS = json.loads((Path(__file__).parent / "rfc6962_vectors.json").read_text())
 

@@ -11,17 +11,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.export import export_day
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.checkpoint import sign_checkpoint
 from audit_pipeline.integrity.merkle import MemoryTree, leaf_hash
 from audit_pipeline.integrity.proof_verify import ProofError, verify_checkpoint
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, LOG_PREFIX, day_checkpoint_key, read_record
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.tiles import TileReader, encode_index, tile_key
-from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, ROWS, insert_days, new_signer, write_private_key, write_public_key
 
 D1, D2, D3 = DAYS

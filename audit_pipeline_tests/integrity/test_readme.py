@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import insert_days, new_signer, seal_days, write_public_key
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "integrity.md"

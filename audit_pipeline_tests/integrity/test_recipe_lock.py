@@ -18,14 +18,15 @@ import psycopg
 import pytest
 import yaml
 
-from audit_pipeline.daylock import day_lock, days_lock
+from audit_pipeline.config.settings import Settings, load_settings
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.exports.daylock import day_lock, days_lock
 from audit_pipeline.integrity.errors import IntegrityError
-from audit_pipeline.integrity.manifest import Manifest, manifest_key
-from audit_pipeline.sealed_export import export_sealed_day
-from audit_pipeline.settings import Settings, load_settings
-from audit_pipeline.sources import open_source
+from audit_pipeline.integrity.manifest import Manifest
+from audit_pipeline.recipes.sealed_export import export_sealed_day
+from audit_pipeline.sources.registry import open_source
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.helpers import tree
 from audit_pipeline_tests.integrity.support import DAYS, insert_days, new_signer, verify, write_private_key
 

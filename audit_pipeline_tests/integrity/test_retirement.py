@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from audit_pipeline.errors import AuditPipelineError
-from audit_pipeline.integrity.manifest import Manifest, manifest_key
+from audit_pipeline.core.errors import AuditPipelineError
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.integrity.manifest import Manifest
 from audit_pipeline.integrity.retirement import read_retirement, record_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, insert_days, messages, new_signer, seal, seal_days, verify
 
 D1, D2, D3 = DAYS

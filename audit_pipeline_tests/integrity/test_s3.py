@@ -6,10 +6,10 @@ import gzip
 
 import pytest
 
-from audit_pipeline.integrity.manifest import manifest_key
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.layout import manifest_key
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.settings import ExportSettings
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, insert_days, messages, new_signer, seal_days, verify
 
 D1, D2, D3 = DAYS

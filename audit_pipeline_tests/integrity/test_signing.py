@@ -10,16 +10,17 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from audit_pipeline.cli import main
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.export import export_day
-from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
-from audit_pipeline.integrity.manifest import PUBLIC_KEY_KEY, Manifest, manifest_key, public_key_key
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.layout import PUBLIC_KEY_KEY, manifest_key, public_key_key
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.integrity.manifest import Manifest
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.signing import Ed25519Signer, HmacSigner, Keyring, load_signer
-from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, insert_days, messages, new_signer, seal, verify, write_private_key, write_public_key
 
 D1, D2, D3 = DAYS
@@ -61,14 +62,14 @@ def test_integrity_section_from_yaml_keeps_secrets_secret(tmp_path):
     config = tmp_path / "audit.yaml"
     config.write_text(yaml.safe_dump({"integrity": {"hmac_key": "${MANIFEST_HMAC}", "checkpoint_rows": 500}}))
     settings = load_settings(config, env={"MANIFEST_HMAC": HMAC_SECRET})
-    section = integrity_settings(settings)
+    section = settings.integrity
     assert section.checkpoint_rows == 500 and section.hmac_key is not None
     assert HMAC_SECRET not in repr(section) and HMAC_SECRET not in str(section.model_dump())
     signer = load_signer(section)
     assert isinstance(signer, HmacSigner) and HMAC_SECRET not in repr(signer) and signer.key_id not in HMAC_SECRET
     config.write_text(yaml.safe_dump({"integrity": {"hmac_keys": "x"}}))
     with pytest.raises(ConfigError, match=r"integrity\.hmac_keys: unknown key"):
-        integrity_settings(load_settings(config, env={}))
+        (load_settings(config, env={})).integrity
 
 
 def _configure(workdir, pg, root, integrity) -> None:
@@ -123,7 +124,7 @@ def test_ed25519_key_from_the_environment_and_published_public_key(pg, workdir, 
     assert published == (root / public_key_key(signer.key_id)).read_bytes() == signer.published_keys()[0][1]
     assert b"PRIVATE" not in published
     # The configured private key pins its own public key.
-    keyring = Keyring.build(integrity_settings(load_settings()))
+    keyring = Keyring.build(load_settings().integrity)
     assert set(keyring.pinned) == {signer.key_id}
     reports = verify(ObjectStore(str(root)), keyring)
     assert all(r.ok for r in reports.values()) and "not pinned" not in " ".join(reports[D1].notes)
@@ -165,7 +166,7 @@ def test_cryptography_is_loaded_only_where_an_ed25519_key_is(tmp_path):
     probe = (
         "import sys\n"
         "import audit_pipeline.definitions, audit_pipeline.integrity.sealing, audit_pipeline.checks.day, audit_pipeline.cli.app\n"
-        "from audit_pipeline.integrity.config import IntegritySettings\n"
+        "from audit_pipeline.config.sections.integrity import IntegritySettings\n"
         "from audit_pipeline.integrity.signing import Keyring, load_signer\n"
         "Keyring.build(IntegritySettings(), ())\n"
         "print('cryptography' in sys.modules)\n"

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.integrity.manifest import Manifest, manifest_key
+from audit_pipeline.cli.app import main
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.integrity.manifest import Manifest
 from audit_pipeline.integrity.signing import Keyring
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, ROWS, copy_tree, insert_days, messages, new_signer, seal_days, verify, write_public_key
 
 D1, D2, D3 = DAYS

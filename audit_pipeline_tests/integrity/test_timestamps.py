@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.integrity.errors import IntegrityError
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, day_checkpoint_key
 from audit_pipeline_tests.conftest import free_port

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from audit_pipeline.export import export_day
-from audit_pipeline.integrity.config import IntegritySettings
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.errors import IntegrityError
 from audit_pipeline.integrity.merkle import MemoryTree
 from audit_pipeline.integrity.proof_verify import verify_checkpoint
 from audit_pipeline.integrity.proofs import CHECKPOINT_KEY, LogAppender, parse_note, read_record
 from audit_pipeline.integrity.sealing import DaySealer
-from audit_pipeline.settings import ExportSettings
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.integrity.support import DAYS, ROWS, insert_days, new_signer
 
 D1, D2, D3 = DAYS

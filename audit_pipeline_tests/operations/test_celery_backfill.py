@@ -41,10 +41,10 @@ import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
+from audit_pipeline.core.layout import HEAD_KEY, MANIFEST_PREFIX
 from audit_pipeline.defs.exports import EXPORT_ASSETS, EXPORT_POOL
-from audit_pipeline.integrity.manifest import HEAD_KEY, MANIFEST_PREFIX
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.operations.celery_hosts import BIN, CeleryDeployment, HostsUnavailable, celery_deployment
 from audit_pipeline_tests.operations.test_backfill import failed_checks, recheck_integrity

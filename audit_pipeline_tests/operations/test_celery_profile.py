@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audit_pipeline.daylock import DayBusy, DayLockLost, day_lock
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import ConfigError, StorageError
 from audit_pipeline.defs.executor import BROKER_SETTING, EXECUTOR_SETTING, celery_executor_config, run_executor
-from audit_pipeline.errors import ConfigError, StorageError
-from audit_pipeline.settings import Settings
+from audit_pipeline.exports.daylock import DayBusy, DayLockLost, day_lock
 from audit_pipeline_tests.operations.conftest import PRODUCTION_PROFILE, REPO
 
 DAY = dt.date(2024, 1, 15)
@@ -23,8 +23,8 @@ CELERY = REPO / "deploy" / "celery"
 
 HOLDER = """
 import datetime as dt, sys, time
-from audit_pipeline.daylock import day_lock
-from audit_pipeline.settings import Settings
+from audit_pipeline.exports.daylock import day_lock
+from audit_pipeline.config.settings import Settings
 settings = Settings.model_validate({"export": {"url": sys.argv[1]}, "state_url": sys.argv[2] or None})
 with day_lock(settings, dt.date(2024, 1, 15)):
     print("held", flush=True)

@@ -12,11 +12,11 @@ import datetime as dt
 import dagster as dg
 import pytest
 
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.defs import integrity, retention
 from audit_pipeline.defs.exports import EXPORT_ASSETS
 from audit_pipeline.defs.forwarding import build_forwarding_definitions, lag_asset_key
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.built_defs import export_definitions
 from audit_pipeline_tests.forwarding.conftest import es, write_config  # noqa: F401  (the es fixture)

@@ -166,8 +166,8 @@ def test_the_docker_files_agree_with_the_production_profile():
 
 
 def test_the_deployment_pipeline_config_reads_everything_from_the_environment():
-    from audit_pipeline.errors import ConfigError
-    from audit_pipeline.settings import load_settings
+    from audit_pipeline.config.settings import load_settings
+    from audit_pipeline.core.errors import ConfigError
 
     path = REPO / "deploy" / "audit_pipeline.yaml"
     env = {

@@ -8,12 +8,12 @@ from typing import Any
 
 import yaml
 
-from audit_pipeline.export import export_day
+from audit_pipeline.config.settings import Settings, load_settings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.retention.record import ReexportGuard
-from audit_pipeline.settings import Settings, load_settings
-from audit_pipeline.sources import open_source
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.sources.registry import open_source
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase
 
 UTC = dt.UTC

@@ -17,22 +17,22 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.layout import FORMATS, HEAD_KEY, manifest_key
 from audit_pipeline.defs.integrity import verify_job
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.export import export_day
-from audit_pipeline.integrity.config import IntegritySettings, integrity_settings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.errors import IntegrityError
-from audit_pipeline.integrity.manifest import HEAD_KEY, Manifest, manifest_key
+from audit_pipeline.integrity.manifest import Manifest
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.signing import Ed25519Signer, Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.retention.clock import ClockError
 from audit_pipeline.retention.run import run_retention
-from audit_pipeline.settings import Settings
-from audit_pipeline.sources import open_source
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.sources.registry import open_source
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, settings_for
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
@@ -58,7 +58,7 @@ def assert_every_original_event_survives(pg: PgDatabase, settings: Settings, ori
     """Each original event is in the database unchanged, or in an export of a day that verifies with the configured keys."""
     in_database = _snapshot(pg)
     store = ObjectStore.from_settings(settings.export)
-    verifier = Verifier(store, Keyring.build(integrity_settings(settings)))
+    verifier = Verifier(store, Keyring.build(settings.integrity))
     verified: dict[str, dict[str, Any]] = {}
     for day in DAYS:
         if verifier.verify_day(day).ok and store.exists(manifest_key(day)):
@@ -163,7 +163,7 @@ def test_unsigned_forgeries_of_signed_days_fail_verify_and_keep_their_rows(pg: P
     assert "unsigned, but a signature is required (a signing key is configured in integrity:; manifests are signed from 2024-01-10 on" in verify.output
 
     # The Dagster check says the same.
-    report = Verifier(ObjectStore.from_settings(settings.export), Keyring.build(integrity_settings(settings))).verify_day(forged[0])
+    report = Verifier(ObjectStore.from_settings(settings.export), Keyring.build(settings.integrity)).verify_day(forged[0])
     assert not report.ok and report.problems[0].kind == "signature"
 
     # The signed head still names the original 2024-01-16: the forgery also shows there, and nothing is deleted.

@@ -9,14 +9,16 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
+from audit_pipeline.core.layout import manifest_key
+from audit_pipeline.core.layout import retention_record_key as record_key
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.export import export_day
-from audit_pipeline.integrity.manifest import Manifest, manifest_key
-from audit_pipeline.retention.record import ReexportGuard, RetentionRecord, RetiredDayError, read_record, record_key, write_record
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.integrity.manifest import Manifest
+from audit_pipeline.retention.record import ReexportGuard, RetentionRecord, RetiredDayError, read_record, write_record
 from audit_pipeline.retention.run import run_retention
-from audit_pipeline.sources import open_source
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.sources.registry import open_source
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.built_defs import export_definitions
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.retention.support import export_days, fill_days, settings_for

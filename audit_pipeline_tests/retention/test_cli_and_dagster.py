@@ -10,7 +10,7 @@ import dagster as dg
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.defs.retention import retention_job, retention_schedule
 from audit_pipeline_tests.built_defs import definitions_for

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from audit_pipeline.errors import SourceError
+from audit_pipeline.core.errors import SourceError
 from audit_pipeline.forwarding.positions import PositionStore
-from audit_pipeline.integrity.config import integrity_settings
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.retention import run as run_module
 from audit_pipeline.retention.record import RetiredDayError, read_record
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline.sources.base import Position
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, midnight, rows_per_day, settings_for
 
@@ -25,7 +24,7 @@ D = dt.date
 
 
 def _verify(settings, days):
-    verifier = Verifier(ObjectStore.from_settings(settings.export), Keyring.build(integrity_settings(settings)))
+    verifier = Verifier(ObjectStore.from_settings(settings.export), Keyring.build(settings.integrity))
     return {day: verifier.verify_day(day) for day in days}
 
 

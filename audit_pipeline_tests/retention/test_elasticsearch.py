@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from audit_pipeline.errors import AuditPipelineError
+from audit_pipeline.core.errors import AuditPipelineError
 from audit_pipeline.retention.elasticsearch import DailyIndex, IndexRetention, elasticsearch_sink
 from audit_pipeline.retention.run import run_retention
 from audit_pipeline_tests.retention.support import settings_for

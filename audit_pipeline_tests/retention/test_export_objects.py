@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.core.layout import summary_key
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
-from audit_pipeline.layout import summary_key
 from audit_pipeline.retention.export_objects import due_objects, due_summaries, exported_objects
 from audit_pipeline.retention.run import run_retention
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, rows_per_day, settings_for
 
@@ -33,7 +32,7 @@ def store_sections(request: pytest.FixtureRequest, tmp_path: Path) -> dict:
 
 
 def _verify_all(settings) -> dict[dt.date, tuple[str, list[str]]]:
-    verifier = Verifier(ObjectStore.from_settings(settings.export), Keyring.build(integrity_settings(settings)))
+    verifier = Verifier(ObjectStore.from_settings(settings.export), Keyring.build(settings.integrity))
     return {r.day: (r.status, [p.message for p in r.problems]) for r in verifier.verify_range()}
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.config.sections.retention import parse_duration
+from audit_pipeline.config.settings import Settings, load_settings
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.retention.elasticsearch import IndexPattern
-from audit_pipeline.retention.policy import parse_duration, retention_policy
-from audit_pipeline.settings import Settings, load_settings
+from audit_pipeline.retention.policy import retention_policy
 
 TODAY = dt.date(2024, 5, 20)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.retention.run import run_retention
-from audit_pipeline.settings import load_settings
 from audit_pipeline_tests.conftest import PgDatabase
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, settings_for
 from audit_pipeline_tests.standins.webhook import WebhookReceiver

@@ -18,16 +18,15 @@ import pytest
 from click.testing import CliRunner, Result
 from elasticsearch import Elasticsearch
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.layout import FORMATS, HEAD_KEY, manifest_key
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.defs.retention import retention_job
-from audit_pipeline.integrity.manifest import HEAD_KEY, manifest_key
 from audit_pipeline.integrity.retirement import read_retirement
 from audit_pipeline.integrity.signing import Ed25519Signer
 from audit_pipeline.retention.run import run_retention
-from audit_pipeline.settings import Settings
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import FORMATS
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.conftest import PgDatabase, S3Server
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, rows_per_day, settings_for
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn

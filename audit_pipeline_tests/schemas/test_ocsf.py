@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.schemas.ocsf import OcsfMapper
 from audit_pipeline.schemas.ocsf_table import DEFAULT_TABLE
-from audit_pipeline.sections.ocsf import OcsfSettings
 from audit_pipeline.sources.synthetic import EVENT_TYPES
 from audit_pipeline_tests.schemas.conftest import DATA, VERSIONS, as_batch, can_compile, edge_events
 from audit_pipeline_tests.schemas.ocsf_validator import OcsfValidator

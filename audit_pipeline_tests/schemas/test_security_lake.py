@@ -19,20 +19,20 @@ import pyarrow.parquet as pq
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.export import export_day
+from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.security_lake import SecurityLakeSettings
+from audit_pipeline.config.settings import ExportSettings, load_settings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.integrity.ed25519 import Ed25519Signer
 from audit_pipeline.integrity.signing import HmacSigner
 from audit_pipeline.schemas.ocsf import OcsfMapper
 from audit_pipeline.schemas.ocsf_table import CLASS_NAMES
-from audit_pipeline.sections.ocsf import OcsfSettings
-from audit_pipeline.sections.security_lake import SecurityLakeSettings
 from audit_pipeline.security_lake.checks import check_lake_day
 from audit_pipeline.security_lake.columns import class_schema
 from audit_pipeline.security_lake.export import LakeManifest, export_lake_day, lake_manifest_key
-from audit_pipeline.settings import ExportSettings, load_settings
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.schemas.conftest import DAY, VERSIONS, as_batch, day_rows, edge_events
 from audit_pipeline_tests.schemas.ocsf_validator import OcsfValidator
 
@@ -281,8 +281,8 @@ def test_defaults_and_an_account_given_as_a_number(tmp_path: Path) -> None:
 
 
 def test_the_asset_exists_only_when_enabled(workdir: Path) -> None:
+    from audit_pipeline.config.settings import Settings
     from audit_pipeline.defs.build import build_definitions
-    from audit_pipeline.settings import Settings
 
     off = build_definitions(Settings())
     on = build_definitions(Settings.model_validate({"security_lake": {"enabled": True, "url": str(workdir), "region": REGION, "account_id": ACCOUNT}}))
@@ -340,7 +340,7 @@ def test_the_asset_and_its_checks_run_in_dagster(workdir: Path, pg: Any) -> None
 def test_a_source_name_too_long_is_one_line_and_exit_2(workdir: Path) -> None:
     from click.testing import CliRunner
 
-    from audit_pipeline.cli import main
+    from audit_pipeline.cli.app import main
 
     (workdir / "audit_pipeline.yaml").write_text(
         "security_lake:\n  enabled: true\n  url: s3://lake\n  region: us-east-1\n  account_id: '123456789012'\n"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline.schemas.ecs import ALLOWED, EXPECTED_TYPES
 from audit_pipeline_tests.schemas.ocsf_validator import OcsfValidator
 from audit_pipeline_tests.sinks.events import recent

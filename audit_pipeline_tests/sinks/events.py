@@ -7,8 +7,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from audit_pipeline.jsontext import jsonb_text
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.core.jsontext import jsonb_text
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS
 from audit_pipeline.sinks.base import EventBatch
 from audit_pipeline.sources.synthetic import generate_events
 

@@ -9,10 +9,11 @@ import os
 
 import pytest
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import parse_section
+from audit_pipeline.config.sections.datadog import SITES, DatadogSettings
+from audit_pipeline.config.settings import parse_section
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.sinks.base import Outcome, SinkFailure
-from audit_pipeline.sinks.datadog import SITES, DatadogSettings, DatadogSink
+from audit_pipeline.sinks.datadog import DatadogSink
 from audit_pipeline_tests.sinks.events import batch_of, recent
 from audit_pipeline_tests.standins.datadog import DatadogIntake
 from audit_pipeline_tests.standins.receiver import Fault

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.settings import load_settings
 from audit_pipeline.defs.forwarding import build_forwarding_definitions
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.settings import load_settings
 from audit_pipeline_tests.helpers import wait_until
 from audit_pipeline_tests.sinks.events import recent
 from audit_pipeline_tests.standins.datadog import DatadogIntake

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
+from audit_pipeline.cli.app import main
 from audit_pipeline_tests.conftest import free_port
 from audit_pipeline_tests.sinks.test_forward_e2e import SIEM, USERS, Pipeline, assert_no_secret, pipeline  # noqa: F401  (the fixture)
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
@@ -155,7 +155,7 @@ def test_late_window_zero_turns_the_sweep_off(pipeline, pg):  # noqa: F811
 
 
 def test_late_window_takes_a_duration(tmp_path) -> None:
-    from audit_pipeline.forwarding.config import ForwardingSettings
+    from audit_pipeline.config.sections.forwarding import ForwardingSettings
 
     assert ForwardingSettings.model_validate({"late_window": "15m"}).late_window == 900
     assert ForwardingSettings.model_validate({"late_window": "1h"}).late_window == 3600

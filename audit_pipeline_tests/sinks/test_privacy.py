@@ -24,14 +24,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from audit_pipeline.cli import main
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.export import export_day
+from audit_pipeline.cli.app import main
+from audit_pipeline.config.sections.privacy import PrivacySettings
+from audit_pipeline.config.settings import ExportSettings, load_settings
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.forwarding.configured import configured_sinks
-from audit_pipeline.settings import ExportSettings, load_settings
-from audit_pipeline.sinks.privacy import PrivacyFilter, PrivacySettings
+from audit_pipeline.sinks.privacy import PrivacyFilter
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.sinks.events import batch_of, recent
 from audit_pipeline_tests.standins.datadog import DatadogIntake
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.sinks.base import Outcome, SinkFailure
 from audit_pipeline.sinks.datadog import DatadogSink
 from audit_pipeline.sinks.splunk import SplunkSink

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.sinks.base import Outcome, SinkFailure
 from audit_pipeline.sinks.splunk import SplunkSink
 from audit_pipeline_tests.sinks.events import batch_of, synthetic

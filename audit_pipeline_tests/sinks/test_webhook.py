@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.sinks.base import Outcome, SinkFailure
 from audit_pipeline.sinks.webhook import WebhookSink, webhook_id
 from audit_pipeline_tests.sinks.events import batch_of, synthetic

@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import load_settings
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.built_defs import export_assets
 from audit_pipeline_tests.helpers import read_csv_rows

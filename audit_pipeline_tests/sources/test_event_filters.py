@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.event_filters import check_pattern, describe
-from audit_pipeline.sources import EventFilter, TimeRange
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.event_filters import EventFilter, check_pattern, describe
+from audit_pipeline.sources.base import TimeRange
 from audit_pipeline.sources.demo import DemoSource
 from audit_pipeline.sources.postgres import PostgresSource
 

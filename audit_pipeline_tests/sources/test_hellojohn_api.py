@@ -14,11 +14,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from audit_pipeline.errors import ConfigError, SourceError
-from audit_pipeline.settings import load_settings
-from audit_pipeline.sources import EventFilter, Position, TimeRange, open_source
+from audit_pipeline.config.settings import load_settings
+from audit_pipeline.core.errors import ConfigError, SourceError
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.sources.base import Position, TimeRange
 from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
 from audit_pipeline.sources.postgres import PostgresSource
+from audit_pipeline.sources.registry import open_source
 from audit_pipeline.sources.synthetic import generate_events
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from audit_pipeline.forwarding.config import ForwardingSettings, SinkForwarding
+from audit_pipeline.config.sections.forwarding import ForwardingSettings, SinkForwarding
 from audit_pipeline.forwarding.deadletters import DeadLetterStore
 from audit_pipeline.forwarding.engine import Forwarder
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.forwarding.conftest import RecordingSink
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api
 

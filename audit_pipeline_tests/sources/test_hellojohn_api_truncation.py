@@ -13,12 +13,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from audit_pipeline.config.settings import ExportSettings
 from audit_pipeline.defs.resources import AuditPipelineResource
-from audit_pipeline.export import export_day
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.exports.day import export_day
 from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
 from audit_pipeline.sources.postgres import PostgresSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.built_defs import export_assets
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, serve_hellojohn_api
 from benchmarks.synthetic_sql import generate_sql

@@ -13,16 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from audit_pipeline.errors import SourceError
-from audit_pipeline.export import export_day
-from audit_pipeline.isotime import format_instant
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.settings import ExportSettings, load_settings
-from audit_pipeline.sources import TimeRange, open_source
+from audit_pipeline.config.settings import ExportSettings, load_settings
+from audit_pipeline.core.errors import SourceError
+from audit_pipeline.core.isotime import format_instant
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.exports.day import export_day
+from audit_pipeline.sources.base import TimeRange
 from audit_pipeline.sources.hellojohn_api import HelloJohnApiSource
 from audit_pipeline.sources.hellojohn_export import LineSplitter, _decoded, _Truncated
+from audit_pipeline.sources.registry import open_source
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 from audit_pipeline_tests.sources.test_hellojohn_api import DAY, DAY_RANGE, EDGE_EVENTS, assert_same, read_all, read_pg
 from audit_pipeline_tests.standins.hellojohn_api import DEFAULT_KEY, EXPORT_FIELDS, serve_hellojohn_api
 from benchmarks.synthetic_sql import generate_sql

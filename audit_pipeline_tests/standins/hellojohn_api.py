@@ -63,7 +63,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 
 DEFAULT_KEY = "sk_test_standin_0123456789"
 MAX_LIMIT = 200

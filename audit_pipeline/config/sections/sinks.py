@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audit_pipeline.sections.datadog import DatadogSettings
-from audit_pipeline.sections.elasticsearch import ElasticsearchSettings
-from audit_pipeline.sections.forwarding import SinkForwarding
-from audit_pipeline.sections.splunk import SplunkSettings
-from audit_pipeline.sections.webhook import WebhookSettings
+from audit_pipeline.config.sections.datadog import DatadogSettings
+from audit_pipeline.config.sections.elasticsearch import ElasticsearchSettings
+from audit_pipeline.config.sections.forwarding import SinkForwarding
+from audit_pipeline.config.sections.splunk import SplunkSettings
+from audit_pipeline.config.sections.webhook import WebhookSettings
 
 
 class ElasticsearchSection(ElasticsearchSettings, SinkForwarding):

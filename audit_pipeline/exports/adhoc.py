@@ -28,11 +28,12 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
-from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
-from audit_pipeline.writers import ENCODE_SLICE_ROWS, open_parquet_writer
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.formats.encoding import CSV_HEADER, encode_csv, encode_ndjson
+from audit_pipeline.formats.writers import ENCODE_SLICE_ROWS, open_parquet_writer
+from audit_pipeline.sources.base import AuditSource, TimeRange
 
 #: ``json`` is the HelloJohn export API's name for the same NDJSON stream.
 FORMATS = {"csv": "csv", "ndjson": "ndjson", "json": "ndjson", "parquet": "parquet"}

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from audit_pipeline.sections.privacy import PrivacySettings
+from audit_pipeline.config.sections.privacy import PrivacySettings
 
 
 class RetrySettings(BaseModel):

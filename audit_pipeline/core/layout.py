@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from typing import NamedTuple
 
-from audit_pipeline.isotime import epoch_micros
+from audit_pipeline.core.isotime import epoch_micros
 
 #: The data formats, in the order they are written and published.
 FORMATS = ("csv", "ndjson", "parquet")

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from audit_pipeline.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.ocsf import OcsfSettings
 
 EVENT_PATH = "/services/collector/event"
 

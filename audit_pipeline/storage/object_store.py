@@ -37,8 +37,8 @@ from typing import Any, BinaryIO
 
 import fsspec
 
-from audit_pipeline.errors import ConfigError, StorageError, first_line
-from audit_pipeline.settings import ExportSettings
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.errors import ConfigError, StorageError, first_line
 
 STAGING_DIR = ".staging"
 #: Prefix of staging folders outside the export root (S3 exports stage in the temp directory).

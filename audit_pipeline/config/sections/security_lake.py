@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from audit_pipeline.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.ocsf import OcsfSettings
 
 #: The OCSF classes the mapping writes (audit_pipeline.schemas.ocsf_table) → their default custom-source names.
 DEFAULT_SOURCE_NAMES: dict[int, str] = {

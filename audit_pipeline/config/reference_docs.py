@@ -21,9 +21,9 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from audit_pipeline.sections.forwarding import SinkForwarding
-from audit_pipeline.sections.retention import Duration
-from audit_pipeline.settings import (
+from audit_pipeline.config.sections.forwarding import SinkForwarding
+from audit_pipeline.config.sections.retention import Duration
+from audit_pipeline.config.settings import (
     _ENV_OVERRIDES,
     DemoSourceSettings,
     HelloJohnApiSourceSettings,
@@ -203,7 +203,7 @@ def _table(model: type[BaseModel], *, skip: frozenset[str] = frozenset()) -> lis
 
 def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
     """(key path, model, keys documented elsewhere, extra note) in the order of the page."""
-    from audit_pipeline.sections.sinks import DatadogSection, ElasticsearchSection, SinksSettings, SplunkSection, WebhookSection
+    from audit_pipeline.config.sections.sinks import DatadogSection, ElasticsearchSection, SinksSettings, SplunkSection, WebhookSection
 
     settings_fields = Settings.model_fields
     nested_skip = frozenset(n for n, f in settings_fields.items() if n != "state_url")
@@ -222,11 +222,11 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
     yield "sinks", SinksSettings, frozenset(), "Every sink section also takes the common keys below."
     common = frozenset(SinkForwarding.model_fields)
     yield "sinks.<any sink> (common keys)", SinkForwarding, frozenset(), ""
-    from audit_pipeline.sections.privacy import MaskSettings, PrivacySettings
+    from audit_pipeline.config.sections.privacy import MaskSettings, PrivacySettings
 
     yield "sinks.<any sink>.privacy", PrivacySettings, frozenset(), "What this sink may see; see [Forwarding](forwarding.md#privacy-per-sink)."
     yield "sinks.<any sink>.privacy.mask", MaskSettings, frozenset(), ""
-    from audit_pipeline.sections.ocsf import OcsfSettings
+    from audit_pipeline.config.sections.ocsf import OcsfSettings
 
     yield "sinks.<any sink>.ocsf", OcsfSettings, frozenset(), "Used with `schema:` other than `raw`; see [OCSF](schemas/ocsf.md)."
     yield "sinks.elasticsearch", ElasticsearchSection, common, ""
@@ -239,19 +239,19 @@ def _sections() -> Iterator[tuple[str, type[BaseModel], frozenset[str], str]]:
     retention = settings_fields["retention"].annotation
     assert isinstance(retention, type) and issubclass(retention, BaseModel)
     yield "retention", retention, frozenset({"exports"}), ""
-    from audit_pipeline.sections.retention import ExportsPolicy
+    from audit_pipeline.config.sections.retention import ExportsPolicy
 
     yield "retention.exports", ExportsPolicy, frozenset(), "Or a plan name (`exports: pro`) or one duration for every format (`exports: 90d`)."
-    from audit_pipeline.sections.summary import SummarySettings
+    from audit_pipeline.config.sections.summary import SummarySettings
 
     yield "summary", SummarySettings, frozenset(), ""
-    from audit_pipeline.sections.alerts import AlertSettings, EmailChannel, SlackChannel, WebhookChannel
+    from audit_pipeline.config.sections.alerts import AlertSettings, EmailChannel, SlackChannel, WebhookChannel
 
     yield "alerts", AlertSettings, frozenset({"slack", "webhook", "email"}), "Each channel below is optional; with none, nothing is sent."
     yield "alerts.slack", SlackChannel, frozenset(), ""
     yield "alerts.webhook", WebhookChannel, frozenset(), ""
     yield "alerts.email", EmailChannel, frozenset(), ""
-    from audit_pipeline.sections.security_lake import SecurityLakeSettings
+    from audit_pipeline.config.sections.security_lake import SecurityLakeSettings
 
     yield "security_lake", SecurityLakeSettings, frozenset({"ocsf"}), "Off unless `enabled`; see [Amazon Security Lake](schemas/security-lake.md)."
     yield "security_lake.ocsf", OcsfSettings, frozenset(), "The same keys as `sinks.<any sink>.ocsf`."

@@ -4,13 +4,13 @@ The Dagster asset (and through it ``audit-pipeline export-day`` and ``demo``), `
 ``relink`` all change a day's objects or manifest.  Each step of the recipe exists for a reason
 the others rely on, so it is assembled here once instead of in every caller:
 
-1. the day lock (:mod:`audit_pipeline.daylock`): one writer of a day at a time on every machine,
+1. the day lock (:mod:`audit_pipeline.exports.daylock`): one writer of a day at a time on every machine,
    confirmed right before anything is published;
 2. the re-export guard (:class:`~audit_pipeline.retention.record.ReexportGuard`): a day whose
    rows retention deleted is not replaced by an emptier copy unless forced;
 3. the sealer (:class:`~audit_pipeline.integrity.sealing.DaySealer`): the entry chain, the
    manifest published last, a rechain recorded with its reason;
-4. :func:`~audit_pipeline.export.export_day`, then the sealer's ``after_publish``, which links
+4. :func:`~audit_pipeline.exports.day.export_day`, then the sealer's ``after_publish``, which links
    the following days and updates the head while the lock is still held.
 """
 
@@ -20,19 +20,18 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audit_pipeline.daylock import DEFAULT_WAIT_SECONDS, day_lock, days_lock
-from audit_pipeline.event_filters import daily_export_filter
-from audit_pipeline.export import DayExport, export_day
-from audit_pipeline.integrity.config import integrity_settings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.event_filters import daily_export_filter
+from audit_pipeline.core.layout import MANIFEST_PREFIX, day_of_manifest_key
+from audit_pipeline.exports.day import DayExport, export_day
+from audit_pipeline.exports.daylock import DEFAULT_WAIT_SECONDS, day_lock, days_lock
 from audit_pipeline.integrity.head import HeadWitness, update_head
 from audit_pipeline.integrity.linking import link_forward
-from audit_pipeline.integrity.manifest import MANIFEST_PREFIX, day_of_manifest_key
 from audit_pipeline.integrity.sealing import DaySealer
 from audit_pipeline.integrity.signing import Keyring, load_signer
 from audit_pipeline.retention.record import ReexportGuard, forced_reexport_reason, read_record
-from audit_pipeline.settings import Settings
 from audit_pipeline.sources.base import AuditSource
-from audit_pipeline.storage import ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
 
 __all__ = ["RELINK_DAYS_PER_LOCK", "SealedDay", "export_sealed_day", "manifest_days", "relink_days"]
 
@@ -104,7 +103,7 @@ def relink_days(settings: Settings, store: ObjectStore, first: dt.date, *, wait_
     days = [d for d in manifest_days(store) if d >= first]
     if not days:
         return []
-    config = integrity_settings(settings)
+    config = settings.integrity
     signer = load_signer(config)
     keyring = Keyring.for_signer(signer, config)
     lines: list[str] = []

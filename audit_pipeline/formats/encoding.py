@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 
 CSV_LINE_END = "\r\n"
 CSV_HEADER = (",".join(COLUMNS) + CSV_LINE_END).encode()

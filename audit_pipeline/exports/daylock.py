@@ -36,8 +36,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from audit_pipeline.errors import ConfigError, StorageError, first_line
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import ConfigError, StorageError, first_line
 
 #: How long an export waits for another export of the same day before it fails (and is retried).
 DEFAULT_WAIT_SECONDS = 900.0

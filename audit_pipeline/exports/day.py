@@ -1,6 +1,6 @@
 """One day's export: source batches → the three writers → atomic publish to the object store.
 
-Where the objects go (``{fmt}/date=YYYY-MM-DD/audit_logs.*``) is :mod:`audit_pipeline.layout`'s;
+Where the objects go (``{fmt}/date=YYYY-MM-DD/audit_logs.*``) is :mod:`audit_pipeline.core.layout`'s;
 ``day_prefix`` and ``object_key`` are imported here for the modules that still take them from this one.
 
 Nothing is published until every file of the day has been written completely; a failure
@@ -16,14 +16,15 @@ from typing import Protocol
 
 import numpy as np
 
-from audit_pipeline.layout import day_prefix, object_key
-from audit_pipeline.memory import returning_memory
-from audit_pipeline.schema import COLUMNS
-from audit_pipeline.settings import ExportSettings
-from audit_pipeline.sources.base import AuditSource, EventFilter, TimeRange
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.streaming import read_ahead
-from audit_pipeline.writers import FORMATS, DayWriters, WrittenFile
+from audit_pipeline.config.settings import ExportSettings
+from audit_pipeline.core.event_filters import EventFilter
+from audit_pipeline.core.layout import FORMATS, day_prefix, object_key
+from audit_pipeline.core.memory import returning_memory
+from audit_pipeline.core.schema import COLUMNS
+from audit_pipeline.formats.streaming import read_ahead
+from audit_pipeline.formats.writers import DayWriters, WrittenFile
+from audit_pipeline.sources.base import AuditSource, TimeRange
+from audit_pipeline.storage.object_store import ObjectStore
 
 _ID, _CREATED_AT = COLUMNS.index("id"), COLUMNS.index("created_at")
 
@@ -137,4 +138,4 @@ def export_day(
     return result
 
 
-__all__ = ["BeforePublish", "DayExport", "ExportGuard", "PublishedObject", "day_prefix", "export_day", "object_key"]
+__all__ = ["BeforePublish", "DayExport", "ExportGuard", "PublishedObject", "export_day"]

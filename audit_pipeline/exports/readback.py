@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.csv_records import count_records
-from audit_pipeline.encoding import CSV_HEADER
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS
-from audit_pipeline.storage import ObjectStore
-from audit_pipeline.writers import open_text_reader
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS
+from audit_pipeline.formats.csv_records import count_records
+from audit_pipeline.formats.encoding import CSV_HEADER
+from audit_pipeline.formats.writers import open_text_reader
+from audit_pipeline.storage.object_store import ObjectStore
 
 #: The first ranged read of a text object: the CSV header and, usually, the first NDJSON line.
 _HEAD_BYTES = 16 << 10
@@ -167,7 +167,7 @@ class DayCheck:
 
 def check_completeness(store: ObjectStore, fmt: str, day: dt.date, expected_rows: int) -> DayCheck:
     """Rows in every published object of the day, read back, against the source's count."""
-    from audit_pipeline.export import day_prefix
+    from audit_pipeline.core.layout import day_prefix
 
     keys = store.list(day_prefix(fmt, day))
     if not keys:
@@ -180,7 +180,7 @@ def check_completeness(store: ObjectStore, fmt: str, day: dt.date, expected_rows
 
 def check_schema(store: ObjectStore, fmt: str, day: dt.date) -> DayCheck:
     """Columns (and, for Parquet, types) of every published object of the day, from the bytes that state them."""
-    from audit_pipeline.export import day_prefix
+    from audit_pipeline.core.layout import day_prefix
 
     keys = store.list(day_prefix(fmt, day))
     problems = [f"{key}: {problem}" for key in keys if (problem := schema_problem(store, fmt, key, store.size(key)))]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from audit_pipeline.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.ocsf import OcsfSettings
 
 #: Datadog sites and their logs intake hosts (Datadog API reference, "Send logs", v2).
 SITES: dict[str, str] = {

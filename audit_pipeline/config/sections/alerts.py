@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from audit_pipeline.sections.webhook import _key
+from audit_pipeline.config.sections.webhook import _key
 
 
 class _Channel(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from audit_pipeline.schema import COLUMNS
+from audit_pipeline.core.schema import COLUMNS
 
 #: Fields no privacy rule may touch (see the module docstring).
 FIXED_FIELDS = frozenset({"id", "type", "result", "created_at"})

@@ -25,11 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from audit_pipeline.encoding import CSV_HEADER, encode_csv, encode_ndjson_lines, format_created_at
-from audit_pipeline.layout import FORMATS as FORMATS
-from audit_pipeline.layout import data_name
-from audit_pipeline.memory import release_freed_memory
-from audit_pipeline.schema import ARROW_SCHEMA, COLUMNS, DICTIONARY_COLUMNS
+from audit_pipeline.core.layout import FORMATS as FORMATS
+from audit_pipeline.core.layout import data_name
+from audit_pipeline.core.memory import release_freed_memory
+from audit_pipeline.core.schema import ARROW_SCHEMA, COLUMNS, DICTIONARY_COLUMNS
+from audit_pipeline.formats.encoding import CSV_HEADER, encode_csv, encode_ndjson_lines, format_created_at
 
 #: Rows encoded per kernel call: small enough to bound transient memory, large enough to amortise calls.
 #: Each encoded slice (CSV on one thread, NDJSON on the other) and its intermediate arrays are live at once:

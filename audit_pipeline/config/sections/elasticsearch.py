@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from audit_pipeline.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.ocsf import OcsfSettings
 
 DEFAULT_INDEX = "hellojohn-audit-%Y.%m.%d"
 _INVALID_INDEX = re.compile(r'[\\/*?"<>| ,#:A-Z]')

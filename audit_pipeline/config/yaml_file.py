@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from audit_pipeline.errors import ConfigError
+from audit_pipeline.core.errors import ConfigError
 
 _KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<items>(?:-\s+)*)(?P<key>\"[^\"]*\"|'[^']*'|[^\s#:\"'\-][^:#]*?|-[^\s:#][^:#]*?)\s*:(?:\s|$)")
 _ITEM_LINE = re.compile(r"^(?P<indent>\s*)-(?:\s|$)")

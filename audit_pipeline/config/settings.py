@@ -16,16 +16,16 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from audit_pipeline.config_file import read_yaml
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.redaction import register_secret
-from audit_pipeline.sections.alerts import AlertSettings
-from audit_pipeline.sections.forwarding import ForwardingSettings
-from audit_pipeline.sections.integrity import IntegritySettings
-from audit_pipeline.sections.retention import RetentionSettings
-from audit_pipeline.sections.security_lake import SecurityLakeSettings
-from audit_pipeline.sections.sinks import SinksSettings
-from audit_pipeline.sections.summary import SummarySettings
+from audit_pipeline.config.sections.alerts import AlertSettings
+from audit_pipeline.config.sections.forwarding import ForwardingSettings
+from audit_pipeline.config.sections.integrity import IntegritySettings
+from audit_pipeline.config.sections.retention import RetentionSettings
+from audit_pipeline.config.sections.security_lake import SecurityLakeSettings
+from audit_pipeline.config.sections.sinks import SinksSettings
+from audit_pipeline.config.sections.summary import SummarySettings
+from audit_pipeline.config.yaml_file import read_yaml
+from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.core.redaction import register_secret
 
 DEFAULT_CONFIG_PATH = "audit_pipeline.yaml"
 DEFAULT_EXPORT_URL = "audit-exports"
@@ -103,7 +103,7 @@ class ExportFilterSettings(_Section):
     @field_validator("include_types", "exclude_types", "include_tenants", "exclude_tenants")
     @classmethod
     def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from audit_pipeline.event_filters import check_pattern
+        from audit_pipeline.core.event_filters import check_pattern
 
         return tuple(check_pattern(p) for p in value)
 

@@ -33,6 +33,6 @@ class SummarySettings(BaseModel):
     def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if not value:
             raise ValueError("name at least one login event type, e.g. [user.login, user.login_failed]")
-        from audit_pipeline.event_filters import check_pattern
+        from audit_pipeline.core.event_filters import check_pattern
 
         return tuple(check_pattern(p) for p in value)

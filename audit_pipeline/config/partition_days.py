@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from audit_pipeline.errors import ConfigError
-from audit_pipeline.settings import Settings
+from audit_pipeline.config.settings import Settings
+from audit_pipeline.core.errors import ConfigError
 
 
 def check_partition_day(day: dt.date, settings: Settings, *, what: str = "DAY", today: dt.date | None = None) -> None:

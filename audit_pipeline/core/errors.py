@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from audit_pipeline.redaction import redact
+from audit_pipeline.core.redaction import redact
 
 
 class AuditPipelineError(Exception):

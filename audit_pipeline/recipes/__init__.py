@@ -1,0 +1,1 @@
+"""One recipe per action: the functions the Dagster assets and the command line both call (export a day, sealed)."""
