@@ -29,7 +29,7 @@ from audit_pipeline.exports.adhoc import check_output_path, output_file
 from audit_pipeline.storage.object_store import ObjectStore
 
 OutputFormat = Literal["table", "csv", "ndjson", "parquet"]
-FORMATS: tuple[str, ...] = ("table", "csv", "ndjson", "parquet")
+OUTPUT_FORMATS: tuple[str, ...] = ("table", "csv", "ndjson", "parquet")
 #: Rows per batch fetched from DuckDB: bounds memory whatever the result size.
 BATCH_ROWS = 65_536
 #: The most rows ``--format table`` prints; a larger result is refused (``--table-rows`` changes it).

@@ -36,7 +36,7 @@ from audit_pipeline.formats.writers import ENCODE_SLICE_ROWS, open_parquet_write
 from audit_pipeline.sources.base import AuditSource, TimeRange
 
 #: ``json`` is the HelloJohn export API's name for the same NDJSON stream.
-FORMATS = {"csv": "csv", "ndjson": "ndjson", "json": "ndjson", "parquet": "parquet"}
+FORMAT_NAMES = {"csv": "csv", "ndjson": "ndjson", "json": "ndjson", "parquet": "parquet"}
 _CREATED_AT = COLUMNS.index("created_at")
 
 #: Called with (events so far, created_at of the last one) after each batch.
@@ -52,9 +52,9 @@ class RangeExport:
 
 def canonical_format(name: str) -> str:
     try:
-        return FORMATS[name.lower()]
+        return FORMAT_NAMES[name.lower()]
     except KeyError:
-        raise ConfigError(f"--format {name!r} is not one of {', '.join(FORMATS)}") from None
+        raise ConfigError(f"--format {name!r} is not one of {', '.join(FORMAT_NAMES)}") from None
 
 
 def _batches(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audit_pipeline.config.sections.retention import parse_duration
+from audit_pipeline.config.sections.retention import parse_retention
 from audit_pipeline.config.settings import Settings, load_settings
 from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.retention.elasticsearch import IndexPattern
@@ -24,23 +24,23 @@ def _policy(retention: dict, tmp_path: Path, **sections):
 
 
 def test_durations_and_the_boundary_day() -> None:
-    seven = parse_duration("7d")
+    seven = parse_retention("7d")
     # 7d on 2024-05-20: 2024-05-13 is the oldest day kept (the boundary), 2024-05-12 is due.
     assert seven.cutoff(TODAY) == dt.date(2024, 5, 13)
-    assert parse_duration("2w").cutoff(TODAY) == dt.date(2024, 5, 6)
-    assert parse_duration("7y").cutoff(TODAY) == dt.date(2017, 5, 20)
+    assert parse_retention("2w").cutoff(TODAY) == dt.date(2024, 5, 6)
+    assert parse_retention("7y").cutoff(TODAY) == dt.date(2017, 5, 20)
     # Calendar years from a leap day end on 28 February.
-    assert parse_duration("1y").cutoff(dt.date(2024, 2, 29)) == dt.date(2023, 2, 28)
-    assert parse_duration("unlimited").cutoff(TODAY) is None
-    assert parse_duration(" UNLIMITED ").unlimited
+    assert parse_retention("1y").cutoff(dt.date(2024, 2, 29)) == dt.date(2023, 2, 28)
+    assert parse_retention("unlimited").cutoff(TODAY) is None
+    assert parse_retention(" UNLIMITED ").unlimited
 
 
 def test_longer_and_shorter_periods_compare_on_every_run_date() -> None:
-    assert parse_duration("366d").keeps_at_least(parse_duration("1y"))
-    assert not parse_duration("365d").keeps_at_least(parse_duration("1y"))  # a leap year is 366 days
-    assert parse_duration("1y").keeps_at_least(parse_duration("365d"))
-    assert parse_duration("unlimited").keeps_at_least(parse_duration("7y"))
-    assert not parse_duration("7y").keeps_at_least(parse_duration("unlimited"))
+    assert parse_retention("366d").keeps_at_least(parse_retention("1y"))
+    assert not parse_retention("365d").keeps_at_least(parse_retention("1y"))  # a leap year is 366 days
+    assert parse_retention("1y").keeps_at_least(parse_retention("365d"))
+    assert parse_retention("unlimited").keeps_at_least(parse_retention("7y"))
+    assert not parse_retention("7y").keeps_at_least(parse_retention("unlimited"))
 
 
 @pytest.mark.parametrize(

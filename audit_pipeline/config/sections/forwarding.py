@@ -62,7 +62,7 @@ class ForwardingSettings(BaseModel):
     @field_validator("late_window", "max_lag_seconds", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+        return parse_seconds(value)
 
 
 #: ``start`` as written: ``earliest``, ``now`` or a UTC day ``YYYY-MM-DD``.
@@ -103,7 +103,7 @@ class SinkForwarding(BaseModel):
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
-def parse_duration(value: Any) -> Any:
+def parse_seconds(value: Any) -> Any:
     """``900``, ``"900s"``, ``"15m"``, ``"1h"`` as seconds; anything else is left for the model to refuse."""
     if isinstance(value, str):
         text = value.strip().lower()

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr, WithJsonSchema, model_validator
 
-#: The export formats a per-format retention names (the writers' formats).
-FORMATS: tuple[str, ...] = ("csv", "ndjson", "parquet")
+from audit_pipeline.core.layout import FORMATS  # the export formats a per-format retention names
+
 _DURATION = re.compile(r"^(\d+)([dwy])$")
 _UNITS = {"d": "day", "w": "week", "y": "year"}
 
@@ -70,7 +70,7 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-def parse_duration(value: Any) -> Duration:
+def parse_retention(value: Any) -> Duration:
     """``7d``, ``2w``, ``7y`` or ``unlimited``; anything else is refused with the accepted forms."""
     if isinstance(value, Duration):
         return value
@@ -97,7 +97,7 @@ def parse_duration(value: Any) -> Duration:
 #: A duration as written in the file; JSON Schema and the resolved configuration show it as text.
 DurationField = Annotated[
     Duration,
-    BeforeValidator(parse_duration),
+    BeforeValidator(parse_retention),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "pattern": r"^(\d+[dwy]|unlimited)$", "examples": ["7d", "90d", "2w", "7y", "unlimited"]}),
 ]
@@ -117,7 +117,7 @@ class ExportsPolicy(BaseModel):
         given: Duration | None = getattr(self, fmt)
         if given is not None:
             return given
-        return parse_duration(PLANS[self.plan]) if self.plan else UNLIMITED
+        return parse_retention(PLANS[self.plan]) if self.plan else UNLIMITED
 
 
 def _exports_shorthand(value: Any) -> Any:
