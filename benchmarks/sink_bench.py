@@ -27,6 +27,7 @@ import argparse
 import datetime as dt
 import gzip
 import json
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -176,7 +177,7 @@ def webhook_bench(events: int, concurrency: int | None) -> None:
     from audit_pipeline.sinks.webhook import sign, webhook_id
     from audit_pipeline_tests.conftest import drop_database, make_database
 
-    secret = "bench-webhook-secret"
+    secret = secrets.token_hex(16)  # a fresh signing secret per run, shared with the receiver it starts
     db = make_database("sink_bench")
     receiver = subprocess.Popen(
         [sys.executable, "-c", _RECEIVER, secret], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[1]
