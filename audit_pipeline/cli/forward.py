@@ -336,9 +336,8 @@ def deadletters() -> None:
 def list_dead_letters(ctx: click.Context, sink: str) -> None:
     """List SINK's dead-letter objects as a table: key (under the export root), event count, first reason."""
     from audit_pipeline.cli.table import render
-    from audit_pipeline.core.errors import ConfigError
     from audit_pipeline.core.redaction import excerpt
-    from audit_pipeline.forwarding.configured import configured_sinks
+    from audit_pipeline.forwarding.configured import check_sink_name
     from audit_pipeline.forwarding.deadletters import DeadLetterStore
     from audit_pipeline.storage.object_store import ObjectStore
 
@@ -352,12 +351,7 @@ def list_dead_letters(ctx: click.Context, sink: str) -> None:
     if rows:
         click.echo(render(["KEY", "EVENTS", "FIRST REASON"], rows, right=[1]))
     if not total:
-        configured = configured_sinks(settings, include_disabled=True)
-        for other in configured:
-            other.sink.close()
-        if sink not in {c.name for c in configured}:
-            known = ", ".join(c.name for c in configured) or "none"
-            raise ConfigError(f"no sink named {sink!r} in the configuration's sinks: section (configured: {known}), and no dead letters kept for it")
+        check_sink_name(settings, sink, also=", and no dead letters kept for it")
     click.echo(f"{total:,} dead-lettered event(s) for {sink}" + (f"; keys are under {store.store.uri('')}" if rows else ""), err=True)
 
 

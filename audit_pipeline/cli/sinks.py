@@ -91,7 +91,7 @@ def list_command(ctx: click.Context, no_lag: bool) -> None:
 def seek_command(ctx: click.Context, sink: str, target: str, reason: str, yes: bool) -> None:
     """Move SINK's position to --to, recording who moved it and --reason; refused while a forwarder holds the sink."""
     from audit_pipeline.core.errors import ConfigError
-    from audit_pipeline.forwarding.configured import configured_sinks
+    from audit_pipeline.forwarding.configured import check_sink_name
     from audit_pipeline.forwarding.positions import PositionStore
     from audit_pipeline.forwarding.seek import move_position, operator, resolve_target
     from audit_pipeline.sources.registry import open_source
@@ -99,12 +99,7 @@ def seek_command(ctx: click.Context, sink: str, target: str, reason: str, yes: b
     settings = load_settings(config_path(ctx))
     if not reason.strip():
         raise ConfigError("--reason must say why the position moves (it is recorded with the move)")
-    configured = configured_sinks(settings, include_disabled=True)
-    for other in configured:
-        other.sink.close()
-    if sink not in {c.name for c in configured}:
-        known = ", ".join(c.name for c in configured) or "none"
-        raise ConfigError(f"no sink named {sink!r} in the configuration's sinks: section (configured: {known})")
+    check_sink_name(settings, sink)
     source = open_source(settings)
     store = PositionStore.from_settings(settings)
     try:

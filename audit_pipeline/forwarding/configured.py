@@ -59,5 +59,18 @@ def find_sink(settings: Settings, name: str) -> ConfiguredSink:
             return configured
     for configured in sinks:
         configured.sink.close()
-    known = ", ".join(s.name for s in sinks) or "none"
-    raise ConfigError(f"no sink named {name!r} in the configuration's sinks: section (configured: {known})")
+    raise ConfigError(_unknown(name, [s.name for s in sinks]))
+
+
+def check_sink_name(settings: Settings, name: str, also: str = "") -> None:
+    """Refuse a name that no sink in ``sinks:`` has, enabled or not (each is built to validate it, then closed)."""
+    sinks = configured_sinks(settings, include_disabled=True)
+    for configured in sinks:
+        configured.sink.close()
+    names = [s.name for s in sinks]
+    if name not in names:
+        raise ConfigError(_unknown(name, names) + also)
+
+
+def _unknown(name: str, names: list[str]) -> str:
+    return f"no sink named {name!r} in the configuration's sinks: section (configured: {', '.join(names) or 'none'})"
