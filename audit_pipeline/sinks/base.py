@@ -47,22 +47,24 @@ class EventBatch:
         (``len(self) + 1`` of them): sinks that concatenate lines use it without per-event copies."""
         return self._ndjson
 
+    def _carrying(self, batch: pa.RecordBatch, chunk: memoryview, offsets: Any) -> EventBatch:
+        """A batch of ``batch``'s events whose lines are ``chunk`` (a subclass returns its own kind)."""
+        part = EventBatch(batch)
+        part.__dict__["_ndjson"] = (chunk, offsets)
+        return part
+
     def slice(self, start: int, stop: int) -> EventBatch:
         """Events ``start..stop-1``, sharing this batch's NDJSON instead of encoding it again."""
         chunk, offsets = self._ndjson
-        part = EventBatch(self.batch.slice(start, stop - start))
         first = int(offsets[start])
-        part.__dict__["_ndjson"] = (chunk[first : int(offsets[stop])], offsets[start : stop + 1] - first)
-        return part
+        return self._carrying(self.batch.slice(start, stop - start), chunk[first : int(offsets[stop])], offsets[start : stop + 1] - first)
 
     def with_line(self, line: bytes) -> EventBatch:
         """This one-event batch carrying ``line`` as its JSON (an event cut to fit a sink's limit)."""
         if len(self) != 1:
             raise ValueError("with_line applies to a batch of one event")
-        part = EventBatch(self.batch)
         data = line + b"\n"
-        part.__dict__["_ndjson"] = (memoryview(data), ndjson_line_offsets(data))
-        return part
+        return self._carrying(self.batch, memoryview(data), ndjson_line_offsets(data))
 
     def line(self, i: int) -> bytes:
         chunk, offsets = self._ndjson

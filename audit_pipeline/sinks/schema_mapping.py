@@ -10,7 +10,7 @@ working on the batch's columns, which do not change.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -31,17 +31,10 @@ class MappedEventBatch(EventBatch):
         data = b"".join(line + b"\n" for line in lines)
         self.__dict__["_ndjson"] = (memoryview(data), ndjson_line_offsets(data))
 
-    def slice(self, start: int, stop: int) -> EventBatch:
-        chunk, offsets = self.ndjson()
-        part = MappedEventBatch(self.batch.slice(start, stop - start), [], self.schema)
-        first = int(offsets[start])
-        part.__dict__["_ndjson"] = (chunk[first : int(offsets[stop])], offsets[start : stop + 1] - first)
+    def _carrying(self, batch: pa.RecordBatch, chunk: memoryview, offsets: Any) -> EventBatch:
+        part = MappedEventBatch(batch, [], self.schema)
+        part.__dict__["_ndjson"] = (chunk, offsets)
         return part
-
-    def with_line(self, line: bytes) -> EventBatch:
-        if len(self) != 1:
-            raise ValueError("with_line applies to a batch of one event")
-        return MappedEventBatch(self.batch, [line], self.schema)
 
     def take(self, indices: Sequence[int]) -> EventBatch:
         return MappedEventBatch(self.batch.take(pa.array(indices, pa.int64())), [self.line(i) for i in indices], self.schema)
