@@ -324,7 +324,7 @@ def test_a_backfill_spreads_over_worker_hosts_and_survives_workers_killed_while_
     assert most_runs_at_once(instance, backfill_id) <= WORKERS  # the audit_source pool still limits the exports
     assert all(EXPORT_POOL in (r.run_op_concurrency.all_pools or ()) for r in runs if r.run_op_concurrency)
 
-    # Spread: each worker exported some days; each killed day was begun by its victim and finished by another worker.
+    # Spread: each worker began some days; each killed day was begun by its victim and finished by another worker.
     attempts = export_attempts(instance)
     by_day: dict[str, list[str]] = defaultdict(list)
     for day, worker in attempts:
@@ -332,8 +332,10 @@ def test_a_backfill_spreads_over_worker_hosts_and_survives_workers_killed_while_
     for killed_day, victim in killed.items():
         assert by_day[killed_day][0] == names[victim] and len(by_day[killed_day]) == 2 and by_day[killed_day][1] != names[victim], by_day[killed_day]
     assert {day: len(workers) for day, workers in by_day.items() if day not in killed} == {d.isoformat(): 1 for d in DAYS if d.isoformat() not in killed}
-    per_worker = Counter(workers[-1] for workers in by_day.values())
-    assert set(per_worker) == set(names) and all(per_worker[name] >= 1 for name in names), per_worker
+    # Every worker took export steps from the queue.  Counted by the steps begun, not finished: a victim may have been
+    # handed its killed day first, and the queue owes it nothing after its death.
+    per_worker = Counter(worker for _, worker in attempts)
+    assert set(per_worker) == set(names), per_worker
 
     # Exactly once: one materialization of each asset per day, and every check passes.
     for key in EXPORT_ASSETS.values():
