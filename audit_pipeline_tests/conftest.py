@@ -220,7 +220,23 @@ def _leaves_nothing_in_the_checkout() -> Iterator[None]:
 POSTGRES_FIXTURES = frozenset({"pg_session_db", "dagster_db"})
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _start_rank(item: pytest.Item) -> int:
+    """0 for a test that declares a longer time limit than the suite's (minutes of work), 1 for the rest of the slow
+    ones, 2 for the others."""
+    limit = item.get_closest_marker("timeout")
+    if limit is not None and limit.args and float(limit.args[0]) > float(item.config.getini("timeout") or 0):
+        return 0
+    return 1 if item.get_closest_marker("slow") is not None else 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.pg)
+    # The longest tests first, one pile per pytest-xdist worker: `--dist worksteal` gives each worker a contiguous
+    # share of this order, so dealing the tests out longest first, round robin, starts every worker on one of the
+    # longest instead of one worker queueing them all; idle workers then steal from the longest queue.  The sort is
+    # stable and every pile keeps its files' order, and every worker computes the same order, as xdist requires.
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    ordered = sorted(items, key=_start_rank)
+    items[:] = [item for pile in range(workers) for item in ordered[pile::workers]]

@@ -83,7 +83,9 @@ class _AdvisoryLock:
     def holder(self) -> str:
         row = self.conn.execute(
             "SELECT a.application_name, a.client_addr::text FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.classid::bigint = (%s::bigint & 4294967295) AND l.objid::bigint = %s AND l.granted",
+            " WHERE l.locktype = 'advisory' AND l.classid::bigint = (%s::bigint & 4294967295) AND l.objid::bigint = %s AND l.granted"
+            # advisory locks belong to one database: another state database on the same server may hold the same keys
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             self.keys,
         ).fetchone()
         return f"{row[0]} ({row[1] or 'local'})" if row else "an export that has just finished"

@@ -134,9 +134,10 @@ def test_helm_values_state_the_production_limits():
 
 
 @pytest.mark.slow
-def test_definitions_validate_through_the_workspace():
+def test_definitions_validate_through_the_workspace(tmp_path):
     """What `dagster dev` loads from the repository root: the code location of workspace.yaml."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUDIT_", "DAGSTER_"))}
+    env["DAGSTER_HOME"] = str(tmp_path)  # its instance's storage, which would otherwise be the checkout's .dagster_home
     done = subprocess.run([DAGSTER, "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Validation successful for code location audit_pipeline" in done.stdout + done.stderr
