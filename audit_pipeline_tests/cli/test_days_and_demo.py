@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from click.testing import CliRunner
 
 from audit_pipeline.cli.app import main
@@ -15,6 +16,7 @@ from audit_pipeline.sources.demo import DEMO_DAYS, DEMO_EVENTS_PER_DAY
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # the demo's Dagster runs
 def test_demo_runs_land_in_the_instance_dagster_dev_opens_and_days_lists_them(workdir, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     shutil.copy(REPO / "dagster.yaml", workdir / "dagster.yaml")  # the repository's local profile, as `dagster dev` reads it

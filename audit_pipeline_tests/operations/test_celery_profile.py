@@ -75,7 +75,11 @@ def test_an_export_whose_lock_connection_ended_publishes_nothing(pg):
     with day_lock(settings, DAY) as lock:
         lock.confirm()
         with pg.connect() as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'audit_pipeline export 2024-01-15%%'")
+            # this test's database only: other tests (parallel workers) lock the same day in theirs
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name LIKE 'audit_pipeline export 2024-01-15%%'"
+            )
         with pytest.raises(DayLockLost, match=r"lock on 2024-01-15 was lost.*nothing was published"):
             lock.confirm()
 

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from audit_pipeline.defs.compute_logs import ThreadMirroredComputeLogManager
@@ -46,6 +47,7 @@ def test_the_local_profile_uses_the_thread_mirrored_manager(tmp_path, monkeypatc
         assert Path(instance.compute_log_manager._base_dir).resolve() == (tmp_path / ".dagster_home" / "compute_logs").resolve()
 
 
+@pytest.mark.slow  # a `dagster asset materialize` process
 def test_a_run_is_captured_and_mirrored_without_helper_processes(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

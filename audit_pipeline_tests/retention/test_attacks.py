@@ -37,6 +37,8 @@ from audit_pipeline_tests.conftest import PgDatabase, S3Server
 from audit_pipeline_tests.retention.support import day_range, export_days, fill_days, settings_for
 from audit_pipeline_tests.standins.elasticsearch import ElasticsearchStandIn
 
+pytestmark = pytest.mark.slow  # each test exports, verifies and retains several days
+
 D = dt.date
 DAYS = day_range(D(2024, 1, 10), D(2024, 1, 16))
 TODAY = D(2024, 3, 1)  # every day above is past retention.database: 30d
