@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from audit_pipeline.config.sections.urls import require_http_url
 from audit_pipeline.config.sections.webhook import _key
 
 
@@ -26,8 +27,7 @@ class SlackChannel(_Channel):
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL, e.g. ${SLACK_WEBHOOK_URL}")
+        require_http_url(value.get_secret_value(), ", e.g. ${SLACK_WEBHOOK_URL}")
         return value
 
 
@@ -41,9 +41,7 @@ class WebhookChannel(_Channel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL, e.g. https://ops.example.com/hooks/audit")
-        return value
+        return require_http_url(value, ", e.g. https://ops.example.com/hooks/audit")
 
     @field_validator("secret")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.urls import require_http_url
 
 #: Datadog sites and their logs intake hosts (Datadog API reference, "Send logs", v2).
 SITES: dict[str, str] = {
@@ -64,9 +65,7 @@ class DatadogSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL of the logs intake, e.g. https://proxy.internal/api/v2/logs")
-        return value
+        return None if value is None else require_http_url(value, " of the logs intake, e.g. https://proxy.internal/api/v2/logs")
 
     @field_validator("tags")
     @classmethod

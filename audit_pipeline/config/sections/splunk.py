@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.urls import require_http_url
 
 EVENT_PATH = "/services/collector/event"
 
@@ -41,8 +42,7 @@ class SplunkSettings(BaseModel):
     @classmethod
     def _base_url(cls, value: str) -> str:
         value = value.strip()
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL such as https://splunk.example.com:8088")
+        require_http_url(value, " such as https://splunk.example.com:8088")
         for suffix in (EVENT_PATH, "/services/collector"):
             if value.rstrip("/").endswith(suffix):
                 value = value.rstrip("/")[: -len(suffix)]

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from audit_pipeline.config.sections.ocsf import OcsfSettings
+from audit_pipeline.config.sections.urls import require_http_url
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
 _OURS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host", "user-agent"}
@@ -47,9 +48,7 @@ class WebhookSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")):
-            raise ValueError("must be an http(s):// URL, e.g. https://siem.example.com/api/ingest")
-        return value
+        return require_http_url(value, ", e.g. https://siem.example.com/api/ingest")
 
     @field_validator("events")
     @classmethod
