@@ -13,6 +13,6 @@ from audit_pipeline.defs.resources import AuditPipelineResource
 
 defs = dg.Definitions.merge(
     build_export_definitions(daily_partitions_from(load_settings().export.partition_start)).definitions(),
-    integrity.defs,
+    integrity.build_integrity_definitions(),
     dg.Definitions(resources={"audit": AuditPipelineResource()}, executor=dg.multiprocess_executor),
 )

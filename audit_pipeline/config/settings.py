@@ -295,8 +295,10 @@ def _apply_environment(raw: dict[str, Any], env: dict[str, str], origin: str) ->
     return from_env
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read, interpolate and validate the configuration; raise :class:`ConfigError` naming every key at fault, one per line."""
+def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None, overrides: bool = True) -> Settings:
+    """Read, interpolate and validate the configuration; raise :class:`ConfigError` naming every key at fault, one per line.
+
+    ``overrides=False``: the ``AUDIT_*`` variables do not override the file (one of several deployments in a process)."""
     env = dict(os.environ) if env is None else env
     explicit = path is not None or "AUDIT_CONFIG" in env
     config_path = Path(path if path is not None else env.get("AUDIT_CONFIG", DEFAULT_CONFIG_PATH))
@@ -307,14 +309,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: dict[str, str
         loaded = read_yaml(config_path)
     elif explicit:
         raise ConfigError(f"configuration file {config_path} (AUDIT_CONFIG) does not exist")
-    return settings_from_mapping(loaded, origin, env)
+    return settings_from_mapping(loaded, origin, env, overrides)
 
 
-def settings_from_mapping(loaded: Any, origin: str, env: dict[str, str] | None = None) -> Settings:
+def settings_from_mapping(loaded: Any, origin: str, env: dict[str, str] | None = None, overrides: bool = True) -> Settings:
     """Interpolate and validate one mapping of sections, as read from ``audit_pipeline.yaml`` or a component's ``defs.yaml``.
 
     The ``AUDIT_*`` variables override it the same way wherever it came from, so one deployment reads alike
-    from the command line and from a Dagster project that embeds it.
+    from the command line and from a Dagster project that embeds it; ``overrides=False`` leaves them out (a
+    component with a ``key_prefix``: two deployments in one process must not both take ``AUDIT_EXPORT_URL``).
+    ``${VAR}`` references are resolved either way.
     """
     env = dict(os.environ) if env is None else env
     if loaded is None:
@@ -322,7 +326,7 @@ def settings_from_mapping(loaded: Any, origin: str, env: dict[str, str] | None =
     if not isinstance(loaded, dict):
         raise ConfigError(f"{origin} must hold a mapping of sections (source, export, sinks, ...), not {type(loaded).__name__}")
     raw: dict[str, Any] = _interpolate(loaded, "", env)
-    from_env = _apply_environment(raw, env, origin)
+    from_env = _apply_environment(raw, env, origin) if overrides else {}
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.exports.adhoc_request import parse_range_request
 from audit_pipeline.exports.adhoc_store import export_range_to_store
@@ -29,8 +30,8 @@ class AdhocExportConfig(dg.Config):
     format: str = Field(default="csv", description="csv, ndjson (or json) or parquet.")
 
 
-@dg.op(name="export_range", description="Export the events of [start, end) matching the filters into the export store's adhoc/ prefix.")
-def export_range_op(context: dg.OpExecutionContext, config: AdhocExportConfig, audit: AuditPipelineResource) -> None:  # type: ignore[type-arg]
+def export_range(context: dg.OpExecutionContext, config: AdhocExportConfig, audit: AuditPipelineResource) -> None:  # type: ignore[type-arg]
+    """Export the events of [start, end) matching the filters into the export store's adhoc/ prefix."""
     try:
         request = parse_range_request(
             config.start, config.end, fmt=config.format, types=config.types, tenants=config.tenants, organizations=config.organizations, names=_NAMES
@@ -52,9 +53,23 @@ def export_range_op(context: dg.OpExecutionContext, config: AdhocExportConfig, a
     )
 
 
-@dg.job(name="adhoc_export", description="An auditor's export of any range and filters, written under the export store's adhoc/ prefix.")
-def adhoc_export_job() -> None:
-    export_range_op()
+def build_adhoc_job(naming: Naming = UNPREFIXED) -> dg.JobDefinition:
+    """The ``adhoc_export`` job, named for one deployment."""
+
+    @dg.op(
+        name=naming.name("export_range"),
+        description="Export the events of [start, end) matching the filters into the export store's adhoc/ prefix.",
+        required_resource_keys={naming.resource_key},
+    )
+    def export_range_op(context: dg.OpExecutionContext, config: AdhocExportConfig) -> None:  # type: ignore[type-arg]
+        export_range(context, config, naming.resource(context))
+
+    @dg.job(name=naming.name("adhoc_export"), description="An auditor's export of any range and filters, written under the export store's adhoc/ prefix.")
+    def adhoc_export_job() -> None:
+        export_range_op()
+
+    return adhoc_export_job
 
 
-defs = dg.Definitions(jobs=[adhoc_export_job])
+#: This repository's own names (tests run the job in process).
+adhoc_export_job = build_adhoc_job()

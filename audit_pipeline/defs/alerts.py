@@ -10,6 +10,7 @@ failure is one alert and one "resolved". With no channel configured the sensor s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import dagster as dg
 
@@ -20,6 +21,7 @@ from audit_pipeline.alerts.sinks import sink_conditions
 from audit_pipeline.config.sections.alerts import AlertSettings
 from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.forwarding import lag_asset_key
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.defs.resources import AuditPipelineResource
 
 PARTITION_TAG = "dagster/partition"
@@ -31,12 +33,13 @@ def _ui(settings: AlertSettings, path: str) -> str:
     return f"{settings.ui_url.rstrip('/')}/{path.lstrip('/')}"
 
 
-def run_conditions(instance: dg.DagsterInstance, settings: AlertSettings) -> list[Condition]:
-    """The latest finished run of each watched job and partition: failing, or fine."""
+def run_conditions(instance: dg.DagsterInstance, settings: AlertSettings, naming: Naming = UNPREFIXED) -> list[Condition]:
+    """The latest finished run of each watched job (``alerts.jobs``, this deployment's) and partition: failing, or fine."""
     runs = instance.get_runs(filters=dg.RunsFilter(job_name=None, statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=RECENT_RUNS)
+    watched = {naming.name(job) for job in settings.jobs}
     latest: dict[tuple[str, str], dg.DagsterRun] = {}
     for run in runs:  # newest first
-        if run.job_name in settings.jobs:
+        if run.job_name in watched:
             latest.setdefault((run.job_name, run.tags.get(PARTITION_TAG, "")), run)
     conditions = []
     for (job, partition), run in latest.items():
@@ -53,8 +56,11 @@ def run_conditions(instance: dg.DagsterInstance, settings: AlertSettings) -> lis
     return conditions
 
 
-def check_conditions(instance: dg.DagsterInstance, settings: AlertSettings) -> list[Condition]:
-    """The latest evaluation of each asset check and partition in recent runs: failed (error or warning), or passed."""
+def check_conditions(instance: dg.DagsterInstance, settings: AlertSettings, naming: Naming = UNPREFIXED) -> list[Condition]:
+    """The latest evaluation of each of this deployment's asset checks and partition in recent runs: failed (error or warning), or passed.
+
+    Only this deployment's assets: another deployment, or another team's assets in the same code location, alert
+    through their own channels."""
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=RECENT_RUNS)
     latest: dict[tuple[str, str, str], Condition] = {}
     for run in runs:  # newest first: the first evaluation met for a key is its latest
@@ -64,6 +70,8 @@ def check_conditions(instance: dg.DagsterInstance, settings: AlertSettings) -> l
             if event is None:
                 continue
             evaluation = event.event_specific_data
+            if not naming.owns(evaluation.asset_key):  # type: ignore[union-attr]
+                continue
             asset = evaluation.asset_key.to_user_string()  # type: ignore[union-attr]
             check = evaluation.check_name  # type: ignore[union-attr]
             partition = evaluation.partition or ""  # type: ignore[union-attr]
@@ -83,12 +91,12 @@ def check_conditions(instance: dg.DagsterInstance, settings: AlertSettings) -> l
     return list(latest.values())
 
 
-def evaluate_alerts(instance: dg.DagsterInstance, audit: AuditPipelineResource) -> tuple[list[str], list[str]]:
+def evaluate_alerts(instance: dg.DagsterInstance, audit: AuditPipelineResource, naming: Naming = UNPREFIXED) -> tuple[list[str], list[str]]:
     """Send what changed; the lines sent and the channels' failures (the sensor's log)."""
     settings = audit.settings()
     alerts = settings.alerts
-    conditions: list[Condition] = [*run_conditions(instance, alerts), *check_conditions(instance, alerts)]
-    conditions += sink_conditions(settings, link=lambda sink: _ui(alerts, f"assets/{lag_asset_key(sink).to_user_string()}"))
+    conditions: list[Condition] = [*run_conditions(instance, alerts, naming), *check_conditions(instance, alerts, naming)]
+    conditions += sink_conditions(settings, link=lambda sink: _ui(alerts, f"assets/{'/'.join(naming.key(lag_asset_key(sink)).path)}"))
     book = AlertBook(settings.resolved_state_url())
     try:
         outcome = book.evaluate(conditions, senders(alerts))
@@ -101,22 +109,31 @@ def _lines(items: Iterable[str]) -> str:
     return "; ".join(items)
 
 
-@dg.sensor(
-    name="audit_alerts",
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Sends alerts: (Slack, webhook, e-mail) for failed runs and checks, lagging or stopped sinks, dead letters and spikes; one per failure, one when it clears.",
-)
-def audit_alerts(context: dg.SensorEvaluationContext, audit: AuditPipelineResource) -> dg.SkipReason:  # type: ignore[type-arg]
-    try:
-        if not audit.settings().alerts.enabled:
-            return dg.SkipReason("no alert channel configured (alerts.slack, alerts.webhook or alerts.email)")
-        sent, failures = evaluate_alerts(context.instance, audit)
-    except ConfigError as exc:
-        return dg.SkipReason(f"alerts not evaluated: {exc}")
-    for failure in failures:
-        context.log.warning(failure)
-    return dg.SkipReason(f"sent {len(sent)}: {_lines(sent)}" if sent else "nothing changed")
+def build_alerts_sensor(naming: Naming = UNPREFIXED) -> dg.SensorDefinition:
+    """The ``audit_alerts`` sensor, named for one deployment."""
+
+    @dg.sensor(
+        name=naming.name("audit_alerts"),
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Sends alerts: (Slack, webhook, e-mail) for failed runs and checks, lagging or stopped sinks, dead letters and spikes; "
+        "one per failure, one when it clears.",
+        required_resource_keys={naming.resource_key},
+    )
+    def audit_alerts(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SkipReason:  # a direct call passes the resource too
+        audit = naming.resource(context)
+        try:
+            if not audit.settings().alerts.enabled:
+                return dg.SkipReason("no alert channel configured (alerts.slack, alerts.webhook or alerts.email)")
+            sent, failures = evaluate_alerts(context.instance, audit, naming)
+        except ConfigError as exc:
+            return dg.SkipReason(f"alerts not evaluated: {exc}")
+        for failure in failures:
+            context.log.warning(failure)
+        return dg.SkipReason(f"sent {len(sent)}: {_lines(sent)}" if sent else "nothing changed")
+
+    return audit_alerts
 
 
-defs = dg.Definitions(sensors=[audit_alerts])
+#: This repository's own names (tests evaluate it directly).
+audit_alerts = build_alerts_sensor()

@@ -14,6 +14,7 @@ from audit_pipeline.checks.day import CHECK_NAMES, CheckName, DayCheckPass, coun
 from audit_pipeline.core.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.core.event_filters import daily_export_filter, describe
 from audit_pipeline.core.schema import ARROW_SCHEMA, DESCRIPTIONS
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.exports.day import DayExport
 from audit_pipeline.recipes.sealed_export import export_sealed_day
@@ -48,9 +49,9 @@ _SOURCE_TEXT = {
 }
 
 
-def source_table_spec(source_type: str = "postgres") -> dg.AssetSpec:
+def source_table_spec(source_type: str = "postgres", naming: Naming = UNPREFIXED) -> dg.AssetSpec:
     return dg.AssetSpec(
-        SOURCE_TABLE,
+        naming.key(SOURCE_TABLE),
         description=_SOURCE_TEXT[source_type],
         group_name="audit_logs",
         kinds={SOURCE_KINDS[source_type]},
@@ -100,14 +101,14 @@ _CHECK_TEXT = {
 }
 
 
-def day_check_specs(daily_partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetCheckSpec]:
+def day_check_specs(daily_partitions: dg.DailyPartitionsDefinition, naming: Naming = UNPREFIXED) -> list[dg.AssetCheckSpec]:
     """complete, schema and integrity for each export asset, per partition day."""
     with warnings.catch_warnings():  # partitioned check specs are "preview" in 1.13, as @asset_check(partitions_def=...) was
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return [
             dg.AssetCheckSpec(
                 name,
-                asset=key,
+                asset=naming.key(key),
                 description=_CHECK_TEXT[name].format(FMT=fmt.upper()),
                 # A day that is incomplete or fails its integrity check feeds nothing downstream (the summary, derived exports).
                 blocking=name in ("complete", "integrity"),
@@ -118,14 +119,11 @@ def day_check_specs(daily_partitions: dg.DailyPartitionsDefinition) -> list[dg.A
         ]
 
 
-_FORMAT_OF = {key: fmt for fmt, key in EXPORT_ASSETS.items()}
-
-
-def _recorded_metadata(instance: dg.DagsterInstance, day: dt.date) -> dict[str, dict[str, Any] | None]:
+def _recorded_metadata(instance: dg.DagsterInstance, day: dt.date, naming: Naming) -> dict[str, dict[str, Any] | None]:
     """Each format's latest materialization metadata for the day: the sealed figures when there is no manifest."""
     recorded: dict[str, dict[str, Any] | None] = {}
     for fmt, key in EXPORT_ASSETS.items():
-        found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day.isoformat()]), limit=1).records
+        found = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=naming.key(key), asset_partitions=[day.isoformat()]), limit=1).records
         materialization = found[0].asset_materialization if found else None
         recorded[fmt] = {k: v.value for k, v in materialization.metadata.items()} if materialization else None
     return recorded
@@ -136,13 +134,17 @@ def _as_metadata(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def day_check_results(
-    audit: AuditPipelineResource, day: dt.date, wanted: list[tuple[str, CheckName]] | None = None, instance: dg.DagsterInstance | None = None
+    audit: AuditPipelineResource,
+    day: dt.date,
+    wanted: list[tuple[str, CheckName]] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    naming: Naming = UNPREFIXED,
 ) -> dict[tuple[str, CheckName], dg.AssetCheckResult]:
-    """The verdicts of one check pass over ``day`` (every check unless ``wanted`` says which)."""
+    """The verdicts of one check pass over ``day`` (every check unless ``wanted`` says which), for ``naming``'s assets."""
     wanted = wanted or [(fmt, name) for fmt in EXPORT_ASSETS for name in CHECK_NAMES]
     settings = audit.settings()
     config = settings.integrity
-    recorded = _recorded_metadata(instance, day) if instance is not None and not config.enabled else None
+    recorded = _recorded_metadata(instance, day, naming) if instance is not None and not config.enabled else None
     check_pass = DayCheckPass(audit.object_store(), day, config)
     if not any(name == "complete" for _fmt, name in wanted):
         verdicts = check_pass.run(wanted, source_rows=None, recorded=recorded)
@@ -158,7 +160,7 @@ def day_check_results(
             verdict.metadata["count_method"] = counted
     return {
         (fmt, name): dg.AssetCheckResult(
-            asset_key=EXPORT_ASSETS[fmt],
+            asset_key=naming.key(EXPORT_ASSETS[fmt]),
             check_name=name,
             passed=v.passed,
             severity=dg.AssetCheckSeverity.WARN if v.warning else dg.AssetCheckSeverity.ERROR,
@@ -189,15 +191,19 @@ def sealed_by_policy(minutes_after_midnight: int) -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.cron(deadline_cron=f"{minutes} {hours} * * *", lower_bound_delta=dt.timedelta(minutes=minutes_after_midnight), timezone="UTC")
 
 
-def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, source_type: str = "postgres", sealed_by_minutes: int = 180) -> ExportDefinitions:
+def build_export_definitions(
+    daily_partitions: dg.DailyPartitionsDefinition, source_type: str = "postgres", sealed_by_minutes: int = 180, naming: Naming = UNPREFIXED
+) -> ExportDefinitions:
     """Built per configuration: the partitions start at ``export.partition_start``, the kinds name the source, the
-    freshness deadline is ``export.sealed_by``."""
+    freshness deadline is ``export.sealed_by``; ``naming`` gives the keys and names of one deployment."""
+    keys = {fmt: naming.key(key) for fmt, key in EXPORT_ASSETS.items()}
+    format_of = {key: fmt for fmt, key in keys.items()}
 
     @dg.multi_asset(
         specs=[
             dg.AssetSpec(
                 key,
-                deps=[SOURCE_TABLE],
+                deps=[naming.key(SOURCE_TABLE)],
                 description=f"One UTC day of audit events as {_FORMAT_TEXT[fmt]}, at {{export}}/{fmt}/date=YYYY-MM-DD/.",
                 group_name="audit_exports",
                 kinds={fmt, SOURCE_KINDS[source_type]},
@@ -205,23 +211,21 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
                 metadata={"dagster/column_schema": COLUMN_SCHEMA, "layout": f"{{export}}/{fmt}/date=YYYY-MM-DD/"},
                 freshness_policy=sealed_by_policy(sealed_by_minutes),
             )
-            for fmt, key in EXPORT_ASSETS.items()
+            for fmt, key in keys.items()
         ],
         partitions_def=daily_partitions,
         # No BackfillPolicy on purpose: a backfill then runs one partition per run tagged
         # dagster/partition, so each day gets its own metadata, checks and manifest.  Any policy,
         # even multi_run(1), makes partition-range runs whose check results Dagster 1.13 records
         # without a partition (see "Operating it" in the README).
-        pool=EXPORT_POOL,
+        pool=naming.name(EXPORT_POOL),
         can_subset=False,
-        name="audit_logs_daily_export",
+        name=naming.name("audit_logs_daily_export"),
+        required_resource_keys={naming.resource_key},
     )
-    def audit_logs_daily_export(
-        context: dg.AssetExecutionContext,
-        audit: AuditPipelineResource,
-        config: ExportDayConfig,
-    ) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
+    def audit_logs_daily_export(context: dg.AssetExecutionContext, config: ExportDayConfig) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
         """Stream the partition day from the source once, writing all three formats, then publish atomically."""
+        audit = naming.resource(context)
         try:
             store = audit.object_store()
             # Lock, re-export guard, sealer, export, links: one export of the day at a time on every machine
@@ -233,28 +237,30 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
         export, origin = sealed.export, sealed.origin
         context.log.info(f"exported {export.rows} events of {export.day} from {origin} to {store.uri('')}")
         context.log.info(sealed.summary)
-        for fmt, key in EXPORT_ASSETS.items():
+        for fmt, key in keys.items():
             yield dg.MaterializeResult(asset_key=key, metadata=_metadata(export, fmt, origin))
 
     @dg.multi_asset_check(
-        specs=day_check_specs(daily_partitions),
-        name="audit_logs_daily_checks",
+        specs=day_check_specs(daily_partitions, naming),
+        name=naming.name("audit_logs_daily_checks"),
         description="One pass over the partition day: the source is counted once, each published object is proved by its checksum, nothing is parsed.",
         can_subset=True,
-        pool=EXPORT_POOL,
+        pool=naming.name(EXPORT_POOL),
+        required_resource_keys={naming.resource_key},
     )
-    def audit_logs_daily_checks(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
+    def audit_logs_daily_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
         """complete, schema and integrity of every selected export asset, for the partition day."""
-        wanted = [(_FORMAT_OF[k.asset_key], k.name) for k in context.selected_asset_check_keys]
+        wanted = [(format_of[k.asset_key], k.name) for k in context.selected_asset_check_keys]
+        day = dt.date.fromisoformat(context.partition_key)  # type: ignore[arg-type]
         try:
-            results = day_check_results(audit, dt.date.fromisoformat(context.partition_key), wanted, context.instance)  # type: ignore[arg-type]
+            results = day_check_results(naming.resource(context), day, wanted, context.instance, naming)
         except AuditPipelineError as exc:
             raise dg.Failure(description=str(exc), allow_retries=isinstance(exc, SourceError | StorageError)) from None
         yield from results.values()
 
     daily_export_job = dg.define_asset_job(
-        "daily_export_job",
-        selection=dg.AssetSelection.assets(*EXPORT_ASSETS.values()),
+        naming.name("daily_export_job"),
+        selection=dg.AssetSelection.assets(*keys.values()),
         description="Export one UTC day of audit logs to CSV, NDJSON and Parquet, then check the published objects.",
         tags={"dagster/max_retries": 2, "dagster/retry_strategy": "FROM_FAILURE"},
     )
@@ -263,10 +269,10 @@ def build_export_definitions(daily_partitions: dg.DailyPartitionsDefinition, sou
         daily_export_job,
         hour_of_day=0,
         minute_of_hour=30,
-        name="daily_export_schedule",
+        name=naming.name("daily_export_schedule"),
         description="Every night at 00:30 UTC, export the day that just closed.",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
 
     export_checks: list[dg.AssetChecksDefinition] = [audit_logs_daily_checks]
-    return ExportDefinitions(source_table_spec(source_type), audit_logs_daily_export, export_checks, daily_export_job, daily_export_schedule)
+    return ExportDefinitions(source_table_spec(source_type, naming), audit_logs_daily_export, export_checks, daily_export_job, daily_export_schedule)

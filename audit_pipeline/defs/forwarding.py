@@ -16,15 +16,13 @@ check covers the real-time follower as well as the sensor's runs.
 import datetime as dt
 import json
 import re
-import warnings
 from typing import Any
 
 import dagster as dg
 
-from audit_pipeline.config.settings import Settings, load_settings
-from audit_pipeline.core.errors import ConfigError
+from audit_pipeline.config.settings import Settings
 from audit_pipeline.defs.exports import SOURCE_TABLE
-from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.forwarding.configured import configured_sinks, find_sink
 from audit_pipeline.forwarding.horizon import Lag, compute_horizon, initial_position, measure_lag
 from audit_pipeline.forwarding.ledger import late_total
@@ -77,7 +75,7 @@ def _lag_metadata(lag: Lag, state: SinkState | None, horizon: dt.datetime | None
 LAG_CHECK = "lag_within_max"
 
 
-def lag_check_evaluation(sink_name: str, lag: Lag, max_lag_seconds: float) -> dg.AssetCheckEvaluation:
+def lag_check_evaluation(sink_name: str, lag: Lag, max_lag_seconds: float, naming: Naming = UNPREFIXED) -> dg.AssetCheckEvaluation:
     """The lag check's verdict: fails when the oldest event the sink has not received is older than
     ``forwarding.max_lag_seconds`` (whoever forwards: the sensor's runs or ``audit-pipeline forward``)."""
     passed = lag.seconds <= max_lag_seconds
@@ -87,7 +85,7 @@ def lag_check_evaluation(sink_name: str, lag: Lag, max_lag_seconds: float) -> dg
         f"{'within' if passed else 'over'} forwarding.max_lag_seconds={max_lag_seconds:g}"
     )
     return dg.AssetCheckEvaluation(
-        asset_key=lag_asset_key(sink_name),
+        asset_key=naming.key(lag_asset_key(sink_name)),
         check_name=LAG_CHECK,
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -107,13 +105,14 @@ def late_behind(source: Any, positions: PositionStore, sink_name: str, state: Si
     return check(source, positions.engine, sink_name, state.position, dt.timedelta(seconds=late_window)) is not None
 
 
-def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> dg.Definitions:
+def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int, naming: Naming = UNPREFIXED) -> dg.Definitions:
     """The asset, job and sensor of one sink."""
     name = slug(sink_name)
-    asset_key = lag_asset_key(sink_name)
+    op_name = naming.name(f"forward_{name}")
+    asset_key = naming.key(lag_asset_key(sink_name))
     asset = dg.AssetSpec(
         asset_key,
-        deps=[SOURCE_TABLE],
+        deps=[naming.key(SOURCE_TABLE)],
         description=f"Audit events as forwarded to the {sink_name} sink; observations carry its lag and dead-letter count.",
         group_name="forwarding",
         kinds={kind},
@@ -125,9 +124,10 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
         name=LAG_CHECK,
         description=f"Fails when the oldest audit event not yet delivered to {sink_name} is older than forwarding.max_lag_seconds; "
         "the sensor evaluates it every tick.",
+        required_resource_keys={naming.resource_key},
     )
-    def lag_check(audit: AuditPipelineResource) -> dg.AssetCheckResult:
-        settings = audit.settings()
+    def lag_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        settings = naming.resource(context).settings()
         configured = find_sink(settings, sink_name)
         configured.sink.close()
         positions = PositionStore.from_settings(settings)
@@ -137,14 +137,14 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
         finally:
             source.close()
             positions.close()
-        verdict = lag_check_evaluation(sink_name, lag, settings.forwarding.max_lag_seconds)
+        verdict = lag_check_evaluation(sink_name, lag, settings.forwarding.max_lag_seconds, naming)
         return dg.AssetCheckResult(passed=verdict.passed, severity=verdict.severity, description=verdict.description, metadata=verdict.metadata)
 
-    @dg.op(name=f"forward_{name}", pool=f"sink_{name}", tags={SINK_TAG: sink_name})
-    def forward_op(context: dg.OpExecutionContext, config: ForwardRange, audit: AuditPipelineResource) -> None:
+    @dg.op(name=op_name, pool=naming.name(f"sink_{name}"), tags={SINK_TAG: sink_name}, required_resource_keys={naming.resource_key})
+    def forward_op(context: dg.OpExecutionContext, config: ForwardRange) -> None:
         from audit_pipeline.forwarding.build import close_forwarder, open_forwarder
 
-        settings = audit.settings()
+        settings = naming.resource(context).settings()
         forwarder = open_forwarder(settings, sink_name, log=context.log.info)
         try:
             forwarder.acquire()
@@ -168,19 +168,24 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
             raise dg.Failure(description=result.summary(), metadata={"delivered": result.delivered, "dead_lettered": result.dead_lettered})
         context.log.info(result.summary())
 
-    @dg.job(name=f"forward_{name}_job", tags={SINK_TAG: sink_name}, description=f"Forward pending audit events to {sink_name} up to the requested horizon.")
+    @dg.job(
+        name=naming.name(f"forward_{name}_job"),
+        tags={SINK_TAG: sink_name},
+        description=f"Forward pending audit events to {sink_name} up to the requested horizon.",
+    )
     def forward_job() -> None:
         forward_op()
 
     @dg.sensor(
-        name=f"{name}_forwarder",
+        name=naming.name(f"{name}_forwarder"),
         job=forward_job,
         minimum_interval_seconds=sensor_interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Requests a {forward_job.name} run when events older than the horizon wait for {sink_name}.",
+        required_resource_keys={naming.resource_key},
     )
-    def forwarder_sensor(context: dg.SensorEvaluationContext, audit: AuditPipelineResource) -> dg.SensorResult:
-        settings = audit.settings()
+    def forwarder_sensor(context: dg.SensorEvaluationContext, **_resources: Any) -> dg.SensorResult:  # a direct call passes the resource too
+        settings = naming.resource(context).settings()
         fwd = settings.forwarding
         configured = find_sink(settings, sink_name)
         configured.sink.close()
@@ -191,7 +196,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
             horizon = compute_horizon(source, fwd).value
             lag = measure_lag(source, state, configured.options.start)
             observation = dg.AssetObservation(asset_key=asset_key, metadata=_lag_metadata(lag, state, horizon, late_total(positions.engine, sink_name)))
-            verdict = lag_check_evaluation(sink_name, lag, fwd.max_lag_seconds)
+            verdict = lag_check_evaluation(sink_name, lag, fwd.max_lag_seconds, naming)
             active = context.instance.get_runs(filters=dg.RunsFilter(job_name=forward_job.name, statuses=ACTIVE_STATUSES), limit=1)
             if active:
                 return dg.SensorResult(
@@ -215,7 +220,7 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
             run_key = f"{sink_name}|{start}|{horizon.isoformat()}"
             request = dg.RunRequest(
                 run_key=run_key,
-                run_config=dg.RunConfig(ops={f"forward_{name}": ForwardRange(horizon=horizon.isoformat(), requested_from=start)}),
+                run_config=dg.RunConfig(ops={op_name: ForwardRange(horizon=horizon.isoformat(), requested_from=start)}),
                 tags={SINK_TAG: sink_name},
             )
             cursor = json.dumps({"run_key": run_key, "events_behind": lag.events, "late_behind_position": late})
@@ -227,31 +232,11 @@ def build_sink_definitions(sink_name: str, kind: str, sensor_interval: int) -> d
     return dg.Definitions(assets=[asset], asset_checks=[lag_check], jobs=[forward_job], sensors=[forwarder_sensor])
 
 
-def build_forwarding_definitions(settings: Settings) -> dg.Definitions:
+def build_forwarding_definitions(settings: Settings, naming: Naming = UNPREFIXED) -> dg.Definitions:
     """One set of definitions per enabled sink in the settings."""
     fwd = settings.forwarding
     parts = []
     for configured in configured_sinks(settings):
         configured.sink.close()
-        parts.append(build_sink_definitions(configured.name, configured.kind, fwd.sensor_interval_seconds))
+        parts.append(build_sink_definitions(configured.name, configured.kind, fwd.sensor_interval_seconds, naming))
     return dg.Definitions.merge(*parts) if parts else dg.Definitions()
-
-
-def _configuration_error_sensor(message: str) -> dg.Definitions:
-    @dg.sensor(name="forwarding_configuration", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
-    def forwarding_configuration(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-        """Shows why no sink sensors exist: the configuration could not be read."""
-        return dg.SkipReason(f"forwarding is off: {message}")
-
-    return dg.Definitions(sensors=[forwarding_configuration])
-
-
-def _load() -> dg.Definitions:
-    try:
-        return build_forwarding_definitions(load_settings())
-    except ConfigError as exc:
-        warnings.warn(f"forwarding sensors not loaded: {exc}", stacklevel=1)
-        return _configuration_error_sensor(str(exc))
-
-
-defs = _load()

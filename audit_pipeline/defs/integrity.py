@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.integrity.head import seen_head
 from audit_pipeline.integrity.signing import Keyring
@@ -38,11 +39,8 @@ class VerifyConfig(dg.Config):
     )
 
 
-@dg.op(
-    description="Verify exported days from the object store alone: manifests, signatures, links, and the entry chain recomputed from every object.",
-    tags={"kind": "integrity"},
-)
 def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource, config: VerifyConfig) -> dg.Output[None]:  # type: ignore[type-arg]
+    """Verify exported days from the object store alone: manifests, signatures, links, and the entry chain recomputed from every object."""
     settings = audit.settings().integrity
     if not settings.enabled:
         context.log.info("integrity.enabled is false: there are no manifests to verify")
@@ -90,29 +88,51 @@ def verify_exports(context: dg.OpExecutionContext, audit: AuditPipelineResource,
     return dg.Output(None, metadata=summary)
 
 
-@dg.job(description="Deep verification of exported days (the entry chain recomputed from every object); nightly over recent days, weekly in full.")
-def verify_job() -> None:
-    verify_exports()
+def build_integrity_jobs(naming: Naming = UNPREFIXED) -> tuple[dg.JobDefinition, dg.ScheduleDefinition, dg.ScheduleDefinition]:
+    """``verify_job`` and its two schedules, named for one deployment."""
+    op_name = naming.name("verify_exports")
+
+    @dg.op(
+        name=op_name,
+        description="Verify exported days from the object store alone: manifests, signatures, links, and the entry chain recomputed from every object.",
+        tags={"kind": "integrity"},
+        required_resource_keys={naming.resource_key},
+    )
+    def verify_op(context: dg.OpExecutionContext, config: VerifyConfig) -> dg.Output[None]:  # type: ignore[type-arg]
+        return verify_exports(context, naming.resource(context), config)
+
+    @dg.job(
+        name=naming.name("verify_job"),
+        description="Deep verification of exported days (the entry chain recomputed from every object); nightly over recent days, weekly in full.",
+    )
+    def verify_job() -> None:
+        verify_op()
+
+    recent = dg.ScheduleDefinition(
+        name=naming.name("verify_recent_schedule"),
+        job=verify_job,
+        cron_schedule=NIGHTLY_CRON,
+        execution_timezone="UTC",
+        run_config={"ops": {op_name: {"config": {"days": RECENT_DAYS}}}},
+        default_status=SCHEDULE_STATUS,
+        description=f"Verify the last {RECENT_DAYS} days ({NIGHTLY_CRON} UTC).",
+    )
+    full = dg.ScheduleDefinition(
+        name=naming.name("verify_full_schedule"),
+        job=verify_job,
+        cron_schedule=WEEKLY_CRON,
+        execution_timezone="UTC",
+        run_config={"ops": {op_name: {"config": {"days": 0}}}},
+        default_status=SCHEDULE_STATUS,
+        description=f"Verify every exported day ({WEEKLY_CRON} UTC).",
+    )
+    return verify_job, recent, full
 
 
-verify_recent_schedule = dg.ScheduleDefinition(
-    name="verify_recent_schedule",
-    job=verify_job,
-    cron_schedule=NIGHTLY_CRON,
-    execution_timezone="UTC",
-    run_config={"ops": {"verify_exports": {"config": {"days": RECENT_DAYS}}}},
-    default_status=SCHEDULE_STATUS,
-    description=f"Verify the last {RECENT_DAYS} days ({NIGHTLY_CRON} UTC).",
-)
+#: This repository's own names (tests and benchmarks run the job in process).
+verify_job, verify_recent_schedule, verify_full_schedule = build_integrity_jobs()
 
-verify_full_schedule = dg.ScheduleDefinition(
-    name="verify_full_schedule",
-    job=verify_job,
-    cron_schedule=WEEKLY_CRON,
-    execution_timezone="UTC",
-    run_config={"ops": {"verify_exports": {"config": {"days": 0}}}},
-    default_status=SCHEDULE_STATUS,
-    description=f"Verify every exported day ({WEEKLY_CRON} UTC).",
-)
 
-defs = dg.Definitions(jobs=[verify_job], schedules=[verify_recent_schedule, verify_full_schedule])
+def build_integrity_definitions(naming: Naming = UNPREFIXED) -> dg.Definitions:
+    job, recent, full = build_integrity_jobs(naming)
+    return dg.Definitions(jobs=[job], schedules=[recent, full])

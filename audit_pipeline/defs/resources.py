@@ -27,11 +27,13 @@ class AuditPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     ``config_path`` overrides ``AUDIT_CONFIG``; ``settings_json`` carries the settings of a component's
     ``defs.yaml`` as written (``${VAR}`` references unresolved), so every run process interpolates and
-    validates them itself; secrets stay in the environment either way.
+    validates them itself; secrets stay in the environment either way.  ``environment_overrides`` false: the
+    ``AUDIT_*`` variables do not override them (a component with a ``key_prefix``, one of several deployments).
     """
 
     config_path: str | None = None
     settings_json: str | None = None
+    environment_overrides: bool = True
     _settings: Settings | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -46,9 +48,9 @@ class AuditPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def settings(self) -> Settings:
         if self._settings is None:
             if self.settings_json is not None:
-                self._settings = settings_from_mapping(json.loads(self.settings_json), SETTINGS_ORIGIN)
+                self._settings = settings_from_mapping(json.loads(self.settings_json), SETTINGS_ORIGIN, overrides=self.environment_overrides)
             else:
-                self._settings = load_settings(self.config_path)
+                self._settings = load_settings(self.config_path, overrides=self.environment_overrides)
         return self._settings
 
     def open_source(self) -> AuditSource:

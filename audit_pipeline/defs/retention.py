@@ -14,6 +14,7 @@ from pydantic import Field
 
 from audit_pipeline.core.errors import AuditPipelineError, SourceError, StorageError
 from audit_pipeline.defs.exports import EXPORT_ASSETS, SOURCE_TABLE
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.defs.resources import AuditPipelineResource
 
 if TYPE_CHECKING:  # retention (and its Elasticsearch client) is imported when the job runs, not by every run of the code location
@@ -53,8 +54,8 @@ def _metadata(result: "RetentionResult") -> dict[str, Any]:
     return meta
 
 
-@dg.op(pool=RETENTION_POOL, description="Delete rows, export objects and Elasticsearch indices older than the retention policy, never an unexported day.")
-def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, audit: AuditPipelineResource) -> dg.Output[dict]:  # type: ignore[type-arg]
+def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, audit: AuditPipelineResource, naming: Naming) -> dg.Output[dict]:  # type: ignore[type-arg]
+    """Delete rows, export objects and Elasticsearch indices older than the retention policy, never an unexported day."""
     try:
         today = dt.date.fromisoformat(config.today) if config.today else None
     except ValueError:
@@ -72,32 +73,54 @@ def apply_retention(context: dg.OpExecutionContext, config: RetentionConfig, aud
     if result.plan is not None and not result.dry_run:
         context.log_event(
             dg.AssetObservation(
-                asset_key=SOURCE_TABLE,
+                asset_key=naming.key(SOURCE_TABLE),
                 metadata={k: metadata[k] for k in ("database_days_deleted", "database_rows_deleted", "database_days_kept", "database_rows_kept", "today")},
             )
         )
         for fmt, key in EXPORT_ASSETS.items():
             if figures.export_objects.get(fmt):
-                context.log_event(dg.AssetObservation(asset_key=key, metadata={"objects_deleted_by_retention": figures.export_objects[fmt]}))
+                context.log_event(dg.AssetObservation(asset_key=naming.key(key), metadata={"objects_deleted_by_retention": figures.export_objects[fmt]}))
     return dg.Output(figures.as_dict(), metadata=metadata)
 
 
-@dg.job(description="Apply the retention: policy once (database, exports, Elasticsearch).", tags={"dagster/max_retries": 1})
-def retention_job() -> None:
-    apply_retention()
+def build_retention_jobs(naming: Naming = UNPREFIXED) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+    """``retention_job`` and its daily schedule, named for one deployment."""
+    op_name = naming.name("apply_retention")
+
+    @dg.op(
+        name=op_name,
+        pool=naming.name(RETENTION_POOL),
+        description="Delete rows, export objects and Elasticsearch indices older than the retention policy, never an unexported day.",
+        required_resource_keys={naming.resource_key},
+    )
+    def retention_op(context: dg.OpExecutionContext, config: RetentionConfig) -> dg.Output[dict]:  # type: ignore[type-arg]
+        return apply_retention(context, config, naming.resource(context), naming)
+
+    @dg.job(
+        name=naming.name("retention_job"), description="Apply the retention: policy once (database, exports, Elasticsearch).", tags={"dagster/max_retries": 1}
+    )
+    def retention_job() -> None:
+        retention_op()
+
+    @dg.schedule(
+        job=retention_job,
+        cron_schedule="0 3 * * *",
+        execution_timezone="UTC",
+        name=naming.name("retention_schedule"),
+        description="Every day at 03:00 UTC, after the night's export, apply the retention policy as of that date.",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def retention_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        today = context.scheduled_execution_time.astimezone(dt.UTC).date().isoformat()
+        return dg.RunRequest(run_key=f"retention:{today}", run_config={"ops": {op_name: {"config": {"today": today}}}}, tags={"retention/today": today})
+
+    return retention_job, retention_schedule
 
 
-@dg.schedule(
-    job=retention_job,
-    cron_schedule="0 3 * * *",
-    execution_timezone="UTC",
-    name="retention_schedule",
-    description="Every day at 03:00 UTC, after the night's export, apply the retention policy as of that date.",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-def retention_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    today = context.scheduled_execution_time.astimezone(dt.UTC).date().isoformat()
-    return dg.RunRequest(run_key=f"retention:{today}", run_config={"ops": {"apply_retention": {"config": {"today": today}}}}, tags={"retention/today": today})
+#: This repository's own names (tests run the job in process).
+retention_job, retention_schedule = build_retention_jobs()
 
 
-defs = dg.Definitions(jobs=[retention_job], schedules=[retention_schedule])
+def build_retention_definitions(naming: Naming = UNPREFIXED) -> dg.Definitions:
+    job, schedule = build_retention_jobs(naming)
+    return dg.Definitions(jobs=[job], schedules=[schedule])

@@ -14,7 +14,7 @@ import dagster as dg
 
 from audit_pipeline.config.settings import Settings
 from audit_pipeline.core.errors import AuditPipelineError, StorageError
-from audit_pipeline.defs.resources import AuditPipelineResource
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.exports.daylock import day_lock
 from audit_pipeline.integrity.signing import load_signer
 
@@ -30,14 +30,15 @@ _CHECK_TEXT = {
 }
 
 
-def build_security_lake_definitions(settings: Settings, partitions: dg.DailyPartitionsDefinition) -> dg.Definitions:
+def build_security_lake_definitions(settings: Settings, partitions: dg.DailyPartitionsDefinition, naming: Naming = UNPREFIXED) -> dg.Definitions:
     """The asset, its checks, a job and an automation sensor; nothing when ``security_lake.enabled`` is false."""
     if not settings.security_lake.enabled:
         return dg.Definitions()
+    lake_asset = naming.key(SECURITY_LAKE_ASSET)
 
     @dg.asset(
-        key=SECURITY_LAKE_ASSET,
-        deps=[PARQUET_ASSET],
+        key=lake_asset,
+        deps=[naming.key(PARQUET_ASSET)],
         partitions_def=partitions,
         description=(
             "One UTC day of audit events as OCSF (Amazon Security Lake custom sources): one Parquet object per OCSF class, "
@@ -48,9 +49,11 @@ def build_security_lake_definitions(settings: Settings, partitions: dg.DailyPart
         owners=["team:security-engineering"],
         metadata={"layout": LAYOUT},
         automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        required_resource_keys={naming.resource_key},
     )
-    def audit_logs_ocsf_security_lake(context: dg.AssetExecutionContext, audit: AuditPipelineResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    def audit_logs_ocsf_security_lake(context: dg.AssetExecutionContext) -> dg.MaterializeResult:  # type: ignore[type-arg]
         """Map the partition day's Parquet export to OCSF and publish one object per class, then the manifest."""
+        audit = naming.resource(context)
         from audit_pipeline.security_lake.export import export_lake_day, lake_store
 
         day = dt.date.fromisoformat(context.partition_key)
@@ -77,13 +80,12 @@ def build_security_lake_definitions(settings: Settings, partitions: dg.DailyPart
 
     with warnings.catch_warnings():  # partitioned check specs are "preview" in 1.13
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        specs = [
-            dg.AssetCheckSpec(name, asset=SECURITY_LAKE_ASSET, description=text, blocking=True, partitions_def=partitions) for name, text in _CHECK_TEXT.items()
-        ]
+        specs = [dg.AssetCheckSpec(name, asset=lake_asset, description=text, blocking=True, partitions_def=partitions) for name, text in _CHECK_TEXT.items()]
 
-    @dg.multi_asset_check(specs=specs, name="audit_logs_ocsf_security_lake_checks", can_subset=True)
-    def security_lake_checks(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
+    @dg.multi_asset_check(specs=specs, name=naming.name("audit_logs_ocsf_security_lake_checks"), can_subset=True, required_resource_keys={naming.resource_key})
+    def security_lake_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
         """Both checks from the Parquet footers and the manifest: no rows are read."""
+        audit = naming.resource(context)
         from audit_pipeline.security_lake.checks import check_lake_day
         from audit_pipeline.security_lake.export import lake_store
 
@@ -97,7 +99,7 @@ def build_security_lake_definitions(settings: Settings, partitions: dg.DailyPart
         for name, verdict in verdicts.items():
             if name in wanted:
                 yield dg.AssetCheckResult(
-                    asset_key=SECURITY_LAKE_ASSET,
+                    asset_key=lake_asset,
                     check_name=name,
                     passed=verdict.passed,
                     description=verdict.description,
@@ -105,13 +107,13 @@ def build_security_lake_definitions(settings: Settings, partitions: dg.DailyPart
                 )
 
     job = dg.define_asset_job(
-        "security_lake_job",
-        selection=dg.AssetSelection.assets(SECURITY_LAKE_ASSET),
+        naming.name("security_lake_job"),
+        selection=dg.AssetSelection.assets(lake_asset),
         description="Write days already exported to Amazon Security Lake as OCSF (and run the checks); never re-exports.",
     )
     sensor = dg.AutomationConditionSensorDefinition(
-        "security_lake_automation",
-        target=dg.AssetSelection.assets(SECURITY_LAKE_ASSET),
+        naming.name("security_lake_automation"),
+        target=dg.AssetSelection.assets(lake_asset),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Writes a day for Security Lake as soon as its Parquet export is materialized and its blocking checks passed.",
     )

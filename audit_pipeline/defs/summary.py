@@ -13,6 +13,7 @@ import dagster as dg
 from audit_pipeline.config.sections.summary import SummarySettings
 from audit_pipeline.core.errors import AuditPipelineError, StorageError
 from audit_pipeline.core.layout import summary_key
+from audit_pipeline.defs.naming import UNPREFIXED, Naming
 from audit_pipeline.defs.resources import AuditPipelineResource
 
 if TYPE_CHECKING:  # the summary reads Parquet through DuckDB, imported when a summary runs, not by every run of the code location
@@ -57,12 +58,13 @@ def summary_metadata(summary: "DaySummary", uri: str) -> dict[str, Any]:
     }
 
 
-def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.Definitions:
+def build_summary_definitions(partitions: dg.DailyPartitionsDefinition, naming: Naming = UNPREFIXED) -> dg.Definitions:
     """The summary asset, its check, job and automation sensor over the export's daily partitions."""
+    summary_asset = naming.key(SUMMARY_ASSET)
 
     @dg.asset(
-        key=SUMMARY_ASSET,
-        deps=[PARQUET_ASSET],
+        key=summary_asset,
+        deps=[naming.key(PARQUET_ASSET)],
         partitions_def=partitions,
         description=(
             "A security view of one UTC day, computed with DuckDB from that day's Parquet export: events by type and result, "
@@ -76,9 +78,11 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         # Runs when the day's Parquet export is (re)materialized, through daily_summary_automation, and only once the
         # day's blocking checks (complete, integrity) passed: a short or tampered day is never summarised.
         automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+        required_resource_keys={naming.resource_key},
     )
-    def audit_logs_daily_summary(context: dg.AssetExecutionContext, audit: AuditPipelineResource) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    def audit_logs_daily_summary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:  # type: ignore[type-arg]
         """Summarise the partition day and publish summary.json atomically."""
+        audit = naming.resource(context)
         day = dt.date.fromisoformat(context.partition_key)
         try:
             store = audit.object_store()
@@ -92,7 +96,7 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         return dg.MaterializeResult(metadata=summary_metadata(summary, store.uri(key)))
 
     @dg.asset_check(
-        asset=SUMMARY_ASSET,
+        asset=summary_asset,
         name="no_spike",
         description=(
             "Warns when the day's failed logins or failure rate exceed the previous days' median by more than "
@@ -101,8 +105,10 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
             "'not evaluated' (with the number of days it has), never a pass."
         ),
         partitions_def=partitions,
+        required_resource_keys={naming.resource_key},
     )
-    def no_spike(context: dg.AssetCheckExecutionContext, audit: AuditPipelineResource) -> dg.AssetCheckResult:  # type: ignore[type-arg]
+    def no_spike(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:  # type: ignore[type-arg]
+        audit = naming.resource(context)
         day = dt.date.fromisoformat(context.partition_key)
         try:
             settings = summary_settings(audit)
@@ -124,14 +130,14 @@ def build_summary_definitions(partitions: dg.DailyPartitionsDefinition) -> dg.De
         )
 
     daily_summary_job = dg.define_asset_job(
-        "daily_summary_job",
-        selection=dg.AssetSelection.assets(SUMMARY_ASSET),
+        naming.name("daily_summary_job"),
+        selection=dg.AssetSelection.assets(summary_asset),
         description="Summarise days already exported (and run no_spike); selects only the summary, so a backfill of it never re-exports.",
     )
 
     daily_summary_automation = dg.AutomationConditionSensorDefinition(
-        "daily_summary_automation",
-        target=dg.AssetSelection.assets(SUMMARY_ASSET),
+        naming.name("daily_summary_automation"),
+        target=dg.AssetSelection.assets(summary_asset),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Summarises the newest day as soon as its Parquet export is materialized (AutomationCondition.eager).",
     )

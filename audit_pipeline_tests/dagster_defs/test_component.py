@@ -93,3 +93,39 @@ def test_scaffold_check_and_launch_a_day_in_another_project(dg_project: Path, pg
     assert len(lines) == len(events)
     assert {line.split('"id":"')[1].split('"')[0] for line in lines} == {e["id"] for e in events}
     assert (exports / "manifests" / f"date={DAY.isoformat()}.json").exists()
+
+
+TWO_DEPLOYMENTS = {
+    "eu": "type: audit_pipeline.defs.AuditLogs\n\nattributes:\n  key_prefix: eu\n  settings:\n    source:\n      type: postgres\n"
+    "      database_url: ${EU_DATABASE_URL}\n    export:\n      url: eu-exports\n      partition_start: '2024-01-01'\n",
+    "us": "type: audit_pipeline.defs.AuditLogs\n\nattributes:\n  key_prefix: us\n  config_file: audit_pipeline.yaml\n",
+}
+
+
+def test_two_deployments_with_key_prefixes_check_and_launch_apart(dg_project: Path, pg, tmp_path: Path) -> None:
+    """Two defs.yaml in one project (one with settings, one naming a file): both load, one day of one launches alone."""
+    events = list(generate_events(DAY, 90))
+    pg.insert(events)
+    for prefix, text in TWO_DEPLOYMENTS.items():
+        folder = dg_project / "analytics" / "defs" / f"audit_logs_{prefix}"
+        folder.mkdir()
+        (folder / "defs.yaml").write_text(text)
+    us_exports = tmp_path / "us-exports"
+    (dg_project / "analytics" / "defs" / "audit_logs_us" / "audit_pipeline.yaml").write_text(
+        f"source:\n  type: postgres\n  database_url: ${{US_DATABASE_URL}}\nexport:\n  url: {us_exports}\n  partition_start: '2024-06-01'\n"
+    )
+    env = {"EU_DATABASE_URL": pg.readonly_url, "US_DATABASE_URL": pg.readonly_url}
+
+    checked = _dg(dg_project, "check", "defs", **env)
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-3000:]
+    listed = _dg(dg_project, "list", "defs", "--json", **env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    for name in ("eu/audit_logs_csv", "us/audit_logs_csv", "eu__daily_export_job", "us__daily_export_job", "us__retention_schedule"):
+        assert name in listed.stdout, name
+
+    launched = _dg(dg_project, "launch", "--assets", "eu/audit_logs_csv,eu/audit_logs_ndjson,eu/audit_logs_parquet", "--partition", DAY.isoformat(), **env)
+    assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-3000:]
+    eu_exports = dg_project / "eu-exports"  # export.url in defs.yaml, relative to the project, as the scaffold's
+    ndjson = [p for p in eu_exports.rglob("*.ndjson") if f"date={DAY.isoformat()}" in str(p)]
+    assert len(ndjson) == 1 and len(ndjson[0].read_text().splitlines()) == len(events)
+    assert not us_exports.exists()  # the other deployment ran nothing

@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 
 from audit_pipeline.config.settings import load_settings
-from audit_pipeline.defs.forwarding import _load, build_forwarding_definitions, lag_asset_key
+from audit_pipeline.defs.component import AuditLogs, ConfigurationNotLoaded
+from audit_pipeline.defs.forwarding import build_forwarding_definitions, lag_asset_key
 from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.forwarding.positions import PositionStore
 from audit_pipeline.sources.synthetic import generate_events
@@ -125,14 +126,15 @@ def test_dead_letters_show_in_the_lag_observation(setup, pg: PgDatabase, es: Ela
     assert _observation(after)["dead_letters"] == 2 and not after.run_requests
 
 
-def test_a_configuration_error_shows_as_a_skipping_sensor(workdir: Path, monkeypatch) -> None:
+def test_a_configuration_error_fails_the_code_location_load_naming_the_setting(workdir: Path, monkeypatch) -> None:
+    """No sink sensors half-loaded from a bad file: the whole load fails with the one-line reason (the UI shows it)."""
     (workdir / "bad.yaml").write_text("sinks:\n  elasticsearch:\n    url: http://es:9200\n    api_key: ${ES_API_KEY}\n")
     monkeypatch.setenv("AUDIT_CONFIG", str(workdir / "bad.yaml"))
-    with pytest.warns(UserWarning, match="forwarding sensors not loaded"):
-        defs = _load()
-    sensor = defs.resolve_sensor_def("forwarding_configuration")
-    data = sensor.evaluate_tick(dg.build_sensor_context())
-    assert "sinks.elasticsearch.api_key" in data.skip_message and "ES_API_KEY" in data.skip_message
+    monkeypatch.delenv("ES_API_KEY", raising=False)
+    with pytest.raises(ConfigurationNotLoaded) as caught:
+        AuditLogs().build_definitions()
+    message = str(caught.value)
+    assert "sinks.elasticsearch.api_key" in message and "ES_API_KEY" in message and "\n" not in message
 
 
 def test_a_late_commit_behind_the_position_gets_a_run_and_shows_on_the_lag_asset(setup, pg: PgDatabase, es: ElasticsearchStandIn) -> None:

@@ -33,8 +33,8 @@ def with_a_sink(pg, workdir, es):  # noqa: F811
     merged = dg.Definitions.merge(
         export_definitions().definitions(),
         build_forwarding_definitions(load_settings(config)),
-        integrity.defs,
-        retention.defs,
+        integrity.build_integrity_definitions(),
+        retention.build_retention_definitions(),
         dg.Definitions(resources=resources, executor=dg.in_process_executor),
     )
     return merged, resources
