@@ -33,7 +33,8 @@ from audit_pipeline.integrity.report import DayReport
 from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.sources.base import AuditSource, TimeRange
-from audit_pipeline.storage.object_store import ObjectDigest, ObjectStore
+from audit_pipeline.storage.digest import ObjectDigest
+from audit_pipeline.storage.object_store import ObjectStore
 
 CheckName = Literal["complete", "schema", "integrity"]
 CHECK_NAMES: tuple[CheckName, ...] = ("complete", "schema", "integrity")

@@ -25,7 +25,8 @@ from audit_pipeline.integrity.signing import Keyring
 from audit_pipeline.integrity.verify import Verifier
 from audit_pipeline.retention.export_objects import ExportObject, exported_ids
 from audit_pipeline.sources.synthetic import generate_events
-from audit_pipeline.storage.object_store import STAGING_DIR, ObjectStore
+from audit_pipeline.storage.object_store import ObjectStore
+from audit_pipeline.storage.staging import STAGING_DIR
 from audit_pipeline_tests.built_defs import export_assets
 
 DAY = dt.date(2024, 1, 15)

@@ -205,13 +205,13 @@ def test_gzip_objects_are_checked_from_their_first_bytes(pg, workdir, monkeypatc
 def test_a_local_day_is_read_once_per_object(pg, workdir, monkeypatch):
     """In a process that did not write them, re-hashing reads each object once; the schema comes from the
     ends that read kept, not a second read."""
-    from audit_pipeline.storage import object_store as storage
+    from audit_pipeline.storage import local_backend
     from audit_pipeline.storage.object_store import ObjectStore
 
     pg.insert(generate_events(DAY, 2_000))
     _configure(workdir, pg, str(workdir / "exports"))
     assert _materialize().success
-    monkeypatch.setattr(storage, "_WRITTEN_HERE", {})  # as another process sees the folder
+    monkeypatch.setattr(local_backend, "_WRITTEN_HERE", {})  # as another process sees the folder
     ranged: list[str] = []
     real = ObjectStore.read_range
     monkeypatch.setattr(ObjectStore, "read_range", lambda self, key, start, end: ranged.append(key) or real(self, key, start, end))

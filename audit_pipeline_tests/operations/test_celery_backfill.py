@@ -127,7 +127,7 @@ def exports_in_progress(state: psycopg.Connection[Any]) -> dict[str, str]:
 
 def staged_bytes(deployment: CeleryDeployment, index: int) -> int:
     """Bytes of the day's files in worker host ``index``'s staging folders (their lock files aside)."""
-    tag = deployment.network.hostname(index).replace("-", "_")  # storage._host_tag of that host
+    tag = deployment.network.hostname(index).replace("-", "_")  # storage.staging.host_tag of that host
     return sum(f.stat().st_size for folder in (deployment.root / "tmp").glob(f"audit-export-{tag}-*") for f in folder.iterdir() if f.name != ".owner.lock")
 
 
