@@ -114,8 +114,17 @@ def _touch(path: str) -> None:
 
 
 def _on_stop_signals(stop: threading.Event) -> None:
+    """SIGTERM and Ctrl-C set ``stop`` from another thread.
+
+    A handler runs in the main thread between two bytecodes, possibly while that thread holds the event's
+    internal lock inside ``stop.wait()``; ``stop.set()`` there would wait for that lock forever and the
+    follower would never stop.  A short-lived thread takes the lock once the main thread lets it go."""
+
+    def request_stop(*_: object) -> None:
+        threading.Thread(target=stop.set, name="stop-signal", daemon=True).start()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, request_stop)
 
 
 def _forward(ctx: click.Context, sink: str, options: _Options) -> None:

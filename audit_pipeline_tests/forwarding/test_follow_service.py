@@ -189,3 +189,24 @@ def test_the_compose_service_and_the_helm_chart_run_the_documented_follower_with
     ]
     assert unit["Service"]["KillSignal"] == "SIGTERM" and unit["Service"]["RestartPreventExitStatus"] == "2"
     _verify_unit(REPO / "deploy" / "systemd" / "audit-pipeline-forward-all.service", "audit-pipeline-forward-all.service")
+
+
+STOP_WHILE_WAITING = """
+import os, signal, threading
+from audit_pipeline.cli.forward import _on_stop_signals
+
+stop = threading.Event()
+_on_stop_signals(stop)
+with stop._cond:  # where the main thread is inside stop.wait() between two polls: the event's lock held
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(10_000):  # the handler runs at one of these bytecodes, with the lock still held
+        pass
+print("handler returned", stop.wait(30), flush=True)
+"""
+
+
+def test_sigterm_while_the_follower_holds_its_stop_events_lock_still_stops_it() -> None:
+    """A follower that got SIGTERM at the wrong instant once never stopped (the handler waited for a lock its own
+    thread held); the handler now never blocks, and the event is set as soon as the lock is free."""
+    done = subprocess.run([sys.executable, "-c", STOP_WHILE_WAITING], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "handler returned True", done.stdout + done.stderr
