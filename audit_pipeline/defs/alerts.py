@@ -96,7 +96,7 @@ def evaluate_alerts(instance: dg.DagsterInstance, audit: AuditPipelineResource, 
     settings = audit.settings()
     alerts = settings.alerts
     conditions: list[Condition] = [*run_conditions(instance, alerts, naming), *check_conditions(instance, alerts, naming)]
-    conditions += sink_conditions(settings, link=lambda sink: _ui(alerts, f"assets/{'/'.join(naming.key(lag_asset_key(sink)).path)}"))
+    conditions += sink_conditions(settings, link=lambda sink: _ui(alerts, f"assets/{naming.key(lag_asset_key(sink)).to_user_string()}"))
     book = AlertBook(settings.resolved_state_url())
     try:
         outcome = book.evaluate(conditions, senders(alerts))

@@ -18,11 +18,11 @@ from typing import Any
 
 import dagster as dg
 
-from audit_pipeline.config.settings import Settings, load_settings, settings_from_mapping
+from audit_pipeline.config.settings import Settings
 from audit_pipeline.core.errors import ConfigError
 from audit_pipeline.defs.build import build_definitions
 from audit_pipeline.defs.naming import Naming
-from audit_pipeline.defs.resources import SETTINGS_ORIGIN, AuditPipelineResource
+from audit_pipeline.defs.resources import AuditPipelineResource
 from audit_pipeline.sinks.registry import sink_sections
 
 
@@ -84,10 +84,7 @@ class AuditLogs(dg.Component, dg.Resolvable):
     def settings_and_resource(self, base_dir: Path | None = None) -> tuple[Settings, AuditPipelineResource]:
         """The validated settings (for building the definitions) and the resource that re-reads them at run time."""
         resource = self.resource(base_dir)
-        overrides = resource.environment_overrides
-        if resource.settings_json is not None:
-            return settings_from_mapping(json.loads(resource.settings_json), SETTINGS_ORIGIN, overrides=overrides), resource
-        return load_settings(resource.config_path, overrides=overrides), resource
+        return resource.read_settings(), resource
 
     def build_definitions(self, base_dir: Path | None = None) -> dg.Definitions:
         """Every definition, or a load error whose message names the key at fault and how to fix it."""

@@ -45,12 +45,16 @@ class AuditPipelineResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         if settings.uses_demo_source and context.log is not None:
             context.log.warning(DEMO_WARNING)
 
+    def read_settings(self) -> Settings:
+        """Read and validate the settings afresh (the component reads them once to build the definitions)."""
+        if self.settings_json is not None:
+            return settings_from_mapping(json.loads(self.settings_json), SETTINGS_ORIGIN, overrides=self.environment_overrides)
+        return load_settings(self.config_path, overrides=self.environment_overrides)
+
     def settings(self) -> Settings:
+        """The settings, read once per resource (a run)."""
         if self._settings is None:
-            if self.settings_json is not None:
-                self._settings = settings_from_mapping(json.loads(self.settings_json), SETTINGS_ORIGIN, overrides=self.environment_overrides)
-            else:
-                self._settings = load_settings(self.config_path, overrides=self.environment_overrides)
+            self._settings = self.read_settings()
         return self._settings
 
     def open_source(self) -> AuditSource:

@@ -25,7 +25,7 @@ class Backend(Protocol):
         """The object's address as users and other tools write it."""
         ...
 
-    def not_found(self, setting: str) -> str | None:
+    def not_found(self) -> str | None:
         """What a "not found" while reaching the store means here (a missing bucket), or None."""
         ...
 

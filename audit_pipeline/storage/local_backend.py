@@ -69,7 +69,7 @@ class LocalBackend:
     def uri(self, path: str) -> str:
         return f"file://{path}"
 
-    def not_found(self, setting: str) -> str | None:
+    def not_found(self) -> str | None:
         return None
 
     def check_writable(self) -> None:

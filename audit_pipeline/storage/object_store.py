@@ -71,7 +71,7 @@ class ObjectStore:
         where = self.uri(key)
         if isinstance(exc, PermissionError):
             return StorageError(f"access denied while {action} {where}: check the AWS credentials and the bucket policy ({self.setting})")
-        if isinstance(exc, FileNotFoundError) and (missing := self._backend.not_found(self.setting)):
+        if isinstance(exc, FileNotFoundError) and (missing := self._backend.not_found()):
             return StorageError(f"{missing} while {action} {where}; check {self.setting}")
         return StorageError(f"object store error while {action} {where}: {first_line(exc)} ({self.setting})")
 

@@ -54,7 +54,7 @@ class S3Backend:
     def uri(self, path: str) -> str:
         return f"s3://{path}"
 
-    def not_found(self, setting: str) -> str | None:
+    def not_found(self) -> str | None:
         return f"bucket {self.bucket!r} does not exist or is not reachable"
 
     def check_writable(self) -> None:
